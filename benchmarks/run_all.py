@@ -1,0 +1,37 @@
+"""`make bench`: run every benchmark and write JSON + Markdown into benchmarks/results/.
+
+Each result records the exact command that produced it; rerun any one of them by hand."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+ASYNCLM = str(Path(sys.executable).with_name("asynclm"))
+
+COMMANDS = [
+    "bench synthetic --tasks 200 --calls 4 --tpot-ms 5 --seed 0 "
+    "--json benchmarks/results/synthetic.json --report benchmarks/results/synthetic.md",
+    "bench synthetic --tasks 200 --calls 4 --tpot-ms 20 --seed 0 "
+    "--json benchmarks/results/synthetic-20ms.json --report benchmarks/results/synthetic-20ms.md",
+    "bench overhead --sessions 50 --calls 20 "
+    "--json benchmarks/results/overhead.json --report benchmarks/results/overhead.md",
+]
+
+
+def main() -> int:
+    RESULTS.mkdir(exist_ok=True)
+    for cmd in COMMANDS:
+        print(f"$ asynclm {cmd}", flush=True)
+        rc = subprocess.call([ASYNCLM, *shlex.split(cmd)], cwd=ROOT.parent)
+        if rc:
+            return rc
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

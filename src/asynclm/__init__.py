@@ -1,0 +1,3 @@
+"""asynclm: asynchronous LLM function calling."""
+
+__version__ = "0.1.0"

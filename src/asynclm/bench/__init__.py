@@ -1,0 +1,1 @@
+"""Benchmarks: synthetic (paper's timing setup on the simulator) and runtime overhead."""

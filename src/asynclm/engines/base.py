@@ -1,0 +1,82 @@
+"""The engine interface: what the runtime needs from a language model, and nothing more.
+
+An engine owns one context (a token sequence with its KV cache). The runtime drives it one token
+at a time and appends interrupt tokens between two steps. Engines declare what they can do in a
+:class:`Capabilities` record; the runtime adapts (for example, an engine without true injection
+re-processes the whole context on append, and the cost shows in the trace).
+
+Contract, for every engine:
+- ``prefill(tokens)`` replaces the context with ``tokens`` and processes them.
+- ``step(ban=...)`` samples one token from the current context, appends it to the context and
+  returns it. Tokens in ``ban`` are never returned.
+- ``append(tokens)`` extends the context (interrupt injection); it never re-processes tokens
+  already in the context when ``capabilities.true_injection`` is true.
+- ``rollback(n)`` truncates the context to its first ``n`` tokens; the next ``step`` continues as
+  if the removed tokens had never been there.
+- ``tokenize(text, special=False)``: untrusted text must be tokenized with ``special=False``, so
+  that a payload spelling a control token never becomes one.
+- Every coroutine may be cancelled; ``aclose`` releases the engine and is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What an engine can do; the runtime reads this rather than probing types."""
+
+    true_injection: bool = True
+    """``append`` extends the live KV cache instead of re-processing the context."""
+    rollback: bool = True
+    token_ids: bool = True
+    """Token ids in and out are exact (resume without re-tokenizing generated text)."""
+    prefix_cache: bool = False
+    """A new request sharing a prefix with the last one reuses its cache (servers)."""
+    reports_cached_tokens: bool = False
+    virtual_time: bool = False
+    """The engine's costs are virtual (simulator): run it on :func:`asynclm.runtime.clock.run_virtual`."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str
+    content: str
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A language model the runtime can decode from token by token."""
+
+    capabilities: Capabilities
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens currently in the context."""
+        ...
+
+    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
+        """The prompt text for ``messages`` in the model's own chat format, ending where the
+        assistant's reply begins."""
+        ...
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]: ...
+
+    def detokenize(self, tokens: Sequence[int]) -> bytes:
+        """UTF-8 bytes of ``tokens``; a character may span several tokens."""
+        ...
+
+    def is_eos(self, token: int) -> bool: ...
+
+    async def prefill(self, tokens: Sequence[int]) -> None: ...
+
+    async def step(self, *, ban: Collection[int] = ()) -> int: ...
+
+    async def append(self, tokens: Sequence[int]) -> None: ...
+
+    async def rollback(self, n_tokens: int) -> None: ...
+
+    async def aclose(self) -> None: ...

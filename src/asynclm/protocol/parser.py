@@ -1,0 +1,695 @@
+"""The incremental CML parser: a sans-I/O state machine (in the style of h11).
+
+Feed it text as it is sampled; it returns events as soon as they are certain::
+
+    p = Parser()
+    for piece in stream:
+        for event in p.feed(piece):
+            ...
+    events = p.close()
+
+Contracts
+---------
+* **Chunking.** Any split of the same stream yields the same events, except that :class:`Text`
+  is emitted as soon as it cannot be the start of a marker, so where Text events are cut
+  depends on the chunks: coalesce adjacent Text events before comparing. Within one
+  ``feed``/``close`` result adjacent Text events are already merged.
+* **Offsets** are character offsets into the stream fed to this parser (``end`` exclusive).
+  :attr:`Parser.offset` is the number of characters accepted so far, including a held-back
+  partial marker.
+* **Markers** are recognised wherever they occur, also inside string literals of a call body
+  (they are control sequences; with special tokens they are single tokens). ``->`` and newlines
+  inside a call are string-aware (``f(x="a -> b")`` is fine).
+* **Blocks.** ``[CALL]`` emits :class:`CallOpened` at once; an optional ``id [HEAD]`` follows;
+  ``[END]`` emits :class:`Call` (``id`` stripped, empty -> ``None``) or :class:`MalformedCall`.
+  ``raw`` is the block text from ``[CALL]`` through ``[END]``. A call whose content exceeds
+  :data:`MAX_CALL_CHARS` is a MalformedCall "call too long" at its ``[END]``; its content is not
+  kept or scanned (bounded memory and work). ``[TRAP]`` + optional whitespace + ``[END]`` emits
+  :class:`Trap`; if anything else follows ``[TRAP]``, Trap is emitted with ``end`` right after
+  ``[TRAP]`` and parsing continues with that text. Stray ``[END]``/``[HEAD]`` outside a block are
+  text.
+* **Enforcement** (``transcript=False``: the parser reads what the model samples). Outside a
+  block, a forbidden prefix (``markers.forbidden``, case-insensitive) or the interrupt marker
+  yields ``Forged(where="outside")``. Inside a call, ``->`` (outside string literals), any marker
+  other than the first ``[HEAD]`` and ``[END]``, a forbidden prefix, or a newline after a body that
+  already parses yields ``Forged(where="call", call_raw=...)`` immediately followed by the
+  :class:`Call`/:class:`MalformedCall` for the body written so far (``end`` = the forgery's
+  ``start``; the runtime closes the block itself).
+  **After any Forged event the parser drops everything from ``start`` on** -- what it had
+  buffered and the rest of that ``feed`` call -- and is back outside any block at offset
+  ``start``: the next ``feed`` continues there (the runtime rolls the model back to ``start``).
+* **Transcript mode** (``transcript=True``, for whole contexts including injected text): no
+  Forged events; ``[INTR] id [HEAD] payload [END]`` emits :class:`Interrupt` (payload = the text
+  between ``[HEAD]`` and ``[END]`` minus one separating space each side; inside an interrupt only
+  ``[END]`` and the first ``[HEAD]`` are markers, so nothing in a payload can become a call). A
+  ``[CALL]``/``[TRAP]``/``[INTR]`` inside a call ends it as a MalformedCall and is then parsed.
+* **End of stream** (:meth:`Parser.close`): held-back text is flushed; an unterminated call is a
+  MalformedCall "unterminated call"; a pending ``[TRAP]`` is a Trap; an unterminated interrupt
+  (transcript mode) is Text.
+* **Cost.** Each ``feed`` does O(len(chunk) + longest marker) work, plus at most two body parses
+  per call (at ``[END]`` or a forgery, and at the first newline after a closed top-level
+  bracket group); a call body is at most :data:`MAX_CALL_CHARS` long.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Final
+
+from asynclm.protocol.body import BodyError, ParsedBody, parse_body
+from asynclm.protocol.events import (
+    DEFAULT_MARKERS,
+    Call,
+    CallOpened,
+    Event,
+    Forged,
+    Interrupt,
+    MalformedCall,
+    Markers,
+    Text,
+    Trap,
+)
+from asynclm.protocol.markup import CALL_ID_RE
+
+__all__ = ["MAX_CALL_CHARS", "Parser"]
+
+MAX_CALL_CHARS: Final = 64 * 1024
+"""Most characters between ``[CALL]`` and ``[END]``; longer calls are MalformedCall."""
+
+
+class _S(enum.Enum):
+    OUTSIDE = 0
+    CALL = 1
+    TRAP = 2
+    INTR = 3
+
+
+class _K(enum.Enum):
+    CALL = 0
+    TRAP = 1
+    INTR = 2
+    END = 3
+    HEAD = 4
+    FORGED = 5  # model mode: only the runtime may write this
+    STRAY = 6  # transcript mode: a block marker inside a call
+
+
+class _R(enum.Enum):
+    CONTINUE = 0  # state changed: dispatch again
+    HOLD = 1  # need more input: keep data[i:] buffered
+    DONE = 2  # consumed everything
+    FORGED = 3  # a Forged event was emitted: drop the rest
+
+
+_NEED: Final = object()
+_NONWS = re.compile(r"\S")
+
+# lexer modes inside a call body
+_CODE, _STR, _COMMENT = 0, 1, 2
+_OPENERS, _CLOSERS = "([{", ")]}"
+
+_Entry = tuple[str, str, _K, bool]  # marker, lowered marker, kind, case-insensitive
+
+
+def _char_class(chars: set[str]) -> re.Pattern[str]:
+    return re.compile("[" + "".join(re.escape(c) for c in sorted(chars)) + "]")
+
+
+class Parser:
+    """Incremental CML parser. See the module docstring for the full contract.
+
+    ``markers`` lets a model profile use other marker strings (e.g. single special tokens);
+    ``transcript=True`` parses whole contexts (interrupts allowed, no enforcement).
+    """
+
+    def __init__(self, *, markers: Markers = DEFAULT_MARKERS, transcript: bool = False) -> None:
+        self.markers: Final = markers
+        self.transcript: Final = transcript
+        m = markers
+        if transcript:
+            out = [(m.interrupt, _K.INTR, False), (m.call, _K.CALL, False), (m.trap, _K.TRAP, False)]
+            call = [(m.end, _K.END, False), (m.head, _K.HEAD, False)] + [
+                (s, _K.STRAY, False) for s in (m.interrupt, m.call, m.trap)
+            ]
+        else:
+            forged = [(f, _K.FORGED, True) for f in m.forbidden]
+            out = forged + [
+                (m.interrupt, _K.FORGED, False),
+                (m.call, _K.CALL, False),
+                (m.trap, _K.TRAP, False),
+            ]
+            call = [(m.end, _K.END, False), (m.head, _K.HEAD, False)] + forged + [
+                (s, _K.FORGED, False) for s in (m.interrupt, m.call, m.trap)
+            ]
+        intr = [(m.end, _K.END, False), (m.head, _K.HEAD, False)]
+        trap = [(m.end, _K.END, False)]
+        self._t_out = self._table(out)
+        self._t_call = self._table(call)
+        self._t_intr = self._table(intr)
+        self._t_trap = self._table(trap)
+        self._f_out = self._firsts(self._t_out)
+        self._f_call = self._firsts(self._t_call)
+        self._rx_out = _char_class(self._f_out)
+        self._rx_call = _char_class(self._f_call)
+        self._rx_intr = _char_class(self._firsts(self._t_intr))
+        fc = self._f_call
+        self._rx_lex = {
+            (_CODE, ""): _char_class(fc | set("'\"#\n-") | set(_OPENERS) | set(_CLOSERS)),
+            (_COMMENT, ""): _char_class(fc | {"\n", "-"}),
+        }
+        for q in ("'", '"'):
+            self._rx_lex[(_STR, q)] = _char_class(fc | {"\\", "\n", q})
+            self._rx_lex[(_STR, q * 3)] = _char_class(fc | {"\\", q})
+
+        self._state = _S.OUTSIDE
+        self._buf = ""  # held-back input, starting at stream offset self._pos
+        self._pos = 0
+        self._base = 0  # stream offset of data[0] during a run
+        self._closed = False
+        self._reset_block()
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def in_call(self) -> bool:
+        """True between ``[CALL]`` and the end of that call block."""
+        return self._state is _S.CALL
+
+    @property
+    def in_block(self) -> bool:
+        """True inside any block: a call, a ``[TRAP]`` awaiting its ``[END]``, or (transcript
+        mode) an interrupt."""
+        return self._state is not _S.OUTSIDE
+
+    @property
+    def at_safe_point(self) -> bool:
+        """True when the runtime may inject: not inside a block and no partial marker held."""
+        return self._state is _S.OUTSIDE and not self._buf
+
+    @property
+    def offset(self) -> int:
+        """Characters of the stream accepted so far (after a Forged event: its ``start``)."""
+        return self._pos + len(self._buf)
+
+    def feed(self, text: str) -> list[Event]:
+        """Consume ``text``; return the events it completes (see the module contract)."""
+        if self._closed:
+            raise RuntimeError("feed() after close()")
+        if not text:
+            return []
+        events: list[Event] = []
+        self._run(self._buf + text, events, final=False)
+        return _coalesce(events)
+
+    def close(self) -> list[Event]:
+        """End of stream: flush held text and close any open block. Idempotent."""
+        if self._closed:
+            return []
+        events: list[Event] = []
+        data, self._buf = self._buf, ""
+        self._run(data, events, final=True)
+        end = self._pos + len(self._buf)
+        if self._state is _S.CALL:
+            events.append(self._finish_call(end, self._raw(), unterminated=True))
+        elif self._state is _S.TRAP:
+            events.append(Trap(self._block_start, self._trap_end))
+            ws = "".join(self._pieces)
+            if ws:
+                events.append(Text(ws, self._trap_end, self._trap_end + len(ws)))
+        elif self._state is _S.INTR:
+            raw = self._raw()
+            events.append(Text(raw, self._block_start, self._block_start + len(raw)))
+        self._state = _S.OUTSIDE
+        self._reset_block()
+        self._closed = True
+        return _coalesce(events)
+
+    # -- machinery ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _table(entries: list[tuple[str, _K, bool]]) -> list[_Entry]:
+        seen: set[tuple[str, bool]] = set()
+        out: list[_Entry] = []
+        for s, kind, ci in entries:
+            if not s or (s.lower() if ci else s, ci) in seen:
+                continue
+            seen.add((s.lower() if ci else s, ci))
+            out.append((s, s.lower(), kind, ci))
+        return out
+
+    @staticmethod
+    def _firsts(table: list[_Entry]) -> set[str]:
+        chars: set[str] = set()
+        for s, _, _, ci in table:
+            chars.add(s[0])
+            if ci:
+                chars.update({s[0].lower(), s[0].upper()})
+        return chars
+
+    @staticmethod
+    def _match(data: str, p: int, table: list[_Entry], final: bool) -> tuple[_K, str] | object:
+        """The first table entry at ``data[p:]``: ``(kind, marker)``, ``_NEED`` if an earlier
+        entry could still match with more input, or ``None``."""
+        avail = len(data) - p
+        for s, low, kind, ci in table:
+            n = len(s)
+            if avail >= n:
+                seg = data[p : p + n]
+                if seg == s or (ci and seg.lower() == low):
+                    return kind, s
+            elif not final:
+                seg = data[p:]
+                if False:
+                    return _NEED
+        return None
+
+    def _reset_block(self) -> None:
+        self._block_start = 0
+        self._pieces: list[str] = []
+        self._stored = 0  # chars kept in _pieces (+ id and head), at most MAX_CALL_CHARS
+        self._content_len = 0  # chars of block content seen
+        self._head_seen = False
+        self._id_text = ""
+        self._too_long = False
+        self._trap_end = 0
+        self._lex_reset()
+
+    def _lex_reset(self) -> None:
+        self._mode = _CODE
+        self._quote = ""
+        self._depth = 0
+        self._closed_group = False  # a top-level bracket group has closed
+        self._dead = False  # the body can no longer become parseable
+        self._dirty = False  # non-whitespace content since the last parse attempt
+
+    def _reset_after_forge(self, start: int) -> None:
+        self._state = _S.OUTSIDE
+        self._reset_block()
+        self._buf = ""
+        self._pos = start
+
+    def _run(self, data: str, events: list[Event], *, final: bool) -> None:
+        self._base = self._pos
+        i = 0
+        while True:
+            state = self._state
+            if state is _S.OUTSIDE:
+                i, r = self._outside(data, i, events, final)
+            elif state is _S.CALL:
+                i, r = self._call(data, i, events, final)
+            elif state is _S.TRAP:
+                i, r = self._trap(data, i, events, final)
+            else:
+                i, r = self._intr(data, i, events, final)
+            if r is _R.CONTINUE:
+                continue
+            if r is _R.FORGED:
+                return
+            self._pos = self._base + i
+            self._buf = data[i:]
+            return
+
+    def _text(self, data: str, a: int, b: int, events: list[Event]) -> None:
+        if b > a:
+            events.append(Text(data[a:b], self._base + a, self._base + b))
+
+    # outside any block
+    def _outside(self, data: str, i: int, ev: list[Event], final: bool) -> tuple[int, _R]:
+        n = len(data)
+        ts = i
+        search = self._rx_out.search
+        while True:
+            m = search(data, i)
+            if m is None:
+                self._text(data, ts, n, ev)
+                return n, _R.DONE
+            p = m.start()
+            r = self._match(data, p, self._t_out, final)
+            if r is None:
+                i = p + 1
+                continue
+            self._text(data, ts, p, ev)
+            if r is _NEED:
+                return p, _R.HOLD
+            kind, s = r  # type: ignore[misc]
+            start, e = self._base + p, p + len(s)
+            if kind is _K.FORGED:
+                ev.append(Forged("outside", s, start))
+                self._reset_after_forge(start)
+                return p, _R.FORGED
+            self._reset_block()
+            self._block_start = start
+            if kind is _K.CALL:
+                ev.append(CallOpened(start, self._base + e))
+                self._state = _S.CALL
+            elif kind is _K.TRAP:
+                self._state = _S.TRAP
+                self._trap_end = self._base + e
+            else:
+                self._state = _S.INTR
+            return e, _R.CONTINUE
+
+    # after [TRAP], waiting for optional whitespace and [END]
+    def _trap(self, data: str, i: int, ev: list[Event], final: bool) -> tuple[int, _R]:
+        m = _NONWS.search(data, i)
+        if m is None:
+            self._pieces.append(data[i:])
+            return len(data), _R.DONE
+        p = m.start()
+        if p > i:
+            self._pieces.append(data[i:p])
+        r = self._match(data, p, self._t_trap, final)
+        if r is _NEED:
+            return p, _R.HOLD
+        if r is not None:
+            _, s = r  # type: ignore[misc]
+            ev.append(Trap(self._block_start, self._base + p + len(s)))
+        else:
+            ev.append(Trap(self._block_start, self._trap_end))
+            ws = "".join(self._pieces)
+            if ws:
+                ev.append(Text(ws, self._trap_end, self._trap_end + len(ws)))
+            s = ""
+        self._state = _S.OUTSIDE
+        self._reset_block()
+        return p + len(s), _R.CONTINUE
+
+    # inside an interrupt (transcript mode only)
+    def _intr(self, data: str, i: int, ev: list[Event], final: bool) -> tuple[int, _R]:
+        n = len(data)
+        cf = i
+        while True:
+            m = self._rx_intr.search(data, i)
+            if m is None:
+                self._commit(data, cf, n, limit=False)
+                return n, _R.DONE
+            p = m.start()
+            r = self._match(data, p, self._t_intr, final)
+            if r is None:
+                i = p + 1
+                continue
+            if r is _NEED:
+                self._commit(data, cf, p, limit=False)
+                return p, _R.HOLD
+            kind, s = r  # type: ignore[misc]
+            if kind is _K.HEAD and self._head_seen:
+                i = p + len(s)
+                continue
+            self._commit(data, cf, p, limit=False)
+            if kind is _K.HEAD:
+                self._head_seen = True
+                self._id_text = "".join(self._pieces)
+                self._pieces = []
+                i = cf = p + len(s)
+                continue
+            payload = "".join(self._pieces)
+            if payload.startswith(" "):
+                payload = payload[1:]
+            if payload.endswith(" "):
+                payload = payload[:-1]
+            ident = self._id_text.strip() if self._head_seen else ""
+            ev.append(Interrupt(ident or None, payload, self._block_start, self._base + p + len(s)))
+            self._state = _S.OUTSIDE
+            self._reset_block()
+            return p + len(s), _R.CONTINUE
+
+    def _commit(self, data: str, a: int, b: int, *, limit: bool = True) -> None:
+        """Add ``data[a:b]`` to the block content (calls keep at most MAX_CALL_CHARS)."""
+        if b <= a:
+            return
+        self._content_len += b - a
+        if not limit:
+            self._pieces.append(data[a:b])
+            return
+        room = MAX_CALL_CHARS - self._stored
+        if room > 0:
+            piece = data[a : a + min(room, b - a)]
+            self._pieces.append(piece)
+            self._stored += len(piece)
+
+    def _raw(self) -> str:
+        """The block text so far, from its opening marker."""
+        opener = self.markers.call if self._state is _S.CALL else self.markers.interrupt
+        head = self._id_text + self.markers.head if self._head_seen else ""
+        tail = "…" if self._too_long else ""
+        return opener + head + "".join(self._pieces) + tail
+
+    def _body_so_far(self, data: str, cf: int, p: int) -> str:
+        return "".join(self._pieces) + data[cf:p]
+
+    def _finish_call(
+        self,
+        end: int,
+        raw: str,
+        *,
+        parsed: ParsedBody | None = None,
+        unterminated: bool = False,
+    ) -> Call | MalformedCall:
+        start = self._block_start
+        ident: str | None = None
+        if self._head_seen:
+            t = self._id_text.strip()
+            if t:
+                if not CALL_ID_RE.fullmatch(t):
+                    return MalformedCall(
+                        None,
+                        raw,
+                        f"invalid call id {t[:80]!r}: ids are 1-64 letters, digits, _ . : -",
+                        start,
+                        end,
+                    )
+                ident = t
+        if unterminated:
+            return MalformedCall(ident, raw, "unterminated call", start, end)
+        if self._too_long:
+            return MalformedCall(
+                ident, raw, f"call too long (over {MAX_CALL_CHARS} characters)", start, end
+            )
+        if parsed is None:
+            try:
+                parsed = parse_body("".join(self._pieces))
+            except BodyError as e:
+                return MalformedCall(ident, raw, str(e), start, end)
+        return Call(ident, parsed.fn, parsed.args, raw, start, end, parsed.pos)
+
+    def _forge_call(
+        self,
+        data: str,
+        cf: int,
+        p: int,
+        marker: str,
+        ev: list[Event],
+        parsed: ParsedBody | None = None,
+    ) -> tuple[int, _R]:
+        self._commit(data, cf, p)
+        start = self._base + p
+        raw = self._raw()
+        ev.append(Forged("call", marker, start, raw))
+        ev.append(self._finish_call(start, raw, parsed=parsed))
+        self._reset_after_forge(start)
+        return p, _R.FORGED
+
+    def _nonws(self) -> None:
+        if self._closed_group and self._depth == 0:
+            self._dead = True
+        self._dirty = True
+
+    # inside a call
+    def _call(self, data: str, i: int, ev: list[Event], final: bool) -> tuple[int, _R]:
+        n = len(data)
+        cf = i  # data[cf:] not yet committed to the content
+        model = not self.transcript
+        firsts = self._f_call
+        while True:
+            if self._too_long:
+                m = self._rx_call.search(data, i)
+                stop = n if m is None else m.start()
+            else:
+                lim = cf + MAX_CALL_CHARS - self._content_len  # first index over the limit
+                m = self._rx_lex[(self._mode, self._quote)].search(data, i)
+                stop = n if m is None else m.start()
+                if stop >= lim and n > lim:
+                    # the lexer never looks at characters past the limit
+                    self._lex_segment(data, i, max(i, lim))
+                    self._too_long = True
+                    i = max(i, lim)
+                    continue
+                self._lex_segment(data, i, stop)
+            if m is None:
+                self._commit(data, cf, n)
+                return n, _R.DONE
+            p = stop
+            c = data[p]
+            if c in firsts:
+                r = self._match(data, p, self._t_call, final)
+                if r is _NEED:
+                    self._commit(data, cf, p)
+                    return p, _R.HOLD
+                if r is not None:
+                    kind, s = r  # type: ignore[misc]
+                    if kind is _K.END:
+                        self._commit(data, cf, p)
+                        e = p + len(s)
+                        raw = self._raw() + s
+                        ev.append(self._finish_call(self._base + e, raw))
+                        self._state = _S.OUTSIDE
+                        self._reset_block()
+                        return e, _R.CONTINUE
+                    if kind is _K.HEAD and not self._head_seen:
+                        self._commit(data, cf, p)
+                        self._head_seen = True
+                        self._id_text = "".join(self._pieces)
+                        self._pieces = []
+                        self._content_len += len(s)
+                        self._stored += len(s)
+                        self._lex_reset()
+                        i = cf = p + len(s)
+                        continue
+                    if model:
+                        return self._forge_call(data, cf, p, s, ev)
+                    if kind is _K.STRAY:
+                        self._commit(data, cf, p)
+                        ev.append(
+                            MalformedCall(
+                                None,
+                                self._raw(),
+                                f"unterminated call: {s} before {self.markers.end}",
+                                self._block_start,
+                                self._base + p,
+                            )
+                        )
+                        self._state = _S.OUTSIDE
+                        self._reset_block()
+                        return p, _R.CONTINUE
+                    # a second [HEAD] in transcript mode: content
+                    if not self._too_long:
+                        self._nonws()
+                    i = p + len(s)
+                    continue
+            if self._too_long:
+                i = p + 1
+                continue
+            # -- body lexer --
+            mode = self._mode
+            if mode == _CODE or mode == _COMMENT:
+                if c == "\n":
+                    self._mode = _CODE
+                    if (
+                        model
+                        and self._closed_group
+                        and self._dirty
+                        and not self._dead
+                    ):
+                        self._dirty = False
+                        try:
+                            parsed = parse_body(self._body_so_far(data, cf, p))
+                        except BodyError:
+                            pass
+                        else:
+                            return self._forge_call(data, cf, p, "\n", ev, parsed)
+                    i = p + 1
+                    continue
+                if c == "-":
+                    if p + 1 < n:
+                        if model and data[p + 1] == ">":
+                            return self._forge_call(data, cf, p, "->", ev)
+                    elif model and not final:
+                        self._commit(data, cf, p)
+                        return p, _R.HOLD
+                    if mode == _CODE:
+                        self._nonws()
+                    i = p + 1
+                    continue
+                if mode == _COMMENT:
+                    i = p + 1
+                    continue
+                if c == "#":
+                    self._mode = _COMMENT
+                    i = p + 1
+                    continue
+                if c == "'" or c == '"':
+                    if data.startswith(c * 3, p):
+                        self._nonws()
+                        self._mode, self._quote = _STR, c * 3
+                        i = p + 3
+                        continue
+                    if not final and n - p < 3 and data[p:] == c * (n - p):
+                        self._commit(data, cf, p)
+                        return p, _R.HOLD
+                    self._nonws()
+                    self._mode, self._quote = _STR, c
+                    i = p + 1
+                    continue
+                self._nonws()
+                if c in _OPENERS:
+                    self._depth += 1
+                elif c in _CLOSERS:
+                    self._depth -= 1
+                    if self._depth == 0:
+                        self._closed_group = True
+                    elif self._depth < 0:
+                        self._dead = True
+                i = p + 1
+                continue
+            # string mode
+            self._dirty = True
+            q = self._quote
+            if c == "\\":
+                if p + 1 < n:
+                    i = p + 1 if data[p + 1] in firsts else p + 2
+                elif final:
+                    i = p + 1
+                else:
+                    self._commit(data, cf, p)
+                    return p, _R.HOLD
+                continue
+            if c == "\n" and len(q) == 1:
+                # a newline ends a single-quoted string: Python rejects it, so will parse_body
+                self._mode, self._quote = _CODE, ""
+                self._dead = True
+                i = p + 1
+                continue
+            if c == q[0]:
+                if data.startswith(q, p):
+                    self._mode, self._quote = _CODE, ""
+                    i = p + len(q)
+                    continue
+                if not final and n - p < len(q) and q.startswith(data[p:]):
+                    self._commit(data, cf, p)
+                    return p, _R.HOLD
+            i = p + 1
+
+    def _lex_segment(self, data: str, a: int, b: int) -> None:
+        """Account for ``data[a:b]``, which holds no character the lexer reacts to."""
+        if b <= a:
+            return
+        if self._mode == _CODE:
+            if _NONWS.search(data, a, b):
+                self._nonws()
+        elif self._mode == _STR:
+            self._dirty = True
+
+
+def _coalesce(events: list[Event]) -> list[Event]:
+    """Merge adjacent Text events (contiguous offsets)."""
+    out: list[Event] = []
+    run: list[Text] = []
+
+    def flush() -> None:
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            out.append(Text("".join(t.text for t in run), run[0].start, run[-1].end))
+        run.clear()
+
+    for e in events:
+        if isinstance(e, Text):
+            if run and run[-1].end != e.start:
+                flush()
+            run.append(e)
+        else:
+            flush()
+            out.append(e)
+    flush()
+    return out

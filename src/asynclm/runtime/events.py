@@ -1,0 +1,102 @@
+"""The typed event stream of a session (``Session.stream``), named like openai-python's.
+
+Each event is frozen and carries ``t``, the loop-clock time it happened at, and a ``type``
+string: ``text.delta``, ``call.emitted``, ``call.started``, ``call.completed``,
+``interrupt.injected``, ``trap``, ``rollback``, ``done``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from asynclm.runtime.records import CallRecord, Status
+
+if TYPE_CHECKING:
+    from asynclm.runtime.session import SessionResult
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    type: ClassVar[str] = "text.delta"
+    text: str
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallEmitted:
+    """The model finished writing a call block (it may not start yet: futures, strategy)."""
+
+    type: ClassVar[str] = "call.emitted"
+    call_id: str
+    fn: str
+    args: dict[str, Any]
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallStarted:
+    type: ClassVar[str] = "call.started"
+    call_id: str
+    fn: str
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallCompleted:
+    """A call reached its terminal outcome (exactly once per id)."""
+
+    type: ClassVar[str] = "call.completed"
+    record: CallRecord
+    t: float
+
+    @property
+    def call_id(self) -> str:
+        return self.record.id
+
+    @property
+    def status(self) -> Status:
+        return self.record.status
+
+
+@dataclass(frozen=True, slots=True)
+class InterruptInjected:
+    type: ClassVar[str] = "interrupt.injected"
+    call_ids: tuple[str, ...]
+    text: str
+    n_tokens: int
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class TrapEvent:
+    """The model paused for results: it wrote a trap, ended with calls pending, or began to
+    forge a result (rolled back)."""
+
+    type: ClassVar[str] = "trap"
+    reason: Literal["trap", "eos", "forged"]
+    waited_s: float
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackEvent:
+    """The runtime removed tokens the model may not write (a forged result or marker)."""
+
+    type: ClassVar[str] = "rollback"
+    marker: str
+    n_tokens: int
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    type: ClassVar[str] = "done"
+    result: SessionResult
+    t: float
+
+
+StreamEvent = (
+    TextDelta | CallEmitted | CallStarted | CallCompleted | InterruptInjected | TrapEvent
+    | RollbackEvent | Done
+)

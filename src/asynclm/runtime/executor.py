@@ -1,0 +1,274 @@
+"""The executor: runs calls concurrently inside the session's task group.
+
+Invariants (each has a test):
+- every submitted call reaches exactly one terminal outcome (ok, error, timeout, cancelled);
+- a call that fails, raises (``BaseException`` subclasses included) or times out never cancels
+  its siblings;
+- unknown tools, invalid arguments and failed dependencies end the call with an error before
+  any side effect;
+- a timeout is a real cancellation of the tool's coroutine (a sync tool's thread cannot be
+  killed: it is told through ``ToolContext.cancelled()`` and its late result is discarded);
+- calls with the same ordering key start in emission order, each after the previous one ended;
+- a call whose arguments reference ``$id`` starts the moment those results are in (futures).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from asynclm.protocol import Ref
+from asynclm.runtime.futures import ReferenceError_, find_refs, substitute
+from asynclm.runtime.records import CallRecord, Status
+from asynclm.tools import Toolbox, ToolContext, ToolError
+
+
+class _Call:
+    """Mutable state of one call while it is live; frozen into a CallRecord at its end."""
+
+    __slots__ = (
+        "id", "fn", "args", "pos", "raw", "injectable", "emitted_at", "started_at", "task",
+        "done", "record", "refs", "order_key", "ctx", "deferred", "call_args", "cancel_reason",
+    )
+
+    def __init__(
+        self, id: str, fn: str, args: dict[str, Any], pos: tuple[Any, ...], raw: str,
+        injectable: bool, emitted_at: float,
+    ) -> None:
+        self.id, self.fn, self.args, self.pos, self.raw = id, fn, args, pos, raw
+        self.injectable, self.emitted_at = injectable, emitted_at
+        self.started_at: float | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.done: asyncio.Future[CallRecord] = asyncio.get_running_loop().create_future()
+        self.record: CallRecord | None = None
+        self.refs: list[Ref] = find_refs([args, pos])
+        self.order_key: Hashable | None = None
+        self.ctx: ToolContext | None = None
+        self.deferred = False
+        self.call_args: dict[str, Any] = args  # validated (and resolved) arguments
+        self.cancel_reason = "cancelled"
+
+
+class Executor:
+    """Runs calls for one session. ``on_start`` and ``on_end`` are called on the loop, once each
+    per call (``on_start`` only for calls that really start)."""
+
+    def __init__(
+        self,
+        tools: Toolbox,
+        group: asyncio.TaskGroup,
+        *,
+        on_start: Callable[[str, str], None],
+        on_end: Callable[[CallRecord], None],
+        default_timeout: float | None = None,
+    ) -> None:
+        self._tools = tools
+        self._group = group
+        self._on_start = on_start
+        self._on_end = on_end
+        self._default_timeout = default_timeout
+        self._calls: dict[str, _Call] = {}
+        self._order_tail: dict[Hashable, asyncio.Future[CallRecord]] = {}
+        self._loop = asyncio.get_running_loop()
+
+    # -- queries -------------------------------------------------------------------------
+    def __contains__(self, call_id: str) -> bool:
+        return call_id in self._calls
+
+    def records(self) -> list[CallRecord]:
+        """Records of ended calls, in emission order."""
+        return [c.record for c in self._calls.values() if c.record is not None]
+
+    def pending(self, *, injectable_only: bool = False) -> int:
+        """Calls without an outcome yet (including deferred ones)."""
+        return sum(
+            1 for c in self._calls.values()
+            if c.record is None and (c.injectable or not injectable_only)
+        )
+
+    def deferred(self) -> int:
+        return sum(1 for c in self._calls.values() if c.deferred)
+
+    async def wait(self, call_id: str) -> CallRecord:
+        return await asyncio.shield(self._calls[call_id].done)
+
+    async def wait_all(self, *, fire_and_forget_only: bool = False) -> None:
+        """Wait until every call (or every call whose outcome is not injected) has ended."""
+        futs = [
+            c.done for c in self._calls.values()
+            if c.record is None and not (fire_and_forget_only and c.injectable)
+        ]
+        if futs:
+            await asyncio.wait(futs)
+
+    # -- submission ----------------------------------------------------------------------
+    def submit(
+        self,
+        call_id: str,
+        fn: str,
+        args: dict[str, Any],
+        *,
+        pos: tuple[Any, ...] = (),
+        raw: str = "",
+        injectable: bool = True,
+        start: bool = True,
+        error: str | None = None,
+    ) -> None:
+        """Register a call. With ``error`` the call ends at once with that error (malformed
+        call, duplicate id). With ``start=False`` it waits for :meth:`start_deferred`."""
+        if call_id in self._calls:
+            raise ValueError(f"duplicate call id {call_id!r}")  # the session renames first
+        call = _Call(call_id, fn, args, pos, raw, injectable, self._loop.time())
+        self._calls[call_id] = call
+        if error is not None:
+            self._finish(call, "error", error=error, error_type="MalformedCall")
+            return
+        # Problems knowable now end the call at once, before any side effect.
+        for ref in call.refs:
+            dep = self._calls.get(ref.id)
+            if dep is None or dep is call:
+                self._finish(
+                    call, "error", error_type="ReferenceError",
+                    error=f"unknown reference {ref}: no earlier call has id {ref.id!r}",
+                )
+                return
+        try:
+            tool = self._tools.get_checked(fn)
+        except ToolError as exc:
+            self._finish(call, "error", error=str(exc), error_type=type(exc).__name__)
+            return
+        if not call.refs:
+            try:
+                call.call_args = tool.validate(args, pos)
+            except ToolError as exc:
+                self._finish(call, "error", error=str(exc), error_type=type(exc).__name__)
+                return
+        # Ordering is fixed at emission time, so stateful calls keep the model's order.
+        try:
+            key = tool.order_key(call.call_args)
+        except Exception:  # a key function failing on odd arguments: order conservatively
+            key = ("__tool__", fn)
+        if key is not None:
+            call.order_key = key
+        if start:
+            self._start(call)
+        else:
+            call.deferred = True
+
+    def start_deferred(self) -> int:
+        """Start every deferred call (sync-parallel at a trap); returns how many."""
+        calls = [c for c in self._calls.values() if c.deferred]
+        for c in calls:
+            c.deferred = False
+            self._start(c)
+        return len(calls)
+
+    def _start(self, call: _Call) -> None:
+        prev = None
+        if call.order_key is not None:
+            prev = self._order_tail.get(call.order_key)
+            self._order_tail[call.order_key] = call.done
+        call.task = self._group.create_task(self._run(call, prev), name=f"asynclm-call-{call.id}")
+
+    # -- cancellation ----------------------------------------------------------------------
+    def cancel(self, call_id: str, reason: str = "cancelled") -> bool:
+        """Cancel a call that has not ended; it ends ``cancelled``. False if it had ended."""
+        call = self._calls.get(call_id)
+        if call is None or call.record is not None:
+            return False
+        call.cancel_reason = reason
+        if call.ctx is not None:
+            call.ctx.cancel()
+        if call.task is None or call.task.done():
+            self._finish(call, "cancelled", error=reason, error_type="Cancelled")
+        else:
+            call.task.cancel(reason)
+        return True
+
+    def cancel_all(self, reason: str) -> None:
+        for call_id in list(self._calls):
+            self.cancel(call_id, reason)
+
+    # -- running ---------------------------------------------------------------------------
+    async def _run(self, call: _Call, prev: asyncio.Future[CallRecord] | None) -> None:
+        try:
+            if call.refs:
+                if not await self._resolve(call):
+                    return
+            if prev is not None:
+                await asyncio.wait([prev])
+            tool = self._tools.get_checked(call.fn)
+            call.ctx = ctx = ToolContext(call_id=call.id, tool_name=call.fn)
+            call.started_at = self._loop.time()
+            self._on_start(call.id, call.fn)
+            timeout = tool.timeout if tool.timeout is not None else self._default_timeout
+            scope = asyncio.timeout(timeout)
+            try:
+                async with scope:
+                    value = await tool.invoke(call.call_args, ctx=ctx)
+            except TimeoutError:
+                if not scope.expired():
+                    raise
+                ctx.cancel()
+                self._finish(
+                    call, "timeout", error=f"timed out after {timeout:g} s",
+                    error_type="Timeout",
+                )
+                return
+            self._finish(call, "ok", value=value)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                self._finish(call, "cancelled", error=call.cancel_reason, error_type="Cancelled")
+                raise
+            # The tool raised CancelledError on its own: an error like any other.
+            self._finish(call, "error", error="tool raised CancelledError", error_type="CancelledError")
+        except BaseException as exc:  # noqa: BLE001 - every outcome is recorded, never lost
+            self._finish(call, "error", error=_describe(exc), error_type=type(exc).__name__)
+
+    async def _resolve(self, call: _Call) -> bool:
+        deps = {r.id: self._calls[r.id] for r in call.refs}
+        await asyncio.wait([d.done for d in deps.values()])
+        results: dict[str, Any] = {}
+        for dep_id, dep in deps.items():
+            rec = dep.record
+            assert rec is not None
+            if rec.status != "ok":
+                self._finish(
+                    call, "error", error_type="DependencyFailed",
+                    error=f"not started: dependency {dep_id} ended {rec.status}"
+                    + (f" ({rec.error})" if rec.error else ""),
+                )
+                return False
+            results[dep_id] = rec.value
+        try:
+            args = substitute(call.args, results)
+            pos = tuple(substitute(list(call.pos), results))
+            tool = self._tools.get_checked(call.fn)
+            call.call_args = tool.validate(args, pos)
+        except (ReferenceError_, ToolError) as exc:
+            self._finish(call, "error", error=f"not started: {exc}", error_type=type(exc).__name__)
+            return False
+        return True
+
+    def _finish(
+        self, call: _Call, status: Status, *, value: Any = None, error: str | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        if call.record is not None:  # exactly once: a second outcome is a bug, never silent
+            raise RuntimeError(f"call {call.id} ended twice ({call.record.status}, {status})")
+        call.deferred = False
+        call.record = CallRecord(
+            id=call.id, fn=call.fn, args=call.args, pos=call.pos, raw=call.raw, status=status,
+            value=value, error=error, error_type=error_type, injectable=call.injectable,
+            emitted_at=call.emitted_at, started_at=call.started_at, ended_at=self._loop.time(),
+            depends_on=tuple(dict.fromkeys(r.id for r in call.refs)),
+        )
+        call.done.set_result(call.record)
+        self._on_end(call.record)
+
+
+def _describe(exc: BaseException) -> str:
+    msg = str(exc)
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__

@@ -1,0 +1,79 @@
+"""The interrupt manager: queues finished calls and renders them as interrupt blocks.
+
+Results are injected only at safe points (never inside a call block being written); every result
+ready at that moment goes in one batch. Payloads are untrusted: they are escaped so they can
+never form a marker, and the engine tokenizes them with special-token parsing off. Markup is the
+only text tokenized with special tokens on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from asynclm.protocol import DEFAULT_MARKERS, Markers, escape_payload, format_call, format_value
+from asynclm.runtime.records import CallRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A piece of interrupt text; ``trusted`` pieces (markup) may contain special tokens."""
+
+    text: str
+    trusted: bool
+
+
+class InterruptManager:
+    """FIFO of records to inject. ``echo``: the payload repeats the call
+    (``c1 [HEAD] f(x=1) -> 42``), which lets models that omit ids match results to calls."""
+
+    def __init__(
+        self, *, markers: Markers = DEFAULT_MARKERS, echo: bool = True, max_value_chars: int = 2000
+    ) -> None:
+        self._markers = markers
+        self._echo = echo
+        self._max_value_chars = max_value_chars
+        self._queue: list[CallRecord] = []
+        self._ready = asyncio.Event()
+
+    @property
+    def ready(self) -> int:
+        return len(self._queue)
+
+    def push(self, record: CallRecord) -> None:
+        if record.injectable:
+            self._queue.append(record)
+            self._ready.set()
+
+    def take(self) -> list[CallRecord]:
+        batch, self._queue = self._queue, []
+        self._ready.clear()
+        return batch
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    def payload(self, rec: CallRecord) -> str:
+        """The (unescaped) payload text for one record."""
+        if rec.status == "ok":
+            result = format_value(rec.value, max_chars=self._max_value_chars)
+        elif rec.status == "error":
+            result = f"error: {rec.error}"
+        else:
+            result = f"{rec.status}: {rec.error}" if rec.error else rec.status
+        if not self._echo:
+            return result
+        try:
+            call = format_call(rec.fn, rec.args, rec.pos) if rec.fn else rec.raw
+        except Exception:  # a record from a malformed body: show what the model wrote
+            call = rec.raw
+        return f"{call} -> {result}"
+
+    def render(self, batch: list[CallRecord]) -> list[Segment]:
+        m = self._markers
+        out: list[Segment] = []
+        for rec in batch:
+            out.append(Segment(f"{m.interrupt} {rec.id} {m.head} ", trusted=True))
+            out.append(Segment(escape_payload(self.payload(rec), markers=m), trusted=False))
+            out.append(Segment(f" {m.end}\n", trusted=True))
+        return out

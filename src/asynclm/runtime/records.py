@@ -1,0 +1,44 @@
+"""What a session records about each call: a frozen :class:`CallRecord` per call id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["ok", "error", "timeout", "cancelled"]
+"""The terminal outcomes. Every call id reaches exactly one."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One call, from emission to its single terminal outcome.
+
+    ``injectable`` is false for fire-and-forget calls (strict id policy, no id written): their
+    outcome is recorded but never injected. Times are on the session's loop clock (seconds);
+    ``started_at`` is None for calls that never started (invalid, unknown tool, failed
+    dependency, cancelled before start).
+    """
+
+    id: str
+    fn: str
+    args: dict[str, Any]
+    raw: str
+    status: Status
+    value: Any = None
+    error: str | None = None
+    error_type: str | None = None
+    pos: tuple[Any, ...] = ()
+    injectable: bool = True
+    emitted_at: float = 0.0
+    started_at: float | None = None
+    ended_at: float = 0.0
+    injected_at: float | None = None
+    depends_on: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.started_at is None else self.ended_at - self.started_at

@@ -1,0 +1,494 @@
+"""A session: one decode loop over one engine, with calls running concurrently beside it.
+
+The loop is the paper's runtime: a token monitor (the sans-I/O parser fed every sampled token),
+the executor (calls run the moment their block closes), and the interrupt manager (finished
+calls are appended to the live context at the next safe point). Strategies change only the
+blocking rule (see :mod:`asynclm.runtime.strategies`).
+
+Enforcement, because small models try to write what only the runtime may write:
+- outside a call, the start of a result/interrupt marker is rolled back and treated as a trap;
+  with nothing pending, the token that began it is banned for one step;
+- inside a call, a forged result ends the call: rolled back, and the runtime writes ``[END]``;
+- end of generation with calls pending is a trap (configurable), so no result is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import re
+from bisect import bisect_left
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from asynclm.engines.base import ChatMessage, Engine
+from asynclm.protocol import (
+    DEFAULT_MARKERS, Call, CallOpened, Event, Forged, Interrupt, MalformedCall, Markers, Parser,
+    Text, Trap,
+)
+from asynclm.runtime import events as ev
+from asynclm.runtime.executor import Executor
+from asynclm.runtime.interrupts import InterruptManager
+from asynclm.runtime.records import CallRecord
+from asynclm.runtime.strategies import Strategy, get_strategy
+from asynclm.tools import Tool, Toolbox
+from asynclm.trace import Trace
+
+StopReason = Literal["eos", "max_tokens", "deadline", "rollback_limit", "trap_limit"]
+_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """Knobs with safe defaults. ``ids``: ``assign`` names calls written without an id (``c1``…)
+    and injects their results; ``strict`` is the paper's reading (no id = fire-and-forget).
+    ``on_eos_pending``: ``trap`` waits for pending results and lets the model continue;
+    ``finish`` ends the turn (pending calls still reach an outcome: they are cancelled)."""
+
+    max_tokens: int = 1024
+    deadline_s: float | None = None
+    ids: Literal["assign", "strict"] = "assign"
+    on_eos_pending: Literal["trap", "finish"] = "trap"
+    echo_calls: bool = True
+    tool_timeout_s: float | None = None
+    max_rollbacks: int = 16
+    max_empty_traps: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class SessionResult:
+    """What a finished session returns. ``text`` is the model's prose outside blocks;
+    ``transcript`` the whole generated context (calls and interrupts included)."""
+
+    text: str
+    transcript: str
+    calls: tuple[CallRecord, ...]
+    trace: Trace
+    strategy: str
+    stop_reason: StopReason
+    latency_s: float
+    n_generated: int
+    n_injected: int
+    first_token_s: float | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def call(self, call_id: str) -> CallRecord:
+        for c in self.calls:
+            if c.id == call_id:
+                return c
+        raise KeyError(call_id)
+
+
+class Session:
+    """Configuration of asynchronous function calling over one engine; :meth:`run` starts one
+    decode loop (one conversation). Runs are independent; ``run`` may be called again."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        tools: Toolbox | Iterable[Tool | Callable[..., Any]] = (),
+        *,
+        strategy: str | Strategy = "async",
+        system: str | None = None,
+        config: SessionConfig | None = None,
+        markers: Markers = DEFAULT_MARKERS,
+        trace_meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.tools = tools if isinstance(tools, Toolbox) else Toolbox(list(tools))
+        self.strategy = get_strategy(strategy)
+        self.config = config or SessionConfig()
+        self.markers = markers
+        if system is None:
+            from asynclm.prompt import system_prompt
+
+            system = system_prompt(self.tools, markers=markers)
+        self.system = system
+        self.trace_meta = dict(trace_meta or {})
+
+    def messages(self, prompt: str | Sequence[ChatMessage]) -> list[ChatMessage]:
+        if isinstance(prompt, str):
+            return [ChatMessage("system", self.system), ChatMessage("user", prompt)]
+        return list(prompt)
+
+    async def run(
+        self,
+        prompt: str | Sequence[ChatMessage],
+        *,
+        on_event: Callable[[ev.StreamEvent], None] | None = None,
+    ) -> SessionResult:
+        """Run one conversation turn to its end. Never raises for tool or model misbehaviour
+        (those become error interrupts); engine failures and cancellation propagate, after
+        every call has reached an outcome."""
+        return await _Run(self, self.messages(prompt), on_event).execute()
+
+    async def stream(self, prompt: str | Sequence[ChatMessage]) -> AsyncIterator[ev.StreamEvent]:
+        """Events as they happen, ending with ``done``. Closing the iterator early cancels the
+        run (its calls end ``cancelled``)."""
+        queue: asyncio.Queue[ev.StreamEvent | BaseException] = asyncio.Queue()
+        task = asyncio.create_task(self.run(prompt, on_event=queue.put_nowait))
+        task.add_done_callback(
+            lambda t: queue.put_nowait(t.exception() or _END)
+            if not t.cancelled() else None
+        )
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+
+class _EndMarker(Exception):
+    pass
+
+
+_END = _EndMarker()
+
+
+class _Run:
+    """The state of one decode loop. Private: use :class:`Session`."""
+
+    def __init__(
+        self, session: Session, messages: list[ChatMessage],
+        on_event: Callable[[ev.StreamEvent], None] | None,
+    ) -> None:
+        self.s = session
+        self.cfg = session.config
+        self.strategy = session.strategy
+        self.engine = session.engine
+        self.messages = messages
+        self.on_event = on_event
+        self.loop = asyncio.get_running_loop()
+        self.parser = Parser(markers=session.markers)
+        self.interrupts = InterruptManager(markers=session.markers, echo=self.cfg.echo_calls)
+        self.trace = Trace(meta={"strategy": self.strategy.name, **session.trace_meta})
+        self.records: dict[str, CallRecord] = {}
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # Sampled-token bookkeeping, for rolling back to a character offset of the parser.
+        self.tok_start: list[int] = []  # parser offset where each sampled token's text begins
+        self.tok_ctx: list[int] = []  # its index in the context
+        self.tok_text: list[str] = []
+        self.tok_id: list[int] = []
+        self.ctx: list[int] = []  # mirror of the engine's context
+        self.prompt_len = 0
+        self.text_parts: list[str] = []
+        self.n_generated = 0
+        self.n_injected = 0
+        self.auto_id = 0
+        self.used_ids: set[str] = set()
+        self.counters = {"rollbacks": 0, "empty_traps": 0, "traps": 0, "malformed": 0}
+        self.first_token_at: float | None = None
+        self.stop: StopReason = "eos"
+        self.executor: Executor
+
+    # -- plumbing --------------------------------------------------------------------------
+    def now(self) -> float:
+        return self.loop.time()
+
+    def emit(self, event: ev.StreamEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _on_start(self, call_id: str, fn: str) -> None:
+        self.emit(ev.CallStarted(call_id, fn, self.now()))
+
+    def _on_end(self, rec: CallRecord) -> None:
+        self.records[rec.id] = rec
+        if rec.started_at is not None:
+            self.trace.add_span(
+                "tool", rec.fn, rec.started_at, rec.ended_at, call_id=rec.id, outcome=rec.status
+            )
+        self.interrupts.push(rec)
+        self.emit(ev.CallCompleted(rec, self.now()))
+
+    # -- the run ---------------------------------------------------------------------------
+    async def execute(self) -> SessionResult:
+        t0 = self.now()
+        try:
+            async with asyncio.TaskGroup() as group:
+                self.executor = Executor(
+                    self.s.tools, group, on_start=self._on_start, on_end=self._on_end,
+                    default_timeout=self.cfg.tool_timeout_s,
+                )
+                try:
+                    async with asyncio.timeout(self.cfg.deadline_s) as scope:
+                        await self._decode()
+                        # Fire-and-forget calls still run to an outcome the session records;
+                        # anything else still pending now is cancelled below.
+                        await self.executor.wait_all(fire_and_forget_only=True)
+                except TimeoutError:
+                    if not scope.expired():
+                        raise
+                    self.stop = "deadline"
+                finally:
+                    self.executor.cancel_all("session ended")  # no task outlives the session
+        except BaseExceptionGroup as group_exc:  # only engine/loop failures get here
+            raise group_exc.exceptions[0] if len(group_exc.exceptions) == 1 else group_exc
+        t1 = self.now()
+        self.trace.set_bounds(t0, t1)
+        transcript = self.engine.detokenize(self.ctx[self.prompt_len:]).decode("utf-8", "replace")
+        calls = tuple(sorted(self.records.values(), key=lambda r: r.emitted_at))
+        result = SessionResult(
+            text="".join(self.text_parts),
+            transcript=transcript,
+            calls=calls,
+            trace=self.trace,
+            strategy=self.strategy.name,
+            stop_reason=self.stop,
+            latency_s=t1 - t0,
+            n_generated=self.n_generated,
+            n_injected=self.n_injected,
+            first_token_s=None if self.first_token_at is None else self.first_token_at - t0,
+            counters=dict(self.counters),
+        )
+        self.emit(ev.Done(result, t1))
+        return result
+
+    async def _decode(self) -> None:
+        engine = self.engine
+        prompt = engine.render_chat(self.messages)
+        await self._prefill(engine.tokenize(prompt, special=True), "prefill")
+        self.prompt_len = len(self.ctx)
+        ban: frozenset[int] = frozenset()
+        while True:
+            if self.n_generated >= self.cfg.max_tokens:
+                self.stop = "max_tokens"
+                return
+            if (
+                self.strategy.deliver_anytime
+                and self.interrupts.ready
+                and self.parser.at_safe_point
+            ):
+                await self._inject()
+            t = self.now()
+            tok = await engine.step(ban=ban)
+            ban = frozenset()
+            t1 = self.now()
+            self.n_generated += 1
+            self.trace.add_span("decode", "decode", t, t1, tokens=1)
+            if self.first_token_at is None:
+                self.first_token_at = t1
+            if engine.is_eos(tok):
+                self.ctx.append(tok)
+                if await self._on_eos():
+                    continue
+                return
+            text = self.decoder.decode(engine.detokenize([tok]))
+            self.tok_start.append(self.parser.offset)
+            self.tok_ctx.append(len(self.ctx))
+            self.tok_text.append(text)
+            self.tok_id.append(tok)
+            self.ctx.append(tok)
+            if not text:
+                continue
+            for event in self.parser.feed(text):
+                outcome = await self._handle(event)
+                if outcome == "stop":
+                    return
+                if isinstance(outcome, frozenset):
+                    ban = outcome
+
+    # -- events ------------------------------------------------------------------------------
+    async def _handle(self, event: Event) -> None | str | frozenset[int]:
+        if isinstance(event, Text):
+            self.text_parts.append(event.text)
+            self.emit(ev.TextDelta(event.text, self.now()))
+        elif isinstance(event, Call):
+            await self._on_call(event.id, event.fn, event.args, event.pos, event.raw, None)
+        elif isinstance(event, MalformedCall):
+            self.counters["malformed"] += 1
+            await self._on_call(event.id, "", {}, (), event.raw, f"malformed call: {event.reason}")
+        elif isinstance(event, Trap):
+            self.counters["traps"] += 1
+            return await self._trap("trap")
+        elif isinstance(event, Forged):
+            return await self._forged(event)
+        elif isinstance(event, (CallOpened, Interrupt)):
+            pass  # critical section is tracked by the parser; Interrupt never comes in model mode
+        return None
+
+    def _assign_id(self, written: str | None) -> tuple[str, bool, str | None]:
+        """(id, injectable, error) for a call the model wrote with id ``written``."""
+        error = None
+        if written is not None and _ID_RE.fullmatch(written) and written not in self.used_ids:
+            self.used_ids.add(written)
+            return written, True, None
+        if written is not None:
+            error = (
+                f"call id {written!r} was already used; this call was not run"
+                if written in self.used_ids
+                else f"invalid call id {written!r}; this call was not run"
+            )
+        injectable = written is not None or self.cfg.ids == "assign"
+        while True:
+            self.auto_id += 1
+            new = f"c{self.auto_id}" if injectable else f"_f{self.auto_id}"
+            if new not in self.used_ids:
+                self.used_ids.add(new)
+                return new, injectable, error
+
+    async def _on_call(
+        self, written_id: str | None, fn: str, args: dict[str, Any], pos: tuple[Any, ...],
+        raw: str, error: str | None,
+    ) -> None:
+        call_id, injectable, id_error = self._assign_id(written_id)
+        error = error or id_error
+        t = self.now()
+        self.trace.add_instant("call.emitted", t, call_id=call_id, fn=fn)
+        self.emit(ev.CallEmitted(call_id, fn, dict(args), t))
+        self.executor.submit(
+            call_id, fn, args, pos=pos, raw=raw, injectable=injectable,
+            start=self.strategy.start_on_emit, error=error,
+        )
+        if self.strategy.block_on_call and call_id not in self.records:
+            t = self.now()
+            await self.executor.wait(call_id)
+            self.trace.add_span("trap", "wait", t, self.now(), call_id=call_id)
+
+    async def _trap(self, reason: Literal["trap", "eos", "forged"]) -> None | str:
+        """Wait for results (the blocking rule of the strategy), then inject them."""
+        t = self.now()
+        if self.executor.deferred():
+            self.executor.start_deferred()
+        if not self.strategy.deliver_anytime:
+            await self.executor.wait_all()
+        elif not self.interrupts.ready and self.executor.pending(injectable_only=True):
+            await self.interrupts.wait_ready()
+        t1 = self.now()
+        if t1 > t:
+            self.trace.add_span("trap", reason, t, t1)
+        self.emit(ev.TrapEvent(reason, t1 - t, t1))
+        if self.interrupts.ready:
+            self.counters["empty_traps"] = 0
+            await self._inject()
+            return None
+        self.counters["empty_traps"] += 1
+        if self.counters["empty_traps"] > self.cfg.max_empty_traps:
+            self.stop = "trap_limit"
+            return "stop"
+        return None
+
+    def _has_pending(self) -> bool:
+        return bool(self.interrupts.ready or self.executor.pending(injectable_only=True))
+
+    async def _on_eos(self) -> bool:
+        """End of generation. True if treated as a trap (the EOS token is rolled back)."""
+        if self.cfg.on_eos_pending != "trap" or not self._has_pending():
+            return False
+        await self._truncate(len(self.ctx) - 1)
+        return await self._trap("eos") != "stop"
+
+    async def _forged(self, event: Forged) -> None | str | frozenset[int]:
+        self.counters["rollbacks"] += 1
+        if self.counters["rollbacks"] > self.cfg.max_rollbacks:
+            self.stop = "rollback_limit"
+            return "stop"
+        removed = await self._rollback_to_char(event.start)
+        self.trace.add_instant("forged.rollback", self.now(), marker=event.marker)
+        self.emit(ev.RollbackEvent(event.marker, removed[1], self.now()))
+        if event.where == "call":
+            # The call ends where the forgery began; the runtime writes the block's end.
+            await self._append_trusted(f" {self.s.markers.end}")
+            return None
+        if self._has_pending() or self.executor.deferred():
+            return await self._trap("forged")
+        return frozenset({removed[0]}) if removed[0] >= 0 else None
+
+    # -- context edits -------------------------------------------------------------------------
+    async def _prefill(self, tokens: list[int], kind: str) -> None:
+        t = self.now()
+        await self.engine.prefill(tokens)
+        self.ctx = list(tokens)
+        self.trace.add_span(kind, kind, t, self.now(), tokens=len(tokens))
+
+    async def _truncate(self, n: int) -> None:
+        await self.engine.rollback(n)
+        del self.ctx[n:]
+        k = bisect_left(self.tok_ctx, n)
+        del self.tok_start[k:], self.tok_ctx[k:], self.tok_text[k:], self.tok_id[k:]
+        self.decoder.reset()
+
+    async def _rollback_to_char(self, start: int) -> tuple[int, int]:
+        """Roll the context back so that the sampled text ends at parser offset ``start``.
+        Returns (id of the first removed token or -1, number of tokens removed)."""
+        j = bisect_left(self.tok_start, start)
+        if j < len(self.tok_start) and self.tok_start[j] == start:
+            cut, keep = j, ""
+        else:
+            cut = j - 1
+            keep = self.tok_text[cut][: start - self.tok_start[cut]]
+        first_removed = self.tok_id[cut] if cut < len(self.tok_id) else -1
+        ctx_cut = self.tok_ctx[cut] if cut < len(self.tok_ctx) else len(self.ctx)
+        keep_start = self.tok_start[cut] if cut < len(self.tok_start) else start
+        removed = len(self.ctx) - ctx_cut
+        await self._truncate(ctx_cut)
+        if keep:  # a token straddled the forgery: put back the part before it
+            tokens = self.engine.tokenize(keep, special=False)
+            await self.engine.append(tokens)
+            self.tok_start.append(keep_start)
+            self.tok_ctx.append(len(self.ctx))
+            self.tok_text.append(keep)
+            self.tok_id.append(tokens[0] if tokens else -1)
+            self.ctx.extend(tokens)
+        return first_removed, removed
+
+    async def _append_trusted(self, text: str) -> None:
+        tokens = self.engine.tokenize(text, special=True)
+        await self.engine.append(tokens)
+        self.ctx.extend(tokens)
+
+    async def _inject(self) -> None:
+        batch = self.interrupts.take()
+        if not batch:
+            return
+        segments = self.interrupts.render(batch)
+        tokens: list[int] = []
+        for seg in segments:
+            tokens += self.engine.tokenize(seg.text, special=seg.trusted)
+        t = self.now()
+        if self.strategy.resume == "append":
+            await self.engine.append(tokens)
+            self.ctx.extend(tokens)
+            kind = "interrupt"
+        else:  # an API client: a new request carrying the whole context
+            await self.engine.prefill(self.ctx + tokens)
+            self.ctx.extend(tokens)
+            kind = "reprefill"
+        t1 = self.now()
+        ids = tuple(r.id for r in batch)
+        self.trace.add_span(kind, "inject", t, t1, call_ids=list(ids), tokens=len(tokens))
+        self.trace.add_instant("interrupt.injected", t1, call_ids=list(ids))
+        for rec in batch:
+            self.records[rec.id] = replace(rec, injected_at=t1)
+        self.n_injected += len(batch)
+        self.emit(ev.InterruptInjected(ids, "".join(s.text for s in segments), len(tokens), t1))
+
+
+def run_sync(
+    session: Session,
+    prompt: str | Sequence[ChatMessage],
+) -> SessionResult:
+    """Run a session from synchronous code (virtual time for simulated engines).
+
+    Refuses to run inside a running event loop: use ``await session.run(...)`` there."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError(
+            "run_sync() cannot be called from a running event loop; use `await session.run(...)`"
+        )
+    if session.engine.capabilities.virtual_time:
+        from asynclm.runtime.clock import run_virtual
+
+        return run_virtual(session.run(prompt))
+    return asyncio.run(session.run(prompt))

@@ -1,0 +1,47 @@
+"""Strategies: they share the engine, protocol, executor and interrupts; only the blocking rule
+and the way results re-enter the context differ."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Resume = Literal["append", "reprefill"]
+
+
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    """``start_on_emit``: a call starts as soon as its block closes (else at the next trap/end).
+    ``block_on_call``: the model waits for each call's result before decoding on.
+    ``deliver_anytime``: results are injected at any safe point (else only at a trap/end).
+    ``resume``: ``append`` extends the live context; ``reprefill`` emulates an API client that
+    sends a new request with the whole context (paying time-to-first-token and prefill again)."""
+
+    name: str
+    start_on_emit: bool
+    block_on_call: bool
+    deliver_anytime: bool
+    resume: Resume = "append"
+
+
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("sync", start_on_emit=True, block_on_call=True, deliver_anytime=True),
+        Strategy("sync-reprefill", True, True, True, resume="reprefill"),
+        Strategy("sync-parallel", start_on_emit=False, block_on_call=False, deliver_anytime=False),
+        Strategy("async", start_on_emit=True, block_on_call=False, deliver_anytime=True),
+        Strategy("async-naive", True, False, True, resume="reprefill"),
+    )
+}
+
+
+def get_strategy(name: str | Strategy) -> Strategy:
+    if isinstance(name, Strategy):
+        return name
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}"
+        ) from None

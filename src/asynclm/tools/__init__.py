@@ -1,0 +1,43 @@
+"""Declaring, validating and invoking tools.
+
+```python
+from asynclm.tools import tool, Toolbox
+
+@tool(timeout=5.0, estimated_time=0.3)
+def get_weather(city: str, unit: Literal["c", "f"] = "c") -> dict:
+    \"\"\"Current weather for a city.
+
+    Args:
+        city: City name, e.g. "Paris".
+    \"\"\"
+
+box = Toolbox([get_weather])
+t = box.get_checked("get_weather")      # UnknownToolError suggests close names
+kwargs = t.validate({"city": "Paris"})  # ToolArgumentError: nothing runs
+result = await t.invoke(kwargs)         # sync tools run in a worker thread
+```
+"""
+
+from ._bfcl import bfcl_to_json_schema
+from ._context import ToolContext
+from ._decorator import tool
+from ._errors import ToolArgumentError, ToolError, ToolNotImplemented, UnknownToolError
+from ._ordering import SERIAL, OrderBy, Ordered
+from ._tool import Handler, Tool
+from ._toolbox import Toolbox
+
+__all__ = [
+    "SERIAL",
+    "Handler",
+    "OrderBy",
+    "Ordered",
+    "Tool",
+    "ToolArgumentError",
+    "ToolContext",
+    "ToolError",
+    "ToolNotImplemented",
+    "Toolbox",
+    "UnknownToolError",
+    "bfcl_to_json_schema",
+    "tool",
+]

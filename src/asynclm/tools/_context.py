@@ -1,0 +1,46 @@
+"""Per-call context handed to tools that ask for it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["ToolContext"]
+
+
+def _no_progress(message: str) -> None:
+    """Default progress hook: drop the message."""
+
+
+@dataclass(eq=False)
+class ToolContext:
+    """What a running call may know about itself.
+
+    A tool receives it by declaring a parameter annotated ``ToolContext`` (any name); that
+    parameter is left out of the tool's JSON Schema and injected at call time.
+
+    - ``call_id`` / ``tool_name``: identity of the call.
+    - ``cancelled()``: true once the runtime has timed out or cancelled the call. Sync tools run
+      in a worker thread that cannot be interrupted, so long-running ones should poll this (or
+      wait on ``cancel_event``) and return early.
+    - ``progress(message)``: report progress; the runtime sets ``on_progress``. It may be called
+      from a worker thread, so a runtime hook must be thread-safe (e.g. ``call_soon_threadsafe``).
+    """
+
+    call_id: str = ""
+    tool_name: str = ""
+    on_progress: Callable[[str], None] = _no_progress
+    cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def cancelled(self) -> bool:
+        """Whether the call has been timed out or cancelled."""
+        return self.cancel_event.is_set()
+
+    def cancel(self) -> None:
+        """Mark the call cancelled (runtime side; idempotent, thread-safe)."""
+        self.cancel_event.set()
+
+    def progress(self, message: str) -> None:
+        """Report a progress message through ``on_progress``."""
+        self.on_progress(message)

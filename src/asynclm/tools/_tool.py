@@ -1,0 +1,250 @@
+"""The :class:`Tool` object: a schema, a validator and (optionally) an implementation."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import math
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from ._context import ToolContext
+from ._errors import ToolNotImplemented
+from ._ordering import SERIAL, OrderBy, Ordered, compute_order_key, normalize_order_by
+from ._signature import is_async_callable
+from ._validation import ArgumentValidator
+
+__all__ = ["Handler", "Tool"]
+
+Handler = Callable[[str, dict[str, Any]], Any | Awaitable[Any]]
+"""``handler(name, args)``: runs schema-only tools (sync handlers run in a worker thread)."""
+
+_OPTIONS = ("name", "description", "timeout", "estimated_time", "order_by", "handler")
+
+
+class Tool:
+    """A callable tool: what the model sees (``name``, ``description``, ``parameters``) plus
+    how to check and run a call (``validate``, ``invoke``, ``order_key``).
+
+    Create one with :func:`tool`, :meth:`from_openai` or :meth:`from_bfcl`; change options with
+    :meth:`replace`. Instances are immutable; ``parameters`` must not be mutated.
+    ``timeout`` (seconds) is enforced by the runtime; ``estimated_time`` (seconds) is shown to
+    the model. Calling the tool object calls ``fn`` directly, without validation.
+    """
+
+    SERIAL: ClassVar = SERIAL
+    Ordered: ClassVar = Ordered
+
+    __slots__ = (
+        "_ctx_param",
+        "_positional_only",
+        "_validator",
+        "description",
+        "estimated_time",
+        "fn",
+        "handler",
+        "is_async",
+        "name",
+        "order_by",
+        "parameters",
+        "timeout",
+    )
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    timeout: float | None
+    estimated_time: float | None
+    is_async: bool
+    fn: Callable[..., Any] | None
+    order_by: OrderBy
+    handler: Handler | None
+    _validator: ArgumentValidator
+    _ctx_param: str | None
+    _positional_only: tuple[str, ...]
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        description: str,
+        parameters: dict[str, Any],
+        validator: ArgumentValidator,
+        fn: Callable[..., Any] | None = None,
+        is_async: bool = False,
+        ctx_param: str | None = None,
+        positional_only: Sequence[str] = (),
+        handler: Handler | None = None,
+        timeout: float | None = None,
+        estimated_time: float | None = None,
+        order_by: OrderBy = None,
+    ) -> None:
+        """Low-level constructor used by the factories; prefer :func:`tool` / ``from_*``."""
+        if not isinstance(name, str) or not name.strip() or any(c.isspace() for c in name):
+            raise ValueError(f"tool name must be a non-empty string without spaces, not {name!r}")
+        if handler is not None and not callable(handler):
+            raise TypeError("handler must be callable")
+        if fn is None and handler is not None:
+            is_async = is_async_callable(handler)
+        values = {
+            "name": name,
+            "description": description or "",
+            "parameters": parameters,
+            "timeout": _seconds("timeout", timeout, allow_zero=False),
+            "estimated_time": _seconds("estimated_time", estimated_time, allow_zero=True),
+            "is_async": is_async,
+            "fn": fn,
+            "handler": handler,
+            "order_by": normalize_order_by(order_by, validator.params, name),
+            "_validator": validator,
+            "_ctx_param": ctx_param,
+            "_positional_only": tuple(positional_only),
+        }
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError(f"Tool is immutable; use tool.replace({key}=...)")
+
+    def __delattr__(self, key: str) -> None:
+        raise AttributeError("Tool is immutable")
+
+    def __repr__(self) -> str:
+        kind = "async" if self.is_async else "sync"
+        impl = (
+            "" if self.fn is not None else (", handler" if self.handler else ", no implementation")
+        )
+        return f"<Tool {self.name!r} ({kind}{impl})>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the underlying function directly (no validation, no thread)."""
+        if self.fn is None:
+            raise ToolNotImplemented(self.name)
+        return self.fn(*args, **kwargs)
+
+    # ---- factories ------------------------------------------------------------------------
+
+    @classmethod
+    def from_function(cls, fn: Callable[..., Any], **options: Any) -> Tool:
+        """Same as ``tool(fn, **options)``."""
+        from ._decorator import tool_from_function
+
+        return tool_from_function(fn, **options)
+
+    @classmethod
+    def from_openai(
+        cls,
+        spec: Mapping[str, Any],
+        fn: Callable[..., Any] | None = None,
+        *,
+        handler: Handler | None = None,
+        **options: Any,
+    ) -> Tool:
+        """A tool from an OpenAI ``{"type": "function", "function": {...}}`` spec (or the inner
+        ``function`` dict). Arguments are validated against the spec's JSON Schema; ``fn``
+        (optional) implements it, else ``handler(name, args)``, else invoke raises
+        :class:`ToolNotImplemented`. ``options``: timeout, estimated_time, order_by."""
+        from ._openai import tool_from_openai
+
+        return tool_from_openai(spec, fn, handler=handler, **options)
+
+    @classmethod
+    def from_bfcl(
+        cls, doc: Mapping[str, Any], handler: Handler | None = None, **options: Any
+    ) -> Tool:
+        """A schema-only tool from a BFCL function document (BFCL types mapped to JSON Schema)."""
+        from ._bfcl import tool_from_bfcl
+
+        return tool_from_bfcl(doc, handler=handler, **options)
+
+    def replace(self, **changes: Any) -> Tool:
+        """A copy with some of ``name``, ``description``, ``timeout``, ``estimated_time``,
+        ``order_by``, ``handler`` changed."""
+        unknown = set(changes) - set(_OPTIONS)
+        if unknown:
+            raise TypeError(f"cannot replace {sorted(unknown)}; allowed: {list(_OPTIONS)}")
+        current = {key: getattr(self, key) for key in _OPTIONS}
+        current.update(changes)
+        return Tool(
+            parameters=self.parameters,
+            validator=self._validator,
+            fn=self.fn,
+            is_async=self.is_async if self.fn is not None else False,
+            ctx_param=self._ctx_param,
+            positional_only=self._positional_only,
+            **current,
+        )
+
+    # ---- what the model sees --------------------------------------------------------------
+
+    def to_openai(self) -> dict[str, Any]:
+        """``{"type": "function", "function": {name, description, parameters, strict}}``."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": copy.deepcopy(self.parameters),
+                "strict": False,
+            },
+        }
+
+    # ---- calling --------------------------------------------------------------------------
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """Parameter names in positional order (the injected context excluded)."""
+        return self._validator.params
+
+    def validate(self, args: Mapping[str, Any], pos: Sequence[Any] = ()) -> dict[str, Any]:
+        """Bind ``pos`` to parameters in order, validate, return keyword arguments for
+        :meth:`invoke`. Raises :class:`ToolArgumentError` (missing, unexpected, wrong type)."""
+        return self._validator.validate(self.name, args, pos)
+
+    def order_key(self, args: Mapping[str, Any]) -> Hashable | None:
+        """Calls with equal non-None keys must run in emission order (see ``order_by``)."""
+        return compute_order_key(self.order_by, args, self.name)
+
+    async def invoke(self, args: Mapping[str, Any], *, ctx: ToolContext | None = None) -> Any:
+        """Run the tool with validated ``args``: async functions are awaited, sync ones run in a
+        worker thread. Exceptions propagate unchanged; on cancellation ``ctx`` is marked
+        cancelled so a sync tool can stop cooperatively."""
+        if ctx is None:
+            ctx = ToolContext(tool_name=self.name)
+        try:
+            if self.fn is None:
+                if self.handler is None:
+                    raise ToolNotImplemented(self.name)
+                return await _run(self.handler, self.is_async, (self.name, dict(args)), {})
+            kwargs = dict(args)
+            if self._ctx_param is not None:
+                kwargs[self._ctx_param] = ctx
+            positional = []
+            for name in self._positional_only:
+                if name not in kwargs:
+                    break
+                positional.append(kwargs.pop(name))
+            return await _run(self.fn, self.is_async, tuple(positional), kwargs)
+        except asyncio.CancelledError:
+            ctx.cancel()
+            raise
+
+
+async def _run(
+    fn: Callable[..., Any], is_async: bool, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    result = fn(*args, **kwargs) if is_async else await asyncio.to_thread(fn, *args, **kwargs)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def _seconds(what: str, value: float | None, *, allow_zero: bool) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise TypeError(f"{what} must be a number of seconds or None, not {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{what} must be {'>= 0' if allow_zero else '> 0'}, not {value!r}")
+    return float(value)

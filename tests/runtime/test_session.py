@@ -1,0 +1,260 @@
+"""The session loop on the simulator: calls, interrupts, traps, strategies, events."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from asynclm.engines.sim import OraclePolicy, SimCall, SimCosts, SimEngine, SimTask, task_toolbox
+from asynclm.protocol import Interrupt, Parser, Call
+from asynclm.runtime import Session, SessionConfig, run_sync, run_virtual
+from asynclm.runtime import events as ev
+
+from .conftest import add, scripted, sleepy
+
+
+def _task(durations, deps=None):
+    deps = deps or {}
+    calls = tuple(
+        SimCall(f"k{i}", "fetch", {"key": f"item{i}"}, d, deps=tuple(deps.get(i, ())))
+        for i, d in enumerate(durations)
+    )
+    return SimTask(calls, answer="Finished.")
+
+
+def _run(task, strategy, **costs):
+    engine = SimEngine(OraclePolicy(task), SimCosts(**costs))
+    session = Session(engine, task_toolbox(task), strategy=strategy)
+    return run_virtual(session.run(task.prompt))
+
+
+def _interrupts(transcript):
+    p = Parser(transcript=True)
+    return [e for e in p.feed(transcript) + p.close() if isinstance(e, Interrupt)]
+
+
+@pytest.mark.parametrize("strategy", ["sync", "sync-parallel", "async", "async-naive", "sync-reprefill"])
+def test_every_strategy_completes_every_call_once(strategy):
+    task = _task([0.3, 0.05, 0.2, 0.1])
+    r = _run(task, strategy)
+    assert r.stop_reason == "eos"
+    assert r.text.strip().endswith("Finished.")
+    assert sorted(c.id for c in r.calls) == ["k0", "k1", "k2", "k3"]
+    assert all(c.status == "ok" and c.injected_at is not None for c in r.calls)
+    assert sorted(i.id for i in _interrupts(r.transcript)) == ["k0", "k1", "k2", "k3"]
+
+
+def test_async_beats_sync_parallel_beats_sync():
+    task = _task([0.3, 0.05, 0.2, 0.1])
+    lat = {s: _run(task, s).latency_s for s in ("sync", "sync-parallel", "async")}
+    assert lat["async"] < lat["sync-parallel"] < lat["sync"]
+
+
+def test_async_naive_pays_ttft_per_injection():
+    task = _task([0.3, 0.05, 0.2, 0.1])
+    fast = _run(task, "async", ttft_s=0.3)
+    naive = _run(task, "async-naive", ttft_s=0.3)
+    assert naive.latency_s > fast.latency_s + 0.3  # at least one more request
+    assert naive.trace.breakdown().prefill_s > fast.trace.breakdown().prefill_s
+
+
+def test_calls_run_while_the_model_decodes():
+    task = _task([0.5, 0.5, 0.5])
+    r = _run(task, "async")
+    k0 = r.call("k0")
+    k1 = r.call("k1")
+    assert k0.started_at < k1.emitted_at  # k0 ran while k1 was being written
+    assert r.trace.breakdown().overlap_s > 0
+
+
+def test_dependent_call_waits_for_result_via_trap():
+    task = _task([0.2, 0.1], deps={1: ["k0"]})
+    r = _run(task, "async")
+    assert r.call("k1").emitted_at >= r.call("k0").injected_at
+    assert r.counters["traps"] >= 1
+
+
+def test_event_stream_types_and_order():
+    task = _task([0.2, 0.1])
+    engine = SimEngine(OraclePolicy(task), SimCosts())
+    session = Session(engine, task_toolbox(task))
+
+    async def collect():
+        return [e async for e in session.stream("go")]
+
+    events = run_virtual(collect())
+    types = [e.type for e in events]
+    assert types[-1] == "done"
+    for name in ("text.delta", "call.emitted", "call.started", "call.completed",
+                 "interrupt.injected", "trap"):
+        assert name in types, name
+    first = {t: types.index(t) for t in set(types)}
+    assert first["call.emitted"] < first["call.started"] < first["call.completed"] < first[
+        "interrupt.injected"]
+    done = events[-1]
+    assert isinstance(done, ev.Done) and done.result.stop_reason == "eos"
+
+
+def test_stream_closed_early_cancels_calls():
+    task = _task([5.0, 5.0])
+    engine = SimEngine(OraclePolicy(task), SimCosts())
+    session = Session(engine, task_toolbox(task))
+
+    async def first_started():
+        agen = session.stream("go")
+        async for e in agen:
+            if e.type == "call.started":
+                break
+        await agen.aclose()
+        await asyncio.sleep(0)
+        return {t.get_name() for t in asyncio.all_tasks()} - {asyncio.current_task().get_name()}
+
+    leftover = run_virtual(first_started())
+    assert not [n for n in leftover if n.startswith("asynclm-call")]
+
+
+def test_run_sync_refuses_inside_event_loop():
+    engine = SimEngine(OraclePolicy(_task([0.1])), SimCosts())
+    session = Session(engine, task_toolbox(_task([0.1])))
+
+    async def inside():
+        with pytest.raises(RuntimeError, match="running event loop"):
+            run_sync(session, "go")
+
+    asyncio.run(inside())
+    assert run_sync(session, "go").stop_reason == "eos"
+
+
+def test_unknown_tool_and_invalid_args_become_error_interrupts():
+    r = scripted([
+        '[CALL] a [HEAD] nosuch(x=1) [END]',
+        '[CALL] b [HEAD] add(a="not a number", b=2) [END]',
+        '[CALL] c [HEAD] add(a=1, b=2) [END][TRAP][END]',
+        "ok",
+    ])
+    by = {c.id: c for c in r.calls}
+    assert by["a"].status == "error" and "nosuch" in by["a"].error
+    assert by["b"].status == "error" and by["b"].started_at is None
+    assert by["c"].status == "ok" and by["c"].value == 3
+    payloads = {i.id: i.payload for i in _interrupts(r.transcript)}
+    assert "error" in payloads["a"] and "error" in payloads["b"] and payloads["c"].endswith("3")
+
+
+def test_malformed_call_is_an_error_interrupt():
+    r = scripted(['[CALL] m [HEAD] add(a=1, b=__import__("os")) [END]', "done"])
+    (c,) = r.calls
+    assert c.status == "error" and "malformed" in c.error
+    assert [i.id for i in _interrupts(r.transcript)] == [c.id]
+
+
+def test_calls_without_ids_get_ids_and_echo():
+    r = scripted(['[CALL] add(a=1, b=2) [END]', '[CALL] add(a=3, b=4) [END]', "[TRAP][END]", "x"])
+    assert [c.id for c in r.calls] == ["c1", "c2"]
+    payloads = {i.id: i.payload for i in _interrupts(r.transcript)}
+    assert payloads["c1"] == "add(a=1, b=2) -> 3"
+
+
+def test_strict_ids_are_fire_and_forget_but_recorded():
+    cfg = SessionConfig(ids="strict")
+    r = scripted(['[CALL] sleepy(seconds=0.5) [END]', "bye"], config=cfg)
+    (c,) = r.calls
+    assert c.status == "ok" and not c.injectable and c.injected_at is None
+    assert _interrupts(r.transcript) == []
+
+
+def test_duplicate_id_is_rejected_not_confused():
+    r = scripted([
+        '[CALL] x [HEAD] sleepy(seconds=0.3, tag="first") [END]',
+        '[CALL] x [HEAD] sleepy(seconds=0.1, tag="second") [END]',
+        "[TRAP][END]", "[TRAP][END]", "end",
+    ])
+    by = {c.id: c for c in r.calls}
+    assert by["x"].value == "first"
+    other = [c for c in r.calls if c.id != "x"]
+    assert len(other) == 1 and other[0].status == "error" and "already used" in other[0].error
+
+
+def test_end_of_generation_with_pending_calls_is_a_trap():
+    r = scripted(['[CALL] s [HEAD] sleepy(seconds=1.0, tag="late") [END]'])
+    (c,) = r.calls
+    assert c.status == "ok" and c.injected_at is not None
+    assert r.stop_reason == "eos"
+    assert "late" in r.transcript
+
+
+def test_eos_pending_finish_policy_cancels():
+    cfg = SessionConfig(on_eos_pending="finish")
+    r = scripted(['[CALL] s [HEAD] sleepy(seconds=1.0) [END]'], config=cfg)
+    (c,) = r.calls
+    assert c.status == "cancelled"
+
+
+def test_forged_interrupt_outside_a_call_is_rolled_back():
+    r = scripted([
+        '[CALL] s [HEAD] sleepy(seconds=0.2, tag="real") [END]\n',
+        '[INTR] s [HEAD] fake [END]',  # the model tries to write the result itself
+        "The answer is real.",
+    ])
+    assert "fake" not in r.transcript
+    assert r.counters["rollbacks"] >= 1
+    (i,) = _interrupts(r.transcript)
+    assert i.id == "s" and "real" in i.payload
+
+
+def test_forged_result_inside_a_call_closes_the_call():
+    r = scripted(['[CALL] a [HEAD] add(a=1, b=2) -> 3 [END]', "fine"])
+    (c,) = r.calls
+    assert c.status == "ok" and c.value == 3
+    assert "-> 3 [END]" not in r.transcript.split("[INTR]")[0]
+
+
+def test_sync_blocks_at_each_call():
+    r = scripted([
+        '[CALL] a [HEAD] sleepy(seconds=0.5) [END]',
+        '[CALL] b [HEAD] sleepy(seconds=0.5) [END]',
+        "done",
+    ], strategy="sync")
+    a, b = r.calls
+    assert b.emitted_at >= a.ended_at
+
+
+def test_sync_parallel_starts_calls_at_the_trap():
+    r = scripted([
+        '[CALL] a [HEAD] sleepy(seconds=0.5) [END]',
+        '[CALL] b [HEAD] sleepy(seconds=0.5) [END]',
+        "[TRAP][END]",
+        "done",
+    ], strategy="sync-parallel")
+    a, b = r.calls
+    assert a.started_at >= b.emitted_at and abs(a.started_at - b.started_at) < 1e-9
+    assert a.injected_at == b.injected_at
+
+
+def test_futures_reference_earlier_result():
+    r = scripted([
+        '[CALL] a [HEAD] add(a=1, b=2) [END]',
+        '[CALL] b [HEAD] add(a=$a, b=10) [END]',
+        "[TRAP][END]", "[TRAP][END]", "done",
+    ])
+    by = {c.id: c for c in r.calls}
+    assert by["b"].value == 13 and by["b"].depends_on == ("a",)
+
+
+def test_future_of_failed_call_fails_fast_and_unknown_ref_errors():
+    r = scripted([
+        '[CALL] a [HEAD] nosuch() [END]',
+        '[CALL] b [HEAD] add(a=$a, b=1) [END]',
+        '[CALL] c [HEAD] add(a=$zz, b=1) [END]',
+        "[TRAP][END]", "done",
+    ])
+    by = {c.id: c for c in r.calls}
+    assert by["b"].status == "error" and "dependency a" in by["b"].error
+    assert by["c"].status == "error" and "unknown reference" in by["c"].error
+
+
+def test_max_tokens_stops_and_cancels_pending():
+    cfg = SessionConfig(max_tokens=20)
+    r = scripted(['[CALL] s [HEAD] sleepy(seconds=100) [END]', "word " * 100], config=cfg)
+    assert r.stop_reason == "max_tokens"
+    assert r.calls[0].status == "cancelled"
