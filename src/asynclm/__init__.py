@@ -1,3 +1,34 @@
-"""asynclm: asynchronous LLM function calling."""
+"""asynclm: asynchronous LLM function calling.
+
+The model keeps decoding while its calls run; each result is appended to its context as an
+interrupt at the next safe point. Start with :class:`Session` and :func:`tool`.
+"""
+
+from asynclm.engines.base import Capabilities, ChatMessage, Engine
+from asynclm.engines.sim import OraclePolicy, ScriptedPolicy, SimCall, SimCosts, SimEngine, SimTask
+from asynclm.protocol import DEFAULT_MARKERS, Markers, Parser, Ref
+from asynclm.runtime import (
+    STRATEGIES, CallRecord, Session, SessionConfig, SessionResult, Strategy, run_sync,
+    run_virtual,
+)
+from asynclm.runtime.events import (
+    CallCompleted, CallEmitted, CallStarted, Done, InterruptInjected, RollbackEvent, StreamEvent,
+    TextDelta, TrapEvent,
+)
+from asynclm.tools import (
+    SERIAL, Ordered, Tool, ToolArgumentError, Toolbox, ToolContext, ToolError, UnknownToolError,
+    tool,
+)
+from asynclm.trace import Breakdown, Trace
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MARKERS", "SERIAL", "STRATEGIES", "Breakdown", "CallCompleted", "CallEmitted",
+    "CallRecord", "CallStarted", "Capabilities", "ChatMessage", "Done", "Engine",
+    "InterruptInjected", "Markers", "OraclePolicy", "Ordered", "Parser", "Ref", "RollbackEvent",
+    "ScriptedPolicy", "Session", "SessionConfig", "SessionResult", "SimCall", "SimCosts",
+    "SimEngine", "SimTask", "StreamEvent", "Strategy", "TextDelta", "Tool", "ToolArgumentError",
+    "ToolContext", "ToolError", "Toolbox", "Trace", "TrapEvent", "UnknownToolError", "__version__",
+    "run_sync", "run_virtual", "tool",
+]

@@ -21,7 +21,7 @@ if typer is not None:
     models_app = typer.Typer(no_args_is_help=True, help="Bundled models.")
     app.add_typer(bench_app, name="bench")
     app.add_typer(models_app, name="models")
-    console = Console()
+    console = Console(soft_wrap=True)
 
     def _command() -> str:
         return "asynclm " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -42,7 +42,9 @@ def test_whitespace_newlines_comments_trailing_comma() -> None:
 
 
 def test_string_forms() -> None:
-    assert parse_body(r"""f(a='x', b="y", c='''z''', d=r"\d+", e=u"é", f="a\"b", g="\n")""").args == {
+    assert parse_body(
+        r"""f(a='x', b="y", c='''z''', d=r"\d+", e=u"é", f="a\"b", g="\n")"""
+    ).args == {
         "a": "x",
         "b": "y",
         "c": "z",
@@ -297,7 +299,7 @@ def test_audit_hook_sees_no_execution() -> None:
         finally:
             per_body.append(_recording)
             _recording = None
-    for src, events in zip(bodies, per_body):
+    for src, events in zip(bodies, per_body, strict=True):
         names = [e for e, _ in events]
         assert set(names) <= {"compile"}, (src, names)
         compiles = [a for e, a in events if e == "compile"]

@@ -55,8 +55,14 @@ def test_render_interrupt_and_trap() -> None:
 
 
 def test_custom_markers_render() -> None:
-    m = Markers(call="<call>", interrupt="<intr>", trap="<trap>", head="<head>", end="</>",
-                forbidden=("<intr",))
+    m = Markers(
+        call="<call>",
+        interrupt="<intr>",
+        trap="<trap>",
+        head="<head>",
+        end="</>",
+        forbidden=("<intr",),
+    )
     assert render_call("f", {}, "c1", markers=m) == "<call> c1 <head> f() </>"
     assert render_trap(m) == "<trap></>"
     assert render_interrupt("c1", "a <intr> b", markers=m) == "<intr> c1 <head> a ‹intr> b </>"
@@ -72,7 +78,9 @@ def test_format_call_strings_never_contain_markers() -> None:
 def test_format_call_json_fallback() -> None:
     text = format_call("get-weather", {"content-type": "x", "a b": [1, Ref("c1")]})
     assert text.startswith("{")
-    assert parse_body(text) == ParsedBody("get-weather", {"content-type": "x", "a b": [1, Ref("c1")]})
+    assert parse_body(text) == ParsedBody(
+        "get-weather", {"content-type": "x", "a b": [1, Ref("c1")]}
+    )
     with pytest.raises(ValueError):
         format_call("get-weather", {}, (1,))  # positional args need Python syntax
     with pytest.raises(ValueError):
@@ -93,25 +101,42 @@ def test_format_infinity() -> None:
 # ---------------------------------------------------------------------------------------------
 # round trip property
 
-_ident = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True) | st.sampled_from(
-    [*keyword.kwlist, "città", "naïve", "_", "match", "type"]
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"
+_WORD = st.builds(
+    lambda a, b: a + b, st.sampled_from(_LETTERS), st.text(_LETTERS + "0123456789", max_size=8)
 )
-_fn = st.lists(
-    st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True).filter(
-        lambda s: not keyword.iskeyword(s)
-    ),
-    min_size=1,
-    max_size=3,
-).map(".".join)
+_ident = _WORD | st.sampled_from([*keyword.kwlist, "città", "naïve", "_", "match", "type"])
+_fn = st.lists(_WORD.filter(lambda s: not keyword.iskeyword(s)), min_size=1, max_size=3).map(
+    ".".join
+)
+_ID_CHARS = _LETTERS + "0123456789-"
 _any_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=20)
 _marker_text = st.lists(
-    st.sampled_from(["[END]", "[CALL]", "[INTR", "[intr]", "<tool_response>", "[HEAD]", "->",
-                     "\n", "$c1", '"', "'", "\\", "[", "x", "é", "\x00"]),
+    st.sampled_from(
+        [
+            "[END]",
+            "[CALL]",
+            "[INTR",
+            "[intr]",
+            "<tool_response>",
+            "[HEAD]",
+            "->",
+            "\n",
+            "$c1",
+            '"',
+            "'",
+            "\\",
+            "[",
+            "x",
+            "é",
+            "\x00",
+        ]
+    ),
     max_size=6,
 ).map("".join)
-_seg = st.integers(-3, 20) | st.from_regex(r"[A-Za-z0-9_ -]{1,6}", fullmatch=True)
+_seg = st.integers(-3, 20) | st.text(_ID_CHARS + " ", min_size=1, max_size=6)
 _ref = st.builds(
-    Ref, st.from_regex(r"[A-Za-z0-9_-]{1,6}", fullmatch=True), st.lists(_seg, max_size=3).map(tuple)
+    Ref, st.text(_ID_CHARS, min_size=1, max_size=6), st.lists(_seg, max_size=3).map(tuple)
 )
 _scalar = (
     st.none()
@@ -124,9 +149,11 @@ _scalar = (
 )
 _value = st.recursive(
     _scalar,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.tuples(inner, inner)
-    | st.dictionaries(st.text(max_size=5) | st.integers(-5, 5), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=5) | st.integers(-5, 5), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -139,12 +166,12 @@ def _norm(v: Any) -> Any:
     return v
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     fn=_fn,
     args=st.dictionaries(_ident, _value, max_size=5),
     pos=st.lists(_value, max_size=3),
-    call_id=st.none() | st.from_regex(r"[A-Za-z0-9_.:-]{1,10}", fullmatch=True),
+    call_id=st.none() | st.text(_ID_CHARS + ".:", min_size=1, max_size=10),
 )
 def test_round_trip(fn: str, args: dict[str, Any], pos: list[Any], call_id: str | None) -> None:
     text = format_call(fn, args, pos)
@@ -180,26 +207,90 @@ def test_round_trip_json_form(fn: str, args: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------
 # escaping
 
-LOOKALIKES = ["［", "﹇", "⁅", "〔", "＜", "﹤", "ｅｎｄ", "ＥＮＤ", "］", "Ｉｎｔｒ", "ⅰ", "ｔｒａｐ", "К"]
+LOOKALIKES = [
+    "［",
+    "﹇",
+    "⁅",
+    "〔",
+    "＜",
+    "﹤",
+    "ｅｎｄ",
+    "ＥＮＤ",
+    "］",
+    "Ｉｎｔｒ",
+    "ⅰ",
+    "ｔｒａｐ",
+    "К",
+]
 FRAGMENTS = [
     *DEFAULT_MARKERS.all(),
     *DEFAULT_MARKERS.forbidden,
-    "[", "]", "<", ">", "[CAL", "[EN", "END]", "[INT", "[RES", "ULT", "<tool_", "response>",
-    "[call]", "[end]", "[Intr]", "[rEsUlT", "<TOOL_RESPONSE", "<|im_end|>", "<|im_start|>",
-    "<｜begin▁of▁sentence｜>", "<|eot_id|>", "<tool_call>", "</tool_call>", "->", " ", "\n",
-    "\r\n", "\r", "\t", "\x00", "\x1b[31m", "\u202e", "\u200b", "\ud800", "é", "e\u0301",
-    "ﬀ", "x", "42", '"', "'", "\\", "$c1", "{", "}", "ß", "İ",
+    "[",
+    "]",
+    "<",
+    ">",
+    "[CAL",
+    "[EN",
+    "END]",
+    "[INT",
+    "[RES",
+    "ULT",
+    "<tool_",
+    "response>",
+    "[call]",
+    "[end]",
+    "[Intr]",
+    "[rEsUlT",
+    "<TOOL_RESPONSE",
+    "<|im_end|>",
+    "<|im_start|>",
+    "<｜begin▁of▁sentence｜>",
+    "<|eot_id|>",
+    "<tool_call>",
+    "</tool_call>",
+    "->",
+    " ",
+    "\n",
+    "\r\n",
+    "\r",
+    "\t",
+    "\x00",
+    "\x1b[31m",
+    "\u202e",
+    "\u200b",
+    "\ud800",
+    "é",
+    "e\u0301",
+    "ﬀ",
+    "x",
+    "42",
+    '"',
+    "'",
+    "\\",
+    "$c1",
+    "{",
+    "}",
+    "ß",
+    "İ",
 ]
 PATTERNS = sorted(
-    {unicodedata.normalize("NFKC", s).casefold()
-     for s in (*DEFAULT_MARKERS.all(), *DEFAULT_MARKERS.forbidden, "<|")}
+    {
+        unicodedata.normalize("NFKC", s).casefold()
+        for s in (*DEFAULT_MARKERS.all(), *DEFAULT_MARKERS.forbidden, "<|")
+    }
 )
 
 
 def _views(s: str) -> list[str]:
     nfkc = unicodedata.normalize("NFKC", s)
-    return [s, s.lower(), s.casefold(), nfkc, nfkc.casefold(),
-            unicodedata.normalize("NFKC", s.casefold())]
+    return [
+        s,
+        s.lower(),
+        s.casefold(),
+        nfkc,
+        nfkc.casefold(),
+        unicodedata.normalize("NFKC", s.casefold()),
+    ]
 
 
 def _assert_safe(payload: str) -> None:
@@ -243,7 +334,8 @@ def test_escape_many_payloads() -> None:
 @settings(max_examples=400, deadline=None)
 @given(
     st.lists(
-        st.sampled_from(FRAGMENTS + LOOKALIKES) | st.text(max_size=3)
+        st.sampled_from(FRAGMENTS + LOOKALIKES)
+        | st.text(max_size=3)
         | st.characters(codec=None, exclude_categories=()),
         max_size=15,
     ).map("".join)
@@ -262,8 +354,14 @@ def test_escape_is_readable() -> None:
 
 def test_escape_custom_markers_and_context() -> None:
     # a marker that would straddle the " [END]" after the payload, or " [HEAD] " before it
-    m = Markers(call="@call", interrupt="@intr", trap="@trap", head="@head", end="@end",
-                forbidden=("@intr", "d x"))
+    m = Markers(
+        call="@call",
+        interrupt="@intr",
+        trap="@trap",
+        head="@head",
+        end="@end",
+        forbidden=("@intr", "d x"),
+    )
     out = escape_payload("x", m, extra=())
     assert "d x" not in ("@head " + out + " @end").casefold()
     out = escape_payload("@INTR and @call", m, extra=())
@@ -282,7 +380,10 @@ class _Point:
 
 def test_format_value() -> None:
     assert format_value("14:05") == '"14:05"'
-    assert format_value({"a": [1, 2.5, None, True], "é": "ü"}) == '{"a": [1, 2.5, null, true], "é": "ü"}'
+    assert (
+        format_value({"a": [1, 2.5, None, True], "é": "ü"})
+        == '{"a": [1, 2.5, null, true], "é": "ü"}'
+    )
     assert format_value(_Point(1, 2)) == '{"x": 1, "y": 2}'
     assert format_value({1, 2}) == "[1, 2]"
     assert format_value(b"ab") == '"ab"'

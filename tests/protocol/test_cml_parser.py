@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -377,8 +378,9 @@ def test_custom_markers() -> None:
 
 
 def test_single_character_markers() -> None:
-    m = Markers(call="\x02", interrupt="\x05", trap="\x07", head="\x1d", end="\x03",
-                forbidden=("\x05",))
+    m = Markers(
+        call="\x02", interrupt="\x05", trap="\x07", head="\x1d", end="\x03", forbidden=("\x05",)
+    )
     events = parse("a\x02c1\x1df(1)\x03b\x07\x03", markers=m)
     assert kinds(events) == ["Text", "CallOpened", "Call", "Text", "Trap"]
     assert isinstance(events[2], Call) and events[2].id == "c1" and events[2].pos == (1,)
@@ -431,7 +433,11 @@ PIECES = [
     "[CALL] c3 [HEAD] f(\n a=1,\n)\n",
     "[CALL] f(a=1) -> 5 [END]",
     "[CALL] c1 [HEAD] x [HEAD] y [END]",
-    render_call("g", {"s": "[END] -> \n"}, "c4"),
+    '[CALL] f(a="""a"->b""") [END]',
+    "[CALL] f(a='''a''->b\n''') [END]",
+    r'[CALL] f(a="x\"->y") [END]',
+    r"[CALL] f(a='\\'->y') [END]",
+    render_call("g", {"s": '[END] -> \n "->'}, "c4"),
     render_interrupt("c1", "[END] payload [CALL] x"),
 ]
 _piece = st.sampled_from(PIECES) | st.text(_TEXT_ALPHABET, min_size=1, max_size=6)
@@ -443,7 +449,7 @@ def run_chunked(stream: str, cuts: list[int], transcript: bool) -> list[Event]:
     p = Parser(transcript=transcript)
     events: list[Event] = []
     bounds = [0, *sorted(set(cuts)), len(stream)]
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in pairwise(bounds):
         got = p.feed(stream[a:b])
         events += got
         if any(isinstance(e, Forged) for e in got):
@@ -509,10 +515,30 @@ def test_render_then_parse_every_split() -> None:
 def _offset_after(stream: str, cuts: list[int]) -> Any:
     p = Parser()
     bounds = [0, *cuts, len(stream)]
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in pairwise(bounds):
         p.feed(stream[a:b])
     return p.offset
 
 
 def test_offset_counts_held_text() -> None:
     assert _offset_after("abc [CAL", [2, 5]) == 8
+
+
+def test_safe_points_char_by_char() -> None:
+    """Never a safe point from the first character of ``[CALL]`` to its ``[END]``; always one
+    after plain text."""
+    s = 'ok [CALL] c1 [HEAD] f(a="x [ y") [END] done [TRAP] [END] bye ['
+    p = Parser()
+    call_start, call_end = s.index("[CALL]"), s.index("[END]") + len("[END]")
+    trap_start, trap_end = s.index("[TRAP]"), s.rindex("[END]") + len("[END]")
+    for k, ch in enumerate(s, 1):
+        p.feed(ch)
+        inside = call_start < k < call_end or trap_start < k < trap_end
+        if inside:
+            assert not p.at_safe_point, (k, s[:k])
+        elif s[:k].endswith(("[", "[C", "[T", "[E")) or k == len(s):
+            assert not p.at_safe_point, (k, s[:k])
+        else:
+            assert p.at_safe_point, (k, s[:k])
+        assert p.in_call == (call_start + len("[CALL]") <= k < call_end), (k, s[:k])
+        assert p.offset == k

@@ -145,7 +145,8 @@ _TOKEN_RE = re.compile(
     (?P<ws>[ \t\r\n\f]+)
   | (?P<comment>\#[^\r\n]*)
   | (?P<str>(?P<prefix>[A-Za-z]{0,2})(?P<quote>'''|\"\"\"|'|"))
-  | (?P<num>0[xXoObB][0-9a-fA-F_]*|(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9][0-9_]*)(?:[eE][+-]?[0-9_]+)?[jJ]?)
+  | (?P<num>0[xXoObB][0-9a-fA-F_]*
+      | (?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9][0-9_]*)(?:[eE][+-]?[0-9_]+)?[jJ]?)
   | (?P<name>[^\W\d]\w*)
   | (?P<other>.)
     """,
@@ -158,6 +159,14 @@ _STRING_END = {
     '"""': re.compile(r'(?:[^\\]|\\.)*?"""', re.DOTALL),
 }
 _KWARG_AHEAD = re.compile(r"[ \t\r\n\f]*=(?!=)")
+# Fast path for long literal lists: a run of "simple value ," items (decimal numbers with an
+# optional sign, strings without escapes/newlines/$, the constant names). Valid wherever a value
+# may start; leaves the scanner after a comma.
+_SIMPLE_RUN = re.compile(
+    r"""(?:[ \t\r\n\f]*(?:[+-]?[ \t\r\n\f]*[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9_]+)?
+    |"[^"\\\r\n$]*"|'[^'\\\r\n$]*'|True|False|None|true|false|null)[ \t\r\n\f]*,)+""",
+    re.VERBOSE,
+)
 _STRING_PREFIXES = {"", "r", "u"}
 _OPENERS = "([{"
 _CLOSERS = ")]}"
@@ -203,6 +212,13 @@ def _prescan(text: str) -> _Scan:
     n = len(text)
     i = 0
     while i < n:
+        if prev in _VALUE_START:
+            run = _SIMPLE_RUN.match(text, i)
+            if run is not None:
+                i = run.end()
+                prev = "comma"
+                in_fn_name = False
+                continue
         m = _TOKEN_RE.match(text, i)
         assert m is not None  # "other" matches any character
         kind = m.lastgroup
@@ -350,11 +366,11 @@ def _check_json_depth(text: str) -> None:
     depth = 0
     for m in re.finditer(r'"(?:[^"\\]|\\.)*"?|[\[{]|[\]}]', text, re.DOTALL):
         tok = m.group(0)
-        if tok in "[{":
+        if tok == "[" or tok == "{":
             depth += 1
             if depth > MAX_DEPTH:
                 _fail(f"nesting deeper than {MAX_DEPTH} levels")
-        elif tok in "]}":
+        elif tok == "]" or tok == "}":
             depth -= 1
 
 
@@ -425,13 +441,13 @@ class _Walker:
             return [self.value(e, depth + 1) for e in node.elts]
         if isinstance(node, ast.Dict):
             out: dict[Any, Any] = {}
-            for k, v in zip(node.keys, node.values):
-                if k is None:
+            for k_node, v_node in zip(node.keys, node.values, strict=True):
+                if k_node is None:
                     _fail("dict unpacking (**) is not allowed")
-                key = self.key(k)
+                key = self.key(k_node)
                 if key in out:
                     _fail(f"duplicate dict key {key!r}")
-                out[key] = self.value(v, depth + 1)
+                out[key] = self.value(v_node, depth + 1)
             return out
         if isinstance(node, ast.Name):
             if node.id in self.refs:
@@ -468,7 +484,7 @@ class _Walker:
     def call(self, tree: ast.Expression) -> ParsedBody:
         node = tree.body
         if not isinstance(node, ast.Call):
-            _fail("the body must be a call, as in get_weather(city=\"Paris\")")
+            _fail('the body must be a call, as in get_weather(city="Paris")')
         fn = self.fn_name(node.func)
         pos: list[Any] = []
         for a in node.args:
@@ -526,7 +542,7 @@ def _json_refs(value: Any) -> Any:
 def _parse_json_body(text: str) -> ParsedBody:
     obj = _json_load(text)
     if not isinstance(obj, dict):
-        _fail("a JSON body must be an object like {\"name\": ..., \"arguments\": {...}}")
+        _fail('a JSON body must be an object like {"name": ..., "arguments": {...}}')
     if "name" not in obj and isinstance(obj.get("function"), dict):
         extra = set(obj) - {"function"} - _JSON_IGNORED_KEYS
         if extra:
@@ -540,7 +556,7 @@ def _parse_json_body(text: str) -> ParsedBody:
         _fail(f"a JSON body must have only one of {list(_JSON_ARG_KEYS)}, got {present}")
     extra = set(obj) - {"name"} - set(_JSON_ARG_KEYS) - _JSON_IGNORED_KEYS
     if extra:
-        _fail(f"unexpected keys in JSON body: {sorted(extra)} (put arguments in \"arguments\")")
+        _fail(f'unexpected keys in JSON body: {sorted(extra)} (put arguments in "arguments")')
     args: Any = obj[present[0]] if present else {}
     if args is None:
         args = {}
@@ -576,4 +592,3 @@ def parse_body(text: str) -> ParsedBody:
     except (ValueError, RecursionError, MemoryError) as e:  # null bytes, too complex
         _fail(f"invalid call body: {type(e).__name__}: {e}")
     return _Walker(scan.refs, scan.kwnames).call(tree)
-

@@ -3,7 +3,7 @@
 * :func:`format_call` / :func:`render_call` write a call so that :func:`parse_body` (and the
   :class:`~asynclm.protocol.parser.Parser`) read back exactly the same function and arguments.
   String values never contain a marker or a forbidden prefix in the rendered text: the first
-  character of such a sequence is written as an escape (``"\\x5bEND]"``), which decodes to the
+  character of such a sequence is written as an escape (``"\\u005bEND]"``), which decodes to the
   same string.
 * :func:`escape_payload` makes a tool result (or any untrusted text) safe to put inside an
   interrupt: afterwards it contains no marker, no forbidden prefix and no special-token opener,
@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import keyword
 import math
@@ -63,7 +64,8 @@ _LOOKALIKE = {"[": "\u27e6", "<": "\u2039", "{": "\u2983", "(": "\u2985"}
 # call rendering
 
 
-def _marker_regex(markers: Markers, extra: Iterable[str] = ()) -> re.Pattern[str]:
+@functools.lru_cache(maxsize=64)
+def _marker_regex(markers: Markers, extra: tuple[str, ...] = ()) -> re.Pattern[str]:
     """Overlapping, case-insensitive occurrences of every marker/forbidden string."""
     pats = sorted({*markers.all(), *markers.forbidden, *extra} - {""}, key=len, reverse=True)
     return re.compile("(?=(?:" + "|".join(map(re.escape, pats)) + "))", re.IGNORECASE)
@@ -282,7 +284,9 @@ def render_interrupt(id: str | None, payload: str, *, markers: Markers = DEFAULT
     """
     _check_id(id)
     body = escape_payload(payload, markers)
-    head = f"{markers.interrupt} {id} {markers.head}" if id else f"{markers.interrupt} {markers.head}"
+    head = (
+        f"{markers.interrupt} {id} {markers.head}" if id else f"{markers.interrupt} {markers.head}"
+    )
     return f"{head} {body} {markers.end}"
 
 
@@ -357,6 +361,23 @@ def _safe_in_context(text: str, markers: Markers, pats: list[str]) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=64)
+def _escape_spec(
+    markers: Markers, extra: tuple[str, ...]
+) -> tuple[list[str], re.Pattern[str], str, str, frozenset[str]] | None:
+    """Normalized patterns (longest first), their overlapping finder, normalized context."""
+    pats = sorted(
+        {_norm(p) for p in (*markers.all(), *markers.forbidden, *extra)} - {""},
+        key=len,
+        reverse=True,
+    )
+    if not pats:
+        return None
+    rx = re.compile("(?=(" + "|".join(map(re.escape, pats)) + "))")
+    left, right = _norm(markers.head + " "), _norm(" " + markers.end)
+    return pats, rx, left, right, frozenset(p[0] for p in pats)
+
+
 def escape_payload(
     text: str,
     markers: Markers = DEFAULT_MARKERS,
@@ -371,19 +392,18 @@ def escape_payload(
     See the module docstring for how characters are replaced. Linear in ``len(text)``.
     """
     text = _CONTROL_RE.sub("\ufffd", text.replace("\r\n", "\n").replace("\r", "\n"))
-    pats = sorted({_norm(p) for p in (*markers.all(), *markers.forbidden, *extra)} - {""},
-                  key=len, reverse=True)
-    if not pats:
+    spec = _escape_spec(markers, tuple(extra))
+    if spec is None:
         return text
-    rx = re.compile("(?=(" + "|".join(map(re.escape, pats)) + "))")
-    left, right = _norm(markers.head + " "), _norm(" " + markers.end)
-    firsts = {p[0] for p in pats}
+    pats, rx, left, right, firsts = spec
     if text.isascii():
         low = text.lower()
         longest = len(pats[0])
         if not any(f in low for f in firsts) and not _crosses(
             left + low[:longest] + (right if len(low) <= longest else ""),
-            pats, len(left), len(left) + min(len(low), longest),
+            pats,
+            len(left),
+            len(left) + min(len(low), longest),
         ):
             return text  # fast path: nothing that could start a pattern
     for _ in range(4):
@@ -433,7 +453,7 @@ def _apply(text: str, vmap: list[int], starts: dict[int, set[int]], prefix_wj: b
     return "".join(out)
 
 
-def _brute_force(text: str, firsts: set[str]) -> str:
+def _brute_force(text: str, firsts: frozenset[str]) -> str:
     """Last resort: escape every character whose normalization contains a pattern's first char."""
     out = [_WJ]
     for c in text:
@@ -489,9 +509,12 @@ def format_value(value: Any, *, max_chars: int = DEFAULT_MAX_VALUE_CHARS) -> str
     ``max_chars`` is cut, and ``…(truncated N chars)`` says how much was dropped. The result is
     not escaped: :func:`render_interrupt` does that.
     """
-    if isinstance(value, _JSON_NATIVE) or hasattr(value, "model_dump") or (
-        dataclasses.is_dataclass(value) and not isinstance(value, type)
-    ) or isinstance(value, (set, frozenset, bytes, bytearray, Ref)):
+    if (
+        isinstance(value, _JSON_NATIVE)
+        or hasattr(value, "model_dump")
+        or (dataclasses.is_dataclass(value) and not isinstance(value, type))
+        or isinstance(value, (set, frozenset, bytes, bytearray, Ref))
+    ):
         try:
             text = json.dumps(value, ensure_ascii=False, default=_json_default)
         except (TypeError, ValueError, RecursionError):

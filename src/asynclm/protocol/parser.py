@@ -22,14 +22,16 @@ Contracts
   inside a call are string-aware (``f(x="a -> b")`` is fine).
 * **Blocks.** ``[CALL]`` emits :class:`CallOpened` at once; an optional ``id [HEAD]`` follows;
   ``[END]`` emits :class:`Call` (``id`` stripped, empty -> ``None``) or :class:`MalformedCall`.
-  ``raw`` is the block text from ``[CALL]`` through ``[END]``. A call whose content exceeds
-  :data:`MAX_CALL_CHARS` is a MalformedCall "call too long" at its ``[END]``; its content is not
-  kept or scanned (bounded memory and work). ``[TRAP]`` + optional whitespace + ``[END]`` emits
-  :class:`Trap`; if anything else follows ``[TRAP]``, Trap is emitted with ``end`` right after
-  ``[TRAP]`` and parsing continues with that text. Stray ``[END]``/``[HEAD]`` outside a block are
-  text.
+  ``raw`` is the block text from ``[CALL]`` through ``[END]``. A call whose content (between
+  ``[CALL]`` and ``[END]``) reaches :data:`MAX_CALL_CHARS` characters is a MalformedCall "call too
+  long" at its ``[END]``; content past the limit is neither kept nor lexed (bounded memory and
+  work), only markers are still recognised. ``[TRAP]`` + optional whitespace (spaces, tabs,
+  newlines) + ``[END]`` emits :class:`Trap`; if anything else follows ``[TRAP]``, Trap is
+  emitted with ``end`` right after ``[TRAP]`` and parsing continues with that text. Stray
+  ``[END]``/``[HEAD]`` outside a block are text.
 * **Enforcement** (``transcript=False``: the parser reads what the model samples). Outside a
-  block, a forbidden prefix (``markers.forbidden``, case-insensitive) or the interrupt marker
+  block, a forbidden prefix (``markers.forbidden``, ASCII letters case-insensitive) or the
+  interrupt marker
   yields ``Forged(where="outside")``. Inside a call, ``->`` (outside string literals), any marker
   other than the first ``[HEAD]`` and ``[END]``, a forbidden prefix, or a newline after a body that
   already parses yields ``Forged(where="call", call_raw=...)`` immediately followed by the
@@ -46,14 +48,17 @@ Contracts
 * **End of stream** (:meth:`Parser.close`): held-back text is flushed; an unterminated call is a
   MalformedCall "unterminated call"; a pending ``[TRAP]`` is a Trap; an unterminated interrupt
   (transcript mode) is Text.
-* **Cost.** Each ``feed`` does O(len(chunk) + longest marker) work, plus at most two body parses
-  per call (at ``[END]`` or a forgery, and at the first newline after a closed top-level
-  bracket group); a call body is at most :data:`MAX_CALL_CHARS` long.
+* **Cost.** Each ``feed`` does O(len(chunk) + longest marker) work, plus at most three body
+  parses per call (at the first newline after a closed top-level bracket group, once before and
+  once after ``[HEAD]``; at ``[END]``); a call body is under :data:`MAX_CALL_CHARS` characters.
+* **Safe points.** :attr:`Parser.at_safe_point` is true outside every block with no partial
+  marker held back: the only moments the runtime may inject text.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from typing import Final
 
@@ -102,18 +107,161 @@ class _R(enum.Enum):
     FORGED = 3  # a Forged event was emitted: drop the rest
 
 
-_NEED: Final = object()
+class _Need(enum.Enum):
+    NEED = 0
+
+
+_NEED: Final = _Need.NEED  # "more input may complete a marker here"
+_Hit = tuple[_K, str]  # a recognised marker: its kind and its canonical text
 _NONWS = re.compile(r"\S")
+_WS_RUN = re.compile(r"[ \t\r\n]*")  # whitespace between tokens (ASCII, never a marker)
+_TRAP_STOP = re.compile(r"[^ \t\r\n]")
 
 # lexer modes inside a call body
 _CODE, _STR, _COMMENT = 0, 1, 2
 _OPENERS, _CLOSERS = "([{", ")]}"
 
-_Entry = tuple[str, str, _K, bool]  # marker, lowered marker, kind, case-insensitive
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def _char_class(chars: set[str]) -> re.Pattern[str]:
     return re.compile("[" + "".join(re.escape(c) for c in sorted(chars)) + "]")
+
+
+class _Table:
+    """Markers recognised in one state, in priority order. ``ci`` entries compare ASCII letters
+    case-insensitively (other characters exactly), in the regex and in the prefix check alike."""
+
+    __slots__ = ("entries", "firsts", "scan", "full", "viable", "maxlen")
+
+    def __init__(self, entries: list[tuple[str, _K, bool]]) -> None:
+        seen: set[tuple[str, bool]] = set()
+        self.entries: list[tuple[str, str, _K, bool]] = []
+        for s, kind, ci in entries:
+            key = (s.translate(_ASCII_LOWER) if ci else s, ci)
+            if s and key not in seen:
+                seen.add(key)
+                self.entries.append((s, key[0], kind, ci))
+        self.firsts: set[str] = set()
+        for s, _, _, ci in self.entries:
+            self.firsts.add(s[0])
+            if ci and s[0].isascii():
+                self.firsts.update({s[0].lower(), s[0].upper()})
+        self.scan = _char_class(self.firsts) if self.firsts else re.compile(r"(?!)")
+        alts = [
+            f"(?P<g{k}>{'(?i:' + re.escape(s) + ')' if ci else re.escape(s)})"
+            for k, (s, _, _, ci) in enumerate(self.entries)
+        ]
+        self.full = re.compile("|".join(alts) or r"(?!)", re.ASCII)
+        self.maxlen = max((len(s) for s, *_ in self.entries), default=0)
+        # a whole entry, or a proper prefix of one that reaches the end of the text
+        prefixes = sorted(
+            {
+                f"(?i:{re.escape(s[:j])})" if ci else re.escape(s[:j])
+                for s, _, _, ci in self.entries
+                for j in range(1, len(s))
+            }
+        )
+        self.viable = re.compile(
+            "|".join(alts + ([f"(?:{'|'.join(prefixes)})\\Z"] if prefixes else [])) or r"(?!)",
+            re.ASCII,
+        )
+
+    def find(self, data: str, i: int, final: bool) -> tuple[int, _Hit | _Need | None]:
+        """The next marker at or after ``i``: ``(p, (kind, marker))``; ``(p, _NEED)`` when the
+        text from ``p`` on may still become a marker; ``(len(data), None)`` when there is none.
+
+        Candidates (first characters) are found by the regex engine and checked with one
+        anchored match each; only the last ``maxlen - 1`` characters, where a partial marker can
+        be, get the priority-aware check of :meth:`match`.
+        """
+        n = len(data)
+        tail = n if final else n - self.maxlen + 1
+        scan, full = self.scan.search, self.full.match
+        p = i
+        while True:
+            c = scan(data, p)
+            if c is None:
+                return n, None  # every marker, partial or not, starts with a candidate
+            p = c.start()
+            if p >= tail:
+                break
+            m = full(data, p)
+            if m is not None:
+                s, _, kind, _ = self.entries[int(m.lastgroup[1:])]  # type: ignore[index]
+                return p, (kind, s)
+            p += 1
+        viable = self.viable.match
+        for c in self.scan.finditer(data, p):
+            if viable(data, c.start()) is not None:
+                r = self.match(data, c.start(), final)
+                if r is not None:
+                    return c.start(), r
+        return n, None
+
+    def match(self, data: str, p: int, final: bool) -> _Hit | _Need | None:
+        """The first entry at ``data[p:]``: ``(kind, marker)``; ``_NEED`` if an earlier entry
+        could still match given more input; or ``None``."""
+        avail = len(data) - p
+        if final or avail >= self.maxlen:
+            m = self.full.match(data, p)
+            if m is None:
+                return None
+            s, _, kind, _ = self.entries[int(m.lastgroup[1:])]  # type: ignore[index]
+            return kind, s
+        for s, low, kind, ci in self.entries:
+            n = len(s)
+            seg = data[p : p + n]
+            if ci:
+                seg = seg.translate(_ASCII_LOWER)
+            if avail >= n:
+                if seg == (low if ci else s):
+                    return kind, s
+            elif (low if ci else s).startswith(seg):
+                return _NEED
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _tables(
+    markers: Markers, transcript: bool
+) -> tuple[_Table, _Table, _Table, _Table, dict[tuple[int, str], re.Pattern[str]]]:
+    """The marker tables and lexer regexes of one parser configuration (immutable, shared)."""
+    m = markers
+    if transcript:
+        out = [(m.interrupt, _K.INTR, False), (m.call, _K.CALL, False), (m.trap, _K.TRAP, False)]
+        call = [(m.end, _K.END, False), (m.head, _K.HEAD, False)] + [
+            (s, _K.STRAY, False) for s in (m.interrupt, m.call, m.trap)
+        ]
+    else:
+        forged = [(f, _K.FORGED, True) for f in m.forbidden]
+        out = forged + [
+            (m.interrupt, _K.FORGED, False),
+            (m.call, _K.CALL, False),
+            (m.trap, _K.TRAP, False),
+        ]
+        call = (
+            [(m.end, _K.END, False), (m.head, _K.HEAD, False)]
+            + forged
+            + [(s, _K.FORGED, False) for s in (m.interrupt, m.call, m.trap)]
+        )
+    intr = [(m.end, _K.END, False), (m.head, _K.HEAD, False)]
+    trap = [(m.end, _K.END, False)]
+    t_out, t_call = _Table(out), _Table(call)
+    fc = t_call.firsts
+    code = fc | {"'", '"', "#", "-"}
+    rx_lex = {
+        # in code, newlines matter only after a top-level group closed, brackets only
+        # while the body may still parse
+        (_CODE, "dead"): _char_class(code),
+        (_CODE, "open"): _char_class(code | set(_OPENERS) | set(_CLOSERS)),
+        (_CODE, "closed"): _char_class(code | set(_OPENERS) | set(_CLOSERS) | {"\n"}),
+        (_COMMENT, ""): _char_class(fc | {"\n", "-"}),
+    }
+    for q in ("'", '"'):
+        rx_lex[(_STR, q)] = _char_class(fc | {"\\", "\n", q})
+        rx_lex[(_STR, q * 3)] = _char_class(fc | {"\\", q})
+    return t_out, t_call, _Table(intr), _Table(trap), rx_lex
 
 
 class Parser:
@@ -126,41 +274,10 @@ class Parser:
     def __init__(self, *, markers: Markers = DEFAULT_MARKERS, transcript: bool = False) -> None:
         self.markers: Final = markers
         self.transcript: Final = transcript
-        m = markers
-        if transcript:
-            out = [(m.interrupt, _K.INTR, False), (m.call, _K.CALL, False), (m.trap, _K.TRAP, False)]
-            call = [(m.end, _K.END, False), (m.head, _K.HEAD, False)] + [
-                (s, _K.STRAY, False) for s in (m.interrupt, m.call, m.trap)
-            ]
-        else:
-            forged = [(f, _K.FORGED, True) for f in m.forbidden]
-            out = forged + [
-                (m.interrupt, _K.FORGED, False),
-                (m.call, _K.CALL, False),
-                (m.trap, _K.TRAP, False),
-            ]
-            call = [(m.end, _K.END, False), (m.head, _K.HEAD, False)] + forged + [
-                (s, _K.FORGED, False) for s in (m.interrupt, m.call, m.trap)
-            ]
-        intr = [(m.end, _K.END, False), (m.head, _K.HEAD, False)]
-        trap = [(m.end, _K.END, False)]
-        self._t_out = self._table(out)
-        self._t_call = self._table(call)
-        self._t_intr = self._table(intr)
-        self._t_trap = self._table(trap)
-        self._f_out = self._firsts(self._t_out)
-        self._f_call = self._firsts(self._t_call)
-        self._rx_out = _char_class(self._f_out)
-        self._rx_call = _char_class(self._f_call)
-        self._rx_intr = _char_class(self._firsts(self._t_intr))
-        fc = self._f_call
-        self._rx_lex = {
-            (_CODE, ""): _char_class(fc | set("'\"#\n-") | set(_OPENERS) | set(_CLOSERS)),
-            (_COMMENT, ""): _char_class(fc | {"\n", "-"}),
-        }
-        for q in ("'", '"'):
-            self._rx_lex[(_STR, q)] = _char_class(fc | {"\\", "\n", q})
-            self._rx_lex[(_STR, q * 3)] = _char_class(fc | {"\\", q})
+        (self._t_out, self._t_call, self._t_intr, self._t_trap, self._rx_lex) = _tables(
+            markers, transcript
+        )
+        self._rx_out = self._t_out.scan
 
         self._state = _S.OUTSIDE
         self._buf = ""  # held-back input, starting at stream offset self._pos
@@ -198,9 +315,13 @@ class Parser:
             raise RuntimeError("feed() after close()")
         if not text:
             return []
+        if self._state is _S.OUTSIDE and not self._buf and self._rx_out.search(text) is None:
+            start = self._pos  # fast path: plain text that cannot start a marker
+            self._pos = start + len(text)
+            return [Text(text, start, self._pos)]
         events: list[Event] = []
         self._run(self._buf + text, events, final=False)
-        return _coalesce(events)
+        return _coalesce(events) if len(events) > 1 else events
 
     def close(self) -> list[Event]:
         """End of stream: flush held text and close any open block. Idempotent."""
@@ -226,43 +347,6 @@ class Parser:
         return _coalesce(events)
 
     # -- machinery ----------------------------------------------------------------------------
-
-    @staticmethod
-    def _table(entries: list[tuple[str, _K, bool]]) -> list[_Entry]:
-        seen: set[tuple[str, bool]] = set()
-        out: list[_Entry] = []
-        for s, kind, ci in entries:
-            if not s or (s.lower() if ci else s, ci) in seen:
-                continue
-            seen.add((s.lower() if ci else s, ci))
-            out.append((s, s.lower(), kind, ci))
-        return out
-
-    @staticmethod
-    def _firsts(table: list[_Entry]) -> set[str]:
-        chars: set[str] = set()
-        for s, _, _, ci in table:
-            chars.add(s[0])
-            if ci:
-                chars.update({s[0].lower(), s[0].upper()})
-        return chars
-
-    @staticmethod
-    def _match(data: str, p: int, table: list[_Entry], final: bool) -> tuple[_K, str] | object:
-        """The first table entry at ``data[p:]``: ``(kind, marker)``, ``_NEED`` if an earlier
-        entry could still match with more input, or ``None``."""
-        avail = len(data) - p
-        for s, low, kind, ci in table:
-            n = len(s)
-            if avail >= n:
-                seg = data[p : p + n]
-                if seg == s or (ci and seg.lower() == low):
-                    return kind, s
-            elif not final:
-                seg = data[p:]
-                if False:
-                    return _NEED
-        return None
 
     def _reset_block(self) -> None:
         self._block_start = 0
@@ -316,54 +400,44 @@ class Parser:
 
     # outside any block
     def _outside(self, data: str, i: int, ev: list[Event], final: bool) -> tuple[int, _R]:
-        n = len(data)
-        ts = i
-        search = self._rx_out.search
-        while True:
-            m = search(data, i)
-            if m is None:
-                self._text(data, ts, n, ev)
-                return n, _R.DONE
-            p = m.start()
-            r = self._match(data, p, self._t_out, final)
-            if r is None:
-                i = p + 1
-                continue
-            self._text(data, ts, p, ev)
-            if r is _NEED:
-                return p, _R.HOLD
-            kind, s = r  # type: ignore[misc]
-            start, e = self._base + p, p + len(s)
-            if kind is _K.FORGED:
-                ev.append(Forged("outside", s, start))
-                self._reset_after_forge(start)
-                return p, _R.FORGED
-            self._reset_block()
-            self._block_start = start
-            if kind is _K.CALL:
-                ev.append(CallOpened(start, self._base + e))
-                self._state = _S.CALL
-            elif kind is _K.TRAP:
-                self._state = _S.TRAP
-                self._trap_end = self._base + e
-            else:
-                self._state = _S.INTR
-            return e, _R.CONTINUE
+        p, r = self._t_out.find(data, i, final)
+        self._text(data, i, p, ev)
+        if r is None:
+            return p, _R.DONE
+        if r is _NEED:
+            return p, _R.HOLD
+        kind, s = r
+        start, e = self._base + p, p + len(s)
+        if kind is _K.FORGED:
+            ev.append(Forged("outside", s, start))
+            self._reset_after_forge(start)
+            return p, _R.FORGED
+        self._reset_block()
+        self._block_start = start
+        if kind is _K.CALL:
+            ev.append(CallOpened(start, self._base + e))
+            self._state = _S.CALL
+        elif kind is _K.TRAP:
+            self._state = _S.TRAP
+            self._trap_end = self._base + e
+        else:
+            self._state = _S.INTR
+        return e, _R.CONTINUE
 
     # after [TRAP], waiting for optional whitespace and [END]
     def _trap(self, data: str, i: int, ev: list[Event], final: bool) -> tuple[int, _R]:
-        m = _NONWS.search(data, i)
+        m = _TRAP_STOP.search(data, i)
         if m is None:
             self._pieces.append(data[i:])
             return len(data), _R.DONE
         p = m.start()
         if p > i:
             self._pieces.append(data[i:p])
-        r = self._match(data, p, self._t_trap, final)
+        r = self._t_trap.match(data, p, final)
         if r is _NEED:
             return p, _R.HOLD
         if r is not None:
-            _, s = r  # type: ignore[misc]
+            _, s = r
             ev.append(Trap(self._block_start, self._base + p + len(s)))
         else:
             ev.append(Trap(self._block_start, self._trap_end))
@@ -377,22 +451,16 @@ class Parser:
 
     # inside an interrupt (transcript mode only)
     def _intr(self, data: str, i: int, ev: list[Event], final: bool) -> tuple[int, _R]:
-        n = len(data)
         cf = i
         while True:
-            m = self._rx_intr.search(data, i)
-            if m is None:
-                self._commit(data, cf, n, limit=False)
-                return n, _R.DONE
-            p = m.start()
-            r = self._match(data, p, self._t_intr, final)
+            p, r = self._t_intr.find(data, i, final)
             if r is None:
-                i = p + 1
-                continue
+                self._commit(data, cf, p, limit=False)
+                return p, _R.DONE
             if r is _NEED:
                 self._commit(data, cf, p, limit=False)
                 return p, _R.HOLD
-            kind, s = r  # type: ignore[misc]
+            kind, s = r
             if kind is _K.HEAD and self._head_seen:
                 i = p + len(s)
                 continue
@@ -500,14 +568,23 @@ class Parser:
         n = len(data)
         cf = i  # data[cf:] not yet committed to the content
         model = not self.transcript
-        firsts = self._f_call
+        firsts = self._t_call.firsts
+        lexing = model  # transcript mode enforces nothing: no need to lex the body
         while True:
-            if self._too_long:
-                m = self._rx_call.search(data, i)
-                stop = n if m is None else m.start()
+            r: _Hit | _Need | None = None
+            if self._too_long or not lexing:
+                p, r = self._t_call.find(data, i, final)
+                if r is None:
+                    self._commit(data, cf, p)
+                    return p, _R.DONE
+                c = ""
             else:
                 lim = cf + MAX_CALL_CHARS - self._content_len  # first index over the limit
-                m = self._rx_lex[(self._mode, self._quote)].search(data, i)
+                if self._mode == _CODE:
+                    key = "dead" if self._dead else "closed" if self._closed_group else "open"
+                    m = self._rx_lex[(_CODE, key)].search(data, i)
+                else:
+                    m = self._rx_lex[(self._mode, self._quote)].search(data, i)
                 stop = n if m is None else m.start()
                 if stop >= lim and n > lim:
                     # the lexer never looks at characters past the limit
@@ -516,71 +593,61 @@ class Parser:
                     i = max(i, lim)
                     continue
                 self._lex_segment(data, i, stop)
-            if m is None:
-                self._commit(data, cf, n)
-                return n, _R.DONE
-            p = stop
-            c = data[p]
-            if c in firsts:
-                r = self._match(data, p, self._t_call, final)
-                if r is _NEED:
+                if m is None:
+                    self._commit(data, cf, n)
+                    return n, _R.DONE
+                p = stop
+                c = data[p]
+                if c in firsts:
+                    r = self._t_call.match(data, p, final)
+            if r is _NEED:
+                self._commit(data, cf, p)
+                return p, _R.HOLD
+            if r is not None:
+                kind, s = r
+                if kind is _K.END:
                     self._commit(data, cf, p)
-                    return p, _R.HOLD
-                if r is not None:
-                    kind, s = r  # type: ignore[misc]
-                    if kind is _K.END:
-                        self._commit(data, cf, p)
-                        e = p + len(s)
-                        raw = self._raw() + s
-                        ev.append(self._finish_call(self._base + e, raw))
-                        self._state = _S.OUTSIDE
-                        self._reset_block()
-                        return e, _R.CONTINUE
-                    if kind is _K.HEAD and not self._head_seen:
-                        self._commit(data, cf, p)
-                        self._head_seen = True
-                        self._id_text = "".join(self._pieces)
-                        self._pieces = []
-                        self._content_len += len(s)
-                        self._stored += len(s)
-                        self._lex_reset()
-                        i = cf = p + len(s)
-                        continue
-                    if model:
-                        return self._forge_call(data, cf, p, s, ev)
-                    if kind is _K.STRAY:
-                        self._commit(data, cf, p)
-                        ev.append(
-                            MalformedCall(
-                                None,
-                                self._raw(),
-                                f"unterminated call: {s} before {self.markers.end}",
-                                self._block_start,
-                                self._base + p,
-                            )
-                        )
-                        self._state = _S.OUTSIDE
-                        self._reset_block()
-                        return p, _R.CONTINUE
-                    # a second [HEAD] in transcript mode: content
-                    if not self._too_long:
-                        self._nonws()
-                    i = p + len(s)
+                    e = p + len(s)
+                    raw = self._raw() + s
+                    ev.append(self._finish_call(self._base + e, raw))
+                    self._state = _S.OUTSIDE
+                    self._reset_block()
+                    return e, _R.CONTINUE
+                if kind is _K.HEAD and not self._head_seen:
+                    self._commit(data, cf, p)
+                    self._head_seen = True
+                    self._id_text = "".join(self._pieces)
+                    self._pieces = []
+                    self._content_len += len(s)
+                    self._stored += len(s)
+                    self._lex_reset()
+                    i = cf = p + len(s)
                     continue
-            if self._too_long:
-                i = p + 1
+                if model:
+                    return self._forge_call(data, cf, p, s, ev)
+                if kind is _K.STRAY:
+                    self._commit(data, cf, p)
+                    ev.append(
+                        MalformedCall(
+                            None,
+                            self._raw(),
+                            f"unterminated call: {s} before {self.markers.end}",
+                            self._block_start,
+                            self._base + p,
+                        )
+                    )
+                    self._state = _S.OUTSIDE
+                    self._reset_block()
+                    return p, _R.CONTINUE
+                # a second [HEAD] in transcript mode: content
+                i = p + len(s)
                 continue
             # -- body lexer --
             mode = self._mode
             if mode == _CODE or mode == _COMMENT:
                 if c == "\n":
                     self._mode = _CODE
-                    if (
-                        model
-                        and self._closed_group
-                        and self._dirty
-                        and not self._dead
-                    ):
+                    if model and self._closed_group and self._dirty and not self._dead:
                         self._dirty = False
                         try:
                             parsed = parse_body(self._body_so_far(data, cf, p))
@@ -588,7 +655,8 @@ class Parser:
                             pass
                         else:
                             return self._forge_call(data, cf, p, "\n", ev, parsed)
-                    i = p + 1
+                    # whitespace after a newline changes nothing: skip it in one step
+                    i = _WS_RUN.match(data, p + 1).end()  # type: ignore[union-attr]
                     continue
                 if c == "-":
                     if p + 1 < n:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from asynclm.protocol import DEFAULT_MARKERS, Markers, escape_payload, format_call, format_value
+from asynclm.protocol import DEFAULT_MARKERS, Markers, escape_payload, format_value
 from asynclm.runtime.records import CallRecord
 
 
@@ -63,11 +63,18 @@ class InterruptManager:
             result = f"{rec.status}: {rec.error}" if rec.error else rec.status
         if not self._echo:
             return result
-        try:
-            call = format_call(rec.fn, rec.args, rec.pos) if rec.fn else rec.raw
-        except Exception:  # a record from a malformed body: show what the model wrote
-            call = rec.raw
-        return f"{call} -> {result}"
+        return f"{self.body(rec)} -> {result}"
+
+    def body(self, rec: CallRecord) -> str:
+        """The call as the model wrote it (between ``[HEAD]`` and ``[END]``)."""
+        m = self._markers
+        raw = rec.raw
+        if raw.startswith(m.call):
+            raw = raw[len(m.call):]
+        if raw.rstrip().endswith(m.end):
+            raw = raw.rstrip()[: -len(m.end)]
+        head = raw.find(m.head)
+        return (raw[head + len(m.head):] if head >= 0 else raw).strip()
 
     def render(self, batch: list[CallRecord]) -> list[Segment]:
         m = self._markers

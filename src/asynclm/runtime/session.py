@@ -348,6 +348,7 @@ class _Run:
             call_id, fn, args, pos=pos, raw=raw, injectable=injectable,
             start=self.strategy.start_on_emit, error=error,
         )
+        await asyncio.sleep(0)  # let the call start now, not after the next decoding step
         if self.strategy.block_on_call and call_id not in self.records:
             t = self.now()
             await self.executor.wait(call_id)
