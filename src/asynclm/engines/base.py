@@ -63,6 +63,12 @@ class Engine(Protocol):
         assistant's reply begins."""
         ...
 
+    def tokenize_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """Tokens of :meth:`render_chat`: special tokens are parsed in the template's own text
+        only, never inside message contents (a user message spelling a control token stays
+        text)."""
+        ...
+
     def tokenize(self, text: str, *, special: bool = False) -> list[int]: ...
 
     def detokenize(self, tokens: Sequence[int]) -> bytes:

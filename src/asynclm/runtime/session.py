@@ -254,8 +254,7 @@ class _Run:
 
     async def _decode(self) -> None:
         engine = self.engine
-        prompt = engine.render_chat(self.messages)
-        await self._prefill(engine.tokenize(prompt, special=True), "prefill")
+        await self._prefill(engine.tokenize_chat(self.messages), "prefill")
         self.prompt_len = len(self.ctx)
         ban: frozenset[int] = frozenset()
         while True:

@@ -64,6 +64,9 @@ class SimEngine:
     def render_chat(self, messages: Sequence[ChatMessage]) -> str:
         return "".join(f"<{m.role}>\n{m.content}\n" for m in messages) + "<assistant>\n"
 
+    def tokenize_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
+        return self.tokenizer.tokenize(self.render_chat(messages), special=False)
+
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
         return self.tokenizer.tokenize(text, special=special)
 
