@@ -37,8 +37,29 @@ slow = pytest.mark.slow
 def test_is_an_engine(llama_engine):
     assert isinstance(llama_engine, Engine)
     assert llama_engine.capabilities == Capabilities(
-        true_injection=True, rollback=True, token_ids=True, prefix_cache=False
+        true_injection=True, rollback=True, token_ids=True, prefix_cache=True
     )
+
+
+@slow
+def test_prefill_reuses_shared_prefix_and_matches_fresh(llama_engine):
+    """A second prefill sharing a prefix keeps that cache; the continuation is the same as
+    from a context processed from scratch."""
+    def chat(q):
+        return llama_engine.tokenize_chat(
+            [ChatMessage("system", "You are terse."), ChatMessage("user", q)])
+
+    async def go():
+        await llama_engine.prefill(chat("Count to three."))
+        other = chat("Count to four.")
+        reused = await llama_engine.prefill(other)
+        assert 0 < reused < len(other)
+        warm = [await llama_engine.step() for _ in range(4)]
+        assert await llama_engine.prefill(other, reuse_prefix=False) == 0
+        cold = [await llama_engine.step() for _ in range(4)]
+        assert warm == cold
+
+    run(go())
 
 
 @slow

@@ -56,8 +56,9 @@ class InstantEngine:
     def is_eos(self, token: int) -> bool:
         return token == EOS
 
-    async def prefill(self, tokens: Sequence[int]) -> None:
+    async def prefill(self, tokens: Sequence[int], *, reuse_prefix: bool = True) -> int:
         self.n_tokens = len(tokens)
+        return 0
 
     async def step(self, *, ban: Collection[int] = ()) -> int:
         await asyncio.sleep(0)

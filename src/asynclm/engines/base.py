@@ -6,7 +6,9 @@ at a time and appends interrupt tokens between two steps. Engines declare what t
 re-processes the whole context on append, and the cost shows in the trace).
 
 Contract, for every engine:
-- ``prefill(tokens)`` replaces the context with ``tokens`` and processes them.
+- ``prefill(tokens, reuse_prefix=True)`` replaces the context with ``tokens`` and processes
+  them; an engine with ``capabilities.prefix_cache`` may keep the cache of a prefix shared with
+  the previous context unless ``reuse_prefix`` is false (a client re-sending everything).
 - ``step(ban=...)`` samples one token from the current context, appends it to the context and
   returns it. Tokens in ``ban`` are never returned.
 - ``append(tokens)`` extends the context (interrupt injection); it never re-processes tokens
@@ -35,7 +37,7 @@ class Capabilities:
     token_ids: bool = True
     """Token ids in and out are exact (resume without re-tokenizing generated text)."""
     prefix_cache: bool = False
-    """A new request sharing a prefix with the last one reuses its cache (servers)."""
+    """``prefill`` of a context sharing a prefix with the current one reuses its cache."""
     reports_cached_tokens: bool = False
     virtual_time: bool = False
     """The engine's costs are virtual (simulator): run it on :func:`asynclm.runtime.clock.run_virtual`."""
@@ -77,7 +79,9 @@ class Engine(Protocol):
 
     def is_eos(self, token: int) -> bool: ...
 
-    async def prefill(self, tokens: Sequence[int]) -> None: ...
+    async def prefill(self, tokens: Sequence[int], *, reuse_prefix: bool = True) -> int:
+        """Returns how many of ``tokens`` were served from the cache (0 if none)."""
+        ...
 
     async def step(self, *, ban: Collection[int] = ()) -> int: ...
 

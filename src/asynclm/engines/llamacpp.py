@@ -152,7 +152,7 @@ class LlamaCppEngine:
     """
 
     capabilities = Capabilities(
-        true_injection=True, rollback=True, token_ids=True, prefix_cache=False
+        true_injection=True, rollback=True, token_ids=True, prefix_cache=True
     )
 
     def __init__(
@@ -311,14 +311,25 @@ class LlamaCppEngine:
                 f"n_ctx={self.n_ctx}"
             )
 
-    def _do_prefill(self, tokens: list[int]) -> None:
+    def _do_prefill(self, tokens: list[int], reuse_prefix: bool) -> int:
         if len(tokens) > self.n_ctx:
             raise ContextFullError(f"{len(tokens)} tokens exceed n_ctx={self.n_ctx}")
-        self._llm.reset()
-        self._tokens = []
+        keep = 0
+        if reuse_prefix:  # keep the KV cache of the longest common prefix (minus one token,
+            old = self._tokens  # so that the last prompt token is evaluated: fresh logits)
+            limit = min(len(old), len(tokens) - 1)
+            while keep < limit and old[keep] == tokens[keep]:
+                keep += 1
+        if keep:
+            del self._tokens[keep:]
+            self._llm.n_tokens = keep
+        else:
+            self._llm.reset()
+            self._tokens = []
         self._fresh = False
-        if tokens:
-            self._eval(tokens)
+        if tokens[keep:]:
+            self._eval(tokens[keep:])
+        return keep
 
     def _do_append(self, tokens: list[int]) -> None:
         self._check_fits(len(tokens))
@@ -400,9 +411,11 @@ class LlamaCppEngine:
         self._queue.put((fn, args, loop, fut))
         return await fut
 
-    async def prefill(self, tokens: Sequence[int]) -> None:
-        """Replace the context with ``tokens`` and process them."""
-        await self._submit(self._do_prefill, [int(t) for t in tokens])
+    async def prefill(self, tokens: Sequence[int], *, reuse_prefix: bool = True) -> int:
+        """Replace the context with ``tokens`` and process them; with ``reuse_prefix`` the KV
+        cache of the prefix shared with the current context is kept (a system prompt is
+        processed once per engine), otherwise every token is processed again."""
+        return await self._submit(self._do_prefill, [int(t) for t in tokens], reuse_prefix)
 
     async def step(self, *, ban: Collection[int] = ()) -> int:
         """Sample one token (never one in ``ban``), append it to the context, return it."""

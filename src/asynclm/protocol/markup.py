@@ -500,6 +500,9 @@ def _safe_repr(o: Any) -> str:
 _JSON_NATIVE = (dict, list, tuple, str, int, float, bool, type(None))
 
 
+_PRIMITIVES = frozenset({int, str, bool, type(None)})
+
+
 def format_value(value: Any, *, max_chars: int = DEFAULT_MAX_VALUE_CHARS) -> str:
     """A tool result as text for an interrupt: compact one-line JSON (non-ASCII kept as is).
 
@@ -509,6 +512,10 @@ def format_value(value: Any, *, max_chars: int = DEFAULT_MAX_VALUE_CHARS) -> str
     ``max_chars`` is cut, and ``…(truncated N chars)`` says how much was dropped. The result is
     not escaped: :func:`render_interrupt` does that.
     """
+    if type(value) in _PRIMITIVES:  # the common case, kept cheap (runs once per result)
+        text = json.dumps(value, ensure_ascii=False)
+        return text if len(text) <= max_chars or max_chars < 0 else (
+            f"{text[:max_chars]}…(truncated {len(text) - max_chars} chars)")
     if (
         isinstance(value, _JSON_NATIVE)
         or hasattr(value, "model_dump")

@@ -21,7 +21,7 @@ from typing import Any
 from asynclm.protocol import Ref
 from asynclm.runtime.futures import ReferenceError_, find_refs, substitute
 from asynclm.runtime.records import CallRecord, Status
-from asynclm.tools import Toolbox, ToolContext, ToolError
+from asynclm.tools import Tool, Toolbox, ToolContext, ToolError
 
 
 class _Call:
@@ -30,6 +30,7 @@ class _Call:
     __slots__ = (
         "id", "fn", "args", "pos", "raw", "injectable", "emitted_at", "started_at", "task",
         "done", "record", "refs", "order_key", "ctx", "deferred", "call_args", "cancel_reason",
+        "tool",
     )
 
     def __init__(
@@ -48,6 +49,7 @@ class _Call:
         self.deferred = False
         self.call_args: dict[str, Any] = args  # validated (and resolved) arguments
         self.cancel_reason = "cancelled"
+        self.tool: Tool | None = None
 
 
 class Executor:
@@ -134,7 +136,7 @@ class Executor:
                 )
                 return
         try:
-            tool = self._tools.get_checked(fn)
+            call.tool = tool = self._tools.get_checked(fn)
         except ToolError as exc:
             self._finish(call, "error", error=str(exc), error_type=type(exc).__name__)
             return
@@ -198,11 +200,15 @@ class Executor:
                     return
             if prev is not None:
                 await asyncio.wait([prev])
-            tool = self._tools.get_checked(call.fn)
+            tool = call.tool
+            assert tool is not None
             call.ctx = ctx = ToolContext(call_id=call.id, tool_name=call.fn)
             call.started_at = self._loop.time()
             self._on_start(call.id, call.fn)
             timeout = tool.timeout if tool.timeout is not None else self._default_timeout
+            if timeout is None:
+                self._finish(call, "ok", value=await tool.invoke(call.call_args, ctx=ctx))
+                return
             scope = asyncio.timeout(timeout)
             try:
                 async with scope:
@@ -245,8 +251,8 @@ class Executor:
         try:
             args = substitute(call.args, results)
             pos = tuple(substitute(list(call.pos), results))
-            tool = self._tools.get_checked(call.fn)
-            call.call_args = tool.validate(args, pos)
+            assert call.tool is not None
+            call.call_args = call.tool.validate(args, pos)
         except (ReferenceError_, ToolError) as exc:
             self._finish(call, "error", error=f"not started: {exc}", error_type=type(exc).__name__)
             return False

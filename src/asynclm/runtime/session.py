@@ -171,6 +171,8 @@ class _Run:
         self.interrupts = InterruptManager(markers=session.markers, echo=self.cfg.echo_calls)
         self.trace = Trace(meta={"strategy": self.strategy.name, **session.trace_meta})
         self.records: dict[str, CallRecord] = {}
+        self.injected_at: dict[str, float] = {}
+        self.markup_tokens: dict[str, list[int]] = {}
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         # Sampled-token bookkeeping, for rolling back to a character offset of the parser.
         self.tok_start: list[int] = []  # parser offset where each sampled token's text begins
@@ -198,7 +200,8 @@ class _Run:
             self.on_event(event)
 
     def _on_start(self, call_id: str, fn: str) -> None:
-        self.emit(ev.CallStarted(call_id, fn, self.now()))
+        if self.on_event is not None:
+            self.emit(ev.CallStarted(call_id, fn, self.now()))
 
     def _on_end(self, rec: CallRecord) -> None:
         self.records[rec.id] = rec
@@ -207,7 +210,8 @@ class _Run:
                 "tool", rec.fn, rec.started_at, rec.ended_at, call_id=rec.id, outcome=rec.status
             )
         self.interrupts.push(rec)
-        self.emit(ev.CallCompleted(rec, self.now()))
+        if self.on_event is not None:
+            self.emit(ev.CallCompleted(rec, self.now()))
 
     # -- the run ---------------------------------------------------------------------------
     async def execute(self) -> SessionResult:
@@ -235,7 +239,10 @@ class _Run:
         t1 = self.now()
         self.trace.set_bounds(t0, t1)
         transcript = self.engine.detokenize(self.ctx[self.prompt_len:]).decode("utf-8", "replace")
-        calls = tuple(sorted(self.records.values(), key=lambda r: r.emitted_at))
+        calls = tuple(
+            replace(r, injected_at=self.injected_at[r.id]) if r.id in self.injected_at else r
+            for r in sorted(self.records.values(), key=lambda r: r.emitted_at)
+        )
         result = SessionResult(
             text="".join(self.text_parts),
             transcript=transcript,
@@ -342,7 +349,8 @@ class _Run:
         error = error or id_error
         t = self.now()
         self.trace.add_instant("call.emitted", t, call_id=call_id, fn=fn)
-        self.emit(ev.CallEmitted(call_id, fn, dict(args), t))
+        if self.on_event is not None:
+            self.emit(ev.CallEmitted(call_id, fn, dict(args), t))
         self.executor.submit(
             call_id, fn, args, pos=pos, raw=raw, injectable=injectable,
             start=self.strategy.start_on_emit, error=error,
@@ -405,9 +413,9 @@ class _Run:
     # -- context edits -------------------------------------------------------------------------
     async def _prefill(self, tokens: list[int], kind: str) -> None:
         t = self.now()
-        await self.engine.prefill(tokens)
+        cached = await self.engine.prefill(tokens)
         self.ctx = list(tokens)
-        self.trace.add_span(kind, kind, t, self.now(), tokens=len(tokens))
+        self.trace.add_span(kind, kind, t, self.now(), tokens=len(tokens), cached=cached)
 
     async def _truncate(self, n: int) -> None:
         await self.engine.rollback(n)
@@ -452,24 +460,32 @@ class _Run:
         segments = self.interrupts.render(batch)
         tokens: list[int] = []
         for seg in segments:
-            tokens += self.engine.tokenize(seg.text, special=seg.trusted)
+            if seg.trusted:  # markup repeats: tokenize it once
+                toks = self.markup_tokens.get(seg.text)
+                if toks is None:
+                    toks = self.markup_tokens[seg.text] = self.engine.tokenize(seg.text, special=True)
+                tokens += toks
+            else:
+                tokens += self.engine.tokenize(seg.text, special=False)
         t = self.now()
         if self.strategy.resume == "append":
             await self.engine.append(tokens)
             self.ctx.extend(tokens)
             kind = "interrupt"
-        else:  # an API client: a new request carrying the whole context
-            await self.engine.prefill(self.ctx + tokens)
+        else:  # an API client: a new request carrying the whole context, processed again
+            await self.engine.prefill(self.ctx + tokens, reuse_prefix=False)
             self.ctx.extend(tokens)
             kind = "reprefill"
         t1 = self.now()
         ids = tuple(r.id for r in batch)
         self.trace.add_span(kind, "inject", t, t1, call_ids=list(ids), tokens=len(tokens))
         self.trace.add_instant("interrupt.injected", t1, call_ids=list(ids))
-        for rec in batch:
-            self.records[rec.id] = replace(rec, injected_at=t1)
+        for call_id in ids:
+            self.injected_at[call_id] = t1
         self.n_injected += len(batch)
-        self.emit(ev.InterruptInjected(ids, "".join(s.text for s in segments), len(tokens), t1))
+        if self.on_event is not None:
+            self.emit(
+                ev.InterruptInjected(ids, "".join(s.text for s in segments), len(tokens), t1))
 
 
 def run_sync(

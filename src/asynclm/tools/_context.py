@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 __all__ = ["ToolContext"]
 
@@ -31,11 +32,22 @@ class ToolContext:
     call_id: str = ""
     tool_name: str = ""
     on_progress: Callable[[str], None] = _no_progress
-    cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    _event: threading.Event | None = field(default=None, repr=False)
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        """Set when the call is timed out or cancelled (created on first use: most calls never
+        need it)."""
+        if self._event is None:
+            with self._lock:
+                if self._event is None:
+                    self._event = threading.Event()
+        return self._event
 
     def cancelled(self) -> bool:
         """Whether the call has been timed out or cancelled."""
-        return self.cancel_event.is_set()
+        return self._event is not None and self._event.is_set()
 
     def cancel(self) -> None:
         """Mark the call cancelled (runtime side; idempotent, thread-safe)."""

@@ -88,7 +88,7 @@ class SimEngine:
                 self.policy.observe(event.id, event.payload)
 
     # -- engine interface ---------------------------------------------------------------------
-    async def prefill(self, tokens: Sequence[int]) -> None:
+    async def prefill(self, tokens: Sequence[int], *, reuse_prefix: bool = True) -> int:
         c = self.costs
         self.requests += 1
         self.prefilled_tokens += len(tokens)
@@ -101,6 +101,7 @@ class SimEngine:
             self._pending = []
             self._ended = False
         self._ctx = tokens
+        return 0
 
     async def step(self, *, ban: Collection[int] = ()) -> int:
         tok = self._next(ban)
