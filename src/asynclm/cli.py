@@ -139,6 +139,68 @@ if typer is not None:
         result["command"] = _command()
         _write(result, json_path, report, markdown(result, result["command"]))
 
+    @bench_app.command("bfcl")
+    def bench_bfcl(
+        category: str = "parallel",
+        engine: Annotated[str, typer.Option(help="sim (virtual time) or llamacpp.")] = "sim",
+        model: Annotated[str, typer.Option(help="Bundled model (llamacpp).")] = (
+            "qwen2.5-coder-1.5b"),
+        strategies: Annotated[str | None, typer.Option(
+            help="Comma list; default sync,sync-reprefill,sync-parallel,async. "
+                 "bfcl-prompt = BFCL's own one-shot prompt.")] = None,
+        limit: int | None = None, offset: int = 0, seed: int = 0,
+        tpot_ms: Annotated[float, typer.Option(help="Sim: time per output token.")] = 5.0,
+        ttft_ms: Annotated[float, typer.Option(help="Sim: time to first token.")] = 0.0,
+        profile: Annotated[str, typer.Option(help="Tool times: paper or web.")] = "paper",
+        cheat_sheet: Annotated[bool, typer.Option(
+            help="Put the ground-truth calls in the prompt.")] = False,
+        prompt: Annotated[str, typer.Option(
+            help="cml, or bfcl (= --strategies bfcl-prompt).")] = "cml",
+        max_tokens: int = 384,
+        threads: Annotated[int | None, typer.Option(help="llama.cpp threads.")] = None,
+        json_path: Annotated[Path | None, typer.Option("--json")] = None,
+        report: Annotated[Path | None, typer.Option("--report")] = None,
+    ) -> None:
+        """BFCL items through every strategy: latency, breakdown, BFCL accuracy, lower bound."""
+        from asynclm.bench.bfcl._pkg import BfclNotInstalled
+        from asynclm.bench.bfcl.report import markdown
+        from asynclm.bench.bfcl.run import BFCL_PROMPT, default_config, run_bfcl
+
+        if prompt not in ("cml", "bfcl"):
+            raise typer.BadParameter("choose cml or bfcl", param_hint="--prompt")
+        if prompt == "bfcl":
+            if strategies not in (None, BFCL_PROMPT):
+                raise typer.BadParameter(f"--prompt bfcl runs only {BFCL_PROMPT}",
+                                         param_hint="--strategies")
+            strategies = BFCL_PROMPT
+        err = Console(stderr=True)
+        try:
+            cfg = default_config(
+                category=category, engine=engine, model=model, limit=limit, offset=offset,
+                seed=seed, tpot_ms=tpot_ms, ttft_ms=ttft_ms, profile=profile,
+                cheat_sheet=cheat_sheet, max_tokens=max_tokens, threads=threads,
+                **({"strategies": strategies} if strategies else {}))
+            result = run_bfcl(cfg, progress=lambda m: err.print(m, highlight=False))
+        except (BfclNotInstalled, ValueError) as exc:
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(1) from None
+        result["command"] = _command()
+        _write(result, json_path, report, markdown(result, result["command"]))
+
+    @bench_app.command("injection")
+    def bench_injection(
+        model: str = "qwen2.5-coder-1.5b", inject: int = 32, repeats: int = 5,
+        threads: Annotated[int | None, typer.Option(help="llama.cpp threads")] = None,
+        json_path: Annotated[Path | None, typer.Option("--json")] = None,
+        report: Annotated[Path | None, typer.Option("--report")] = None,
+    ) -> None:
+        """Cost of appending an interrupt vs re-processing the context (in-process engine)."""
+        from asynclm.bench.injection import bench_injection as run, markdown
+
+        result = run(model=model, inject=inject, repeats=repeats, threads=threads)
+        result["command"] = _command()
+        _write(result, json_path, report, markdown(result, result["command"]))
+
     @app.command()
     def trace(
         file: Path,

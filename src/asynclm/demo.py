@@ -53,7 +53,9 @@ def run_sim_demo(tpot_s: float = 0.027) -> DemoRun:
 
 
 async def run_model_demo(engine: Engine, *, label: str, max_tokens: int = 400) -> DemoRun:
-    """The trip task with real tools on a real engine: sync first, then async."""
+    """The trip task with real tools on a real engine: sync first, then async. The prompt is
+    processed before each run (prefix cache), so both start alike and the timelines compare
+    decoding, tools and injections."""
     from asynclm.demo_tools import TRAVEL_TOOLS, TRIP_PROMPT
 
     out = {}
@@ -61,6 +63,7 @@ async def run_model_demo(engine: Engine, *, label: str, max_tokens: int = 400) -
         session = Session(engine, TRAVEL_TOOLS, strategy=strategy,
                           config=SessionConfig(max_tokens=max_tokens, deadline_s=600),
                           trace_meta={"engine": label, "task": "trip"})
+        await session.warm_up(TRIP_PROMPT)
         out[strategy] = await session.run(TRIP_PROMPT)
     return DemoRun(out["sync"], out["async"], label)
 

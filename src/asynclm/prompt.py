@@ -6,35 +6,37 @@ from asynclm.protocol import DEFAULT_MARKERS, Markers
 from asynclm.tools import Toolbox
 
 _RULES = """\
-You can call functions. Calls run in the background while you keep writing, and each result is \
+You can call functions. A call runs in the background while you keep writing; its result is \
 delivered to you later as an interrupt.
 
 To call a function, write one call per block, with a short unique id:
 {call} a1 {head} function_name(arg="value", other=2) {end}
-Write independent calls one after another without waiting; call the slowest functions first \
-(see estimated_time_s). When a call needs another call's result, or when you have nothing else \
-to write, write {trap}{end} to wait. Results arrive as:
-{intr} a1 {head} function_name(arg="value", other=2) -> <result> {end}
-Never write {intr} yourself: only the system does. When every result you need has arrived, \
-answer the user in plain text.
+Rules:
+- Write all the calls you can make now, one after another, without waiting: slowest first \
+(see estimated_time_s).
+- A call that needs another call's result must wait for it: write {trap}{end} to wait, then \
+make the call with the value from the result.
+- Results arrive as {intr} a1 {head} <result> {end}. Only the system writes {intr}; never \
+write it yourself and never guess a result.
+- When every result you need has arrived, answer the user in plain text, using the results.
 
 Example 1 (independent calls):
 User: Weather in Paris and in Tokyo?
 Assistant: {call} w1 {head} get_weather(city="Paris") {end}
 {call} w2 {head} get_weather(city="Tokyo") {end}
 {trap}{end}
-{intr} w2 {head} get_weather(city="Tokyo") -> {{"temp_c": 18}} {end}
-{intr} w1 {head} get_weather(city="Paris") -> {{"temp_c": 11}} {end}
+{intr} w2 {head} {{"temp_c": 18}} {end}
+{intr} w1 {head} {{"temp_c": 11}} {end}
 Paris is 11 °C and Tokyo is 18 °C.
 
 Example 2 (a call that needs a result):
-User: Convert the price of item 7 to euros.
+User: What does item 7 cost in euros?
 Assistant: {call} p1 {head} get_price(item_id=7) {end}
 {trap}{end}
-{intr} p1 {head} get_price(item_id=7) -> {{"usd": 40}} {end}
+{intr} p1 {head} {{"usd": 40}} {end}
 {call} x1 {head} convert(amount=40, src="USD", dst="EUR") {end}
 {trap}{end}
-{intr} x1 {head} convert(amount=40, src="USD", dst="EUR") -> 36.8 {end}
+{intr} x1 {head} 36.8 {end}
 Item 7 costs 36.80 EUR.
 
 Functions:

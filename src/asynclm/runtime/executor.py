@@ -30,7 +30,7 @@ class _Call:
     __slots__ = (
         "id", "fn", "args", "pos", "raw", "injectable", "emitted_at", "started_at", "task",
         "done", "record", "refs", "order_key", "ctx", "deferred", "call_args", "cancel_reason",
-        "tool",
+        "tool", "id_assigned",
     )
 
     def __init__(
@@ -50,6 +50,7 @@ class _Call:
         self.call_args: dict[str, Any] = args  # validated (and resolved) arguments
         self.cancel_reason = "cancelled"
         self.tool: Tool | None = None
+        self.id_assigned = False
 
 
 class Executor:
@@ -114,6 +115,7 @@ class Executor:
         pos: tuple[Any, ...] = (),
         raw: str = "",
         injectable: bool = True,
+        id_assigned: bool = False,
         start: bool = True,
         error: str | None = None,
     ) -> None:
@@ -122,6 +124,7 @@ class Executor:
         if call_id in self._calls:
             raise ValueError(f"duplicate call id {call_id!r}")  # the session renames first
         call = _Call(call_id, fn, args, pos, raw, injectable, self._loop.time())
+        call.id_assigned = id_assigned
         self._calls[call_id] = call
         if error is not None:
             self._finish(call, "error", error=error, error_type="MalformedCall")
@@ -268,6 +271,7 @@ class Executor:
         call.record = CallRecord(
             id=call.id, fn=call.fn, args=call.args, pos=call.pos, raw=call.raw, status=status,
             value=value, error=error, error_type=error_type, injectable=call.injectable,
+            id_assigned=call.id_assigned,
             emitted_at=call.emitted_at, started_at=call.started_at, ended_at=self._loop.time(),
             depends_on=tuple(dict.fromkeys(r.id for r in call.refs)),
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Literal
 
 from asynclm.protocol import DEFAULT_MARKERS, Markers, escape_payload, format_value
 from asynclm.runtime.records import CallRecord
@@ -25,10 +26,12 @@ class Segment:
 
 class InterruptManager:
     """FIFO of records to inject. ``echo``: the payload repeats the call
-    (``c1 [HEAD] f(x=1) -> 42``), which lets models that omit ids match results to calls."""
+    (``c1 [HEAD] f(x=1) -> 42``), which lets models that omit ids match results to calls:
+    ``always``, ``never``, or ``auto`` (only calls the runtime named, and errors)."""
 
     def __init__(
-        self, *, markers: Markers = DEFAULT_MARKERS, echo: bool = True, max_value_chars: int = 2000
+        self, *, markers: Markers = DEFAULT_MARKERS, echo: Literal["auto", "always", "never"] = "auto",
+        max_value_chars: int = 2000,
     ) -> None:
         self._markers = markers
         self._echo = echo
@@ -61,7 +64,9 @@ class InterruptManager:
             result = f"error: {rec.error}"
         else:
             result = f"{rec.status}: {rec.error}" if rec.error else rec.status
-        if not self._echo:
+        if self._echo == "never" or (
+            self._echo == "auto" and not rec.id_assigned and rec.status == "ok"
+        ):
             return result
         return f"{self.body(rec)} -> {result}"
 

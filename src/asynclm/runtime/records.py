@@ -29,6 +29,8 @@ class CallRecord:
     error_type: str | None = None
     pos: tuple[Any, ...] = ()
     injectable: bool = True
+    id_assigned: bool = False
+    """The model wrote no (usable) id; the runtime named the call."""
     emitted_at: float = 0.0
     started_at: float | None = None
     ended_at: float = 0.0

@@ -44,13 +44,15 @@ class SessionConfig:
     """Knobs with safe defaults. ``ids``: ``assign`` names calls written without an id (``c1``…)
     and injects their results; ``strict`` is the paper's reading (no id = fire-and-forget).
     ``on_eos_pending``: ``trap`` waits for pending results and lets the model continue;
-    ``finish`` ends the turn (pending calls still reach an outcome: they are cancelled)."""
+    ``finish`` ends the turn (pending calls still reach an outcome: they are cancelled).
+    ``echo_calls``: an interrupt repeats the call (``f(x=1) -> result``) ``always``, ``never``, or
+    (``auto``) only for calls the runtime had to name, so the model can tell which is which."""
 
     max_tokens: int = 1024
     deadline_s: float | None = None
     ids: Literal["assign", "strict"] = "assign"
     on_eos_pending: Literal["trap", "finish"] = "trap"
-    echo_calls: bool = True
+    echo_calls: Literal["auto", "always", "never"] = "auto"
     tool_timeout_s: float | None = None
     max_rollbacks: int = 16
     max_empty_traps: int = 4
@@ -111,6 +113,14 @@ class Session:
         if isinstance(prompt, str):
             return [ChatMessage("system", self.system), ChatMessage("user", prompt)]
         return list(prompt)
+
+    async def warm_up(self, prompt: str | Sequence[ChatMessage]) -> int:
+        """Process ``prompt`` now, so that a following :meth:`run` of it starts from the cache
+        (engines with ``capabilities.prefix_cache``); used to compare strategies on equal terms.
+        Returns the number of prompt tokens."""
+        tokens = self.engine.tokenize_chat(self.messages(prompt))
+        await self.engine.prefill(tokens)
+        return len(tokens)
 
     async def run(
         self,
@@ -321,12 +331,12 @@ class _Run:
             pass  # critical section is tracked by the parser; Interrupt never comes in model mode
         return None
 
-    def _assign_id(self, written: str | None) -> tuple[str, bool, str | None]:
-        """(id, injectable, error) for a call the model wrote with id ``written``."""
+    def _assign_id(self, written: str | None) -> tuple[str, bool, bool, str | None]:
+        """(id, injectable, assigned, error) for a call the model wrote with id ``written``."""
         error = None
         if written is not None and _ID_RE.fullmatch(written) and written not in self.used_ids:
             self.used_ids.add(written)
-            return written, True, None
+            return written, True, False, None
         if written is not None:
             error = (
                 f"call id {written!r} was already used; this call was not run"
@@ -339,20 +349,20 @@ class _Run:
             new = f"c{self.auto_id}" if injectable else f"_f{self.auto_id}"
             if new not in self.used_ids:
                 self.used_ids.add(new)
-                return new, injectable, error
+                return new, injectable, True, error
 
     async def _on_call(
         self, written_id: str | None, fn: str, args: dict[str, Any], pos: tuple[Any, ...],
         raw: str, error: str | None,
     ) -> None:
-        call_id, injectable, id_error = self._assign_id(written_id)
+        call_id, injectable, assigned, id_error = self._assign_id(written_id)
         error = error or id_error
         t = self.now()
         self.trace.add_instant("call.emitted", t, call_id=call_id, fn=fn)
         if self.on_event is not None:
             self.emit(ev.CallEmitted(call_id, fn, dict(args), t))
         self.executor.submit(
-            call_id, fn, args, pos=pos, raw=raw, injectable=injectable,
+            call_id, fn, args, pos=pos, raw=raw, injectable=injectable, id_assigned=assigned,
             start=self.strategy.start_on_emit, error=error,
         )
         await asyncio.sleep(0)  # let the call start now, not after the next decoding step

@@ -1,0 +1,170 @@
+"""BFCL items and their ground truth, read from the installed ``bfcl-eval`` package.
+
+The data files are JSON Lines despite their ``.json`` name: ``data/BFCL_v4_<category>.json`` holds
+the items, ``data/possible_answer/BFCL_v4_<category>.json`` the ground truth (absent for the
+relevance categories). Multi-turn items carry no ``function`` list: their tools are the documents
+of their ``involved_classes`` in ``data/multi_turn_func_doc/`` (minus ``excluded_function``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from asynclm.bench.bfcl._pkg import data_dir
+
+__all__ = [
+    "MULTI_TURN_CATEGORIES", "RUNNABLE_CATEGORIES", "BfclItem", "categories", "first_acceptable",
+    "ground_truth_calls", "load",
+]
+
+VERSION_PREFIX = "BFCL_v4"
+
+RUNNABLE_CATEGORIES = (
+    "simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance",
+    "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple",
+    "live_irrelevance", "live_relevance",
+)
+"""Single-turn Python categories the runner and checker support."""
+
+MULTI_TURN_CATEGORIES = (
+    "multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context",
+)
+"""Loadable (items, tools, per-turn ground truth); not run yet."""
+
+_MULTI_TURN_DOCS = {
+    "GorillaFileSystem": "gorilla_file_system.json",
+    "MathAPI": "math_api.json",
+    "MessageAPI": "message_api.json",
+    "TwitterAPI": "posting_api.json",
+    "TicketAPI": "ticket_api.json",
+    "TradingBot": "trading_bot.json",
+    "TravelAPI": "travel_booking.json",
+    "VehicleControlAPI": "vehicle_control.json",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BfclItem:
+    """One BFCL test item.
+
+    ``turns``: the messages of each turn (single-turn items have one). ``functions``: the BFCL
+    function documents, unchanged (BFCL types; the checker needs them as they are).
+    ``ground_truth``: single-turn, one ``{fn: {param: [acceptable values…]}}`` per expected call
+    (``""`` among the values: may be omitted); multi-turn, a list of call strings per turn.
+    ``extra``: every other field of the item (``initial_config``, ``involved_classes``, …).
+    """
+
+    id: str
+    category: str
+    turns: tuple[tuple[Mapping[str, str], ...], ...]
+    functions: tuple[Mapping[str, Any], ...]
+    ground_truth: tuple[Any, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def multi_turn(self) -> bool:
+        return self.category.startswith("multi_turn")
+
+    @property
+    def question(self) -> str:
+        """The last user message of the first turn."""
+        users = [m["content"] for m in self.turns[0] if m.get("role") == "user"] if self.turns else []
+        return users[-1] if users else ""
+
+    def function_docs(self) -> list[dict[str, Any]]:
+        """A deep copy of the function documents (safe to modify)."""
+        return copy.deepcopy([dict(f) for f in self.functions])
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def categories() -> list[str]:
+    """Every category the installed package ships (from its file names)."""
+    prefix = VERSION_PREFIX + "_"
+    return sorted(p.stem[len(prefix):] for p in data_dir().glob(f"{prefix}*.json"))
+
+
+@cache
+def _multi_turn_docs(cls: str) -> tuple[dict[str, Any], ...]:
+    return tuple(_jsonl(data_dir() / "multi_turn_func_doc" / _MULTI_TURN_DOCS[cls]))
+
+
+def load(category: str, *, limit: int | None = None, offset: int = 0) -> list[BfclItem]:
+    """Items ``offset … offset+limit-1`` of ``category``, in the file's order."""
+    data = data_dir()
+    path = data / f"{VERSION_PREFIX}_{category}.json"
+    if not path.is_file():
+        raise ValueError(
+            f"unknown BFCL category {category!r}; the package ships: {', '.join(categories())}"
+        )
+    if offset < 0 or (limit is not None and limit < 0):
+        raise ValueError("offset and limit must be >= 0")
+    rows = _jsonl(path)
+    rows = rows[offset:] if limit is None else rows[offset:offset + limit]
+    answer_path = data / "possible_answer" / path.name
+    answers = {a["id"]: a["ground_truth"] for a in _jsonl(answer_path)} if answer_path.is_file() else {}
+    items = []
+    for row in rows:
+        functions = row.get("function")
+        if functions is None and "involved_classes" in row:
+            excluded = set(row.get("excluded_function") or ())
+            functions = [
+                d for cls in row["involved_classes"] if cls in _MULTI_TURN_DOCS
+                for d in _multi_turn_docs(cls) if d["name"] not in excluded
+            ]
+        extra = {k: v for k, v in row.items() if k not in ("id", "question", "function")}
+        items.append(BfclItem(
+            id=row["id"],
+            category=category,
+            turns=tuple(tuple(turn) for turn in row["question"]),
+            functions=tuple(functions or ()),
+            ground_truth=tuple(answers.get(row["id"], ())),
+            extra=extra,
+        ))
+    return items
+
+
+# -- ground truth as concrete calls ---------------------------------------------------------------
+
+_OMIT = object()
+
+
+def _pick(options: Any) -> Any:
+    if not isinstance(options, list):
+        return _concrete(options)
+    values = [o for o in options if o != ""]
+    if not values or (values[0] is None and "" in options):
+        return _OMIT
+    return _concrete(values[0])
+
+
+def _concrete(value: Any) -> Any:
+    if isinstance(value, dict):  # nested dicts list acceptable values per key too
+        return {k: p for k, o in value.items() if (p := _pick(o)) is not _OMIT}
+    if isinstance(value, list):
+        return [_concrete(v) for v in value]
+    return value
+
+
+def first_acceptable(params: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+    """Concrete arguments from one ground-truth call: the first acceptable value of each
+    parameter; parameters that may be omitted (``""`` accepted) and have no other value, or
+    whose first value is ``None``, are left out."""
+    return {k: p for k, o in params.items() if (p := _pick(o)) is not _OMIT}
+
+
+def ground_truth_calls(item: BfclItem) -> list[tuple[str, dict[str, Any]]]:
+    """The expected calls of a single-turn item as ``(fn, args)``, in ground-truth order."""
+    if item.multi_turn:
+        raise ValueError("multi-turn ground truth is a list of call strings per turn")
+    return [(fn, first_acceptable(params)) for call in item.ground_truth
+            for fn, params in call.items()]

@@ -1,0 +1,94 @@
+"""The Markdown report of a BFCL benchmark result (see :func:`asynclm.bench.bfcl.run.run_bfcl`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["markdown"]
+
+
+def _s(x: float | None, digits: int = 3) -> str:
+    return "—" if x is None or x != x else f"{x:.{digits}f}"
+
+
+def _x(x: float | None) -> str:
+    return "—" if x is None or x != x else f"{x:.2f}x"
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.0f}%"
+
+
+def markdown(result: dict[str, Any], command: str | None = None) -> str:
+    p = result["params"]
+    env = result.get("environment", {})
+    if p["engine"] == "sim":
+        engine = (f"simulator (virtual time, {p['tpot_ms']:g} ms/token, TTFT {p['ttft_ms']:g} ms;"
+                  " oracle model making the ground-truth calls, longest first)")
+    else:
+        engine = (f"{p['model']} in-process (llama.cpp, {env.get('threads')} threads, greedy,"
+                  f" max {p['max_tokens']} tokens)")
+    prof = result["profile"]
+    lines = [
+        f"# BFCL {p['category']} — {result['n_items']} items"
+        f" (offset {p['offset']}), {engine}",
+        "",
+    ]
+    cmd = command or result.get("command")
+    if cmd:
+        lines += [f"Command: `{cmd}`", ""]
+    lines += [
+        f"Tool times: profile `{prof['name']}` ({prof['law']}, mean {prof['mean_s'] * 1000:.0f} ms),"
+        f" seed {p['seed']}; every strategy sees the same time for the same call."
+        + (" Cheat sheet: the ground-truth calls are in the prompt." if p.get("cheat_sheet")
+           and p["engine"] != "sim" else ""),
+        "",
+        "| strategy | median (s) | p10 (s) | p90 (s) | speedup vs sync (medians / per-item) |"
+        " BFCL accuracy | well-formed calls | calls/item | efficiency (LB÷measured) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s, r in result["strategies"].items():
+        acc = f"{r['n_valid']}/{r['n']}" + (f" ({_pct(r['accuracy'])})" if r["n"] else "")
+        sp = (f"{_x(r.get('speedup_vs_sync'))} / {_x(r.get('speedup_vs_sync_per_item_median'))}"
+              if "speedup_vs_sync" in r else "—")
+        eff = (f"{_s(r['efficiency_median'], 2)} (p10 {_s(r['efficiency_p10'], 2)})"
+               if r.get("efficiency_median") is not None else "—")
+        err = f" ({r['n_errors']} failed)" if r.get("n_errors") else ""
+        lines.append(
+            f"| {s}{err} | {_s(r['median_s'])} | {_s(r['p10_s'])} | {_s(r['p90_s'])} | {sp} |"
+            f" {acc} | {_pct(r['well_formed_rate'])} | {_s(r['calls_per_item'], 1)} | {eff} |")
+    lines += [
+        "",
+        "Time breakdown, medians over items (s): model track = decode + prefill + interrupt +"
+        " idle; tools = wall time with a tool running; overlap = decoding while a tool ran.",
+        "",
+        "| strategy | first token | decode | prefill | interrupt | idle | tools | overlap |"
+        " tokens | lower bound |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s, r in result["strategies"].items():
+        b = r.get("breakdown_median_s") or {}
+        lines.append(
+            f"| {s} | {_s(r.get('first_token_median_s'))} | {_s(b.get('decode_s'))} |"
+            f" {_s(b.get('prefill_s'))} | {_s(b.get('interrupt_s'))} | {_s(b.get('idle_s'))} |"
+            f" {_s(b.get('tool_s'))} | {_s(b.get('overlap_s'))} |"
+            f" {_s(r.get('tokens_median'), 0)} | {_s(r.get('lb_median_s'))} |")
+    lines += [
+        "",
+        "Lower bound of a run (its own measurements): P + max(D − A, maxᵢ(Gᵢ + Eᵢ)) + A, with P the"
+        " prefill, D all decode time, A the decode after the last interrupt (the answer),"
+        " Gᵢ = decode time per token × tokens of call i, Eᵢ its measured execution time."
+        + (" `bfcl-prompt` is BFCL's own one-shot prompt: no tool runs, so its latency is"
+           " generation only." if "bfcl-prompt" in result["strategies"] else ""),
+    ]
+    stops = {s: r["stop_reasons"] for s, r in result["strategies"].items()
+             if set(r["stop_reasons"]) - {"eos"}}
+    if stops:
+        lines += ["", "Stop reasons other than end of text: " + "; ".join(
+            f"{s}: " + ", ".join(f"{k} {v}" for k, v in c.items()) for s, c in stops.items())
+            + "."]
+    if "wall_s" in env:
+        extra = f", model load {env['load_s']:.1f} s" if "load_s" in env else ""
+        lines += ["", f"Wall time {env['wall_s']:.1f} s{extra}."]
+    lines.append("")
+    return "\n".join(lines)

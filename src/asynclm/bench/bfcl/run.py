@@ -1,0 +1,566 @@
+"""The BFCL latency/accuracy benchmark: every item under every strategy, on one engine.
+
+For each item and strategy the runner builds the item's tools (``Toolbox.from_bfcl``) with a
+handler that sleeps the call's seeded duration (:mod:`.timing`; virtual time on the simulator)
+and returns a short fake result, runs one :class:`~asynclm.runtime.Session`, and records latency,
+time to first token, the trace's breakdown, the calls, BFCL validity (:mod:`.checker`) and the
+run's own lower bound.
+
+Engines:
+- ``sim``: the simulator on virtual time. The model is the oracle of the item's ground truth
+  (cheat-sheet semantics: one call per expected call, with the first acceptable value of each
+  argument, longest call first); ``tpot_ms``/``ttft_ms`` are its costs.
+- ``llamacpp``: one in-process model for the whole run, loaded once and warmed up once. Before
+  *every* measured run the run's exact prompt is prefilled (unmeasured), so every strategy starts
+  from the same cache state — the whole prompt cached but its last token — whatever ran before;
+  the order of strategies also rotates from item to item.
+
+Strategy ``bfcl-prompt`` is BFCL's own synchronous reference: BFCL's system prompt, one plain
+generation (no runtime, no tools run), the answer parsed as a Python list of calls
+(:mod:`.bfcl_prompt`) and scored by the same checker. Its latency has no tool time in it.
+
+Lower bound of a run (``lb_s``), from that run's own measurements, in the paper's model
+(``latency.lower_bound``): with ``P`` the initial prefill, ``D`` the run's total decode time over
+``N`` generated tokens (``τ = D / N``), ``A`` the decode time after the last interrupt was
+injected (the answer, which needs every result), ``G_i = τ · tokens(call block i)`` and ``E_i``
+call ``i``'s measured execution time (``started_at → ended_at``; 0 if it never ran)::
+
+    LB = P + max(D − A, max_i (G_i + E_i)) + A
+
+i.e. the same decode work and the same tool times with perfect overlap and free injections. It
+is computed with ``latency.lower_bound(G + [D − A − ΣG], E + [0], prefix=P, suffix=A)``.
+Efficiency = LB ÷ measured latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from asynclm import latency
+from asynclm.bench._stats import quantile, summary
+from asynclm.bench.bfcl.bfcl_prompt import (
+    DecodeError, bfcl_messages, decode_python_list, format_answer,
+)
+from asynclm.bench.bfcl.checker import check
+from asynclm.bench.bfcl.data import (
+    MULTI_TURN_CATEGORIES, RUNNABLE_CATEGORIES, BfclItem, ground_truth_calls, load,
+)
+from asynclm.bench.bfcl.timing import CallTimer, call_duration, canonical_args, get_profile
+from asynclm.engines.base import ChatMessage, Engine
+from asynclm.protocol import format_call
+from asynclm.runtime import CallRecord, Session, SessionConfig, SessionResult, get_strategy
+from asynclm.tools import Toolbox
+from asynclm.trace import SpanKind, Trace
+
+__all__ = [
+    "BFCL_PROMPT", "DEFAULT_STRATEGIES", "MALFORMED_ERRORS", "BenchConfig", "lower_bound",
+    "run_bfcl", "summarize",
+]
+
+DEFAULT_STRATEGIES = ("sync", "sync-reprefill", "sync-parallel", "async")
+BFCL_PROMPT = "bfcl-prompt"
+MALFORMED_ERRORS = frozenset({"MalformedCall", "ToolArgumentError", "UnknownToolError"})
+"""Error types of calls that did not parse or validate (the rest are well-formed)."""
+SIM_ANSWER = "Done: every requested call was made."
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    category: str = "parallel"
+    engine: Literal["sim", "llamacpp"] = "sim"
+    model: str = "qwen2.5-coder-1.5b"
+    strategies: tuple[str, ...] = DEFAULT_STRATEGIES
+    limit: int | None = None
+    offset: int = 0
+    seed: int = 0
+    tpot_ms: float = 5.0
+    ttft_ms: float = 0.0
+    profile: str = "paper"
+    cheat_sheet: bool = False
+    max_tokens: int = 384
+    deadline_s: float | None = 120.0
+    threads: int | None = None
+
+    def validate(self) -> None:
+        if self.category in MULTI_TURN_CATEGORIES:
+            raise ValueError(f"{self.category}: multi-turn categories are not supported yet")
+        if self.category not in RUNNABLE_CATEGORIES:
+            raise ValueError(
+                f"category {self.category!r} is not runnable; choose one of "
+                f"{', '.join(RUNNABLE_CATEGORIES)}")
+        if self.engine not in ("sim", "llamacpp"):
+            raise ValueError(f"unknown engine {self.engine!r}; choose sim or llamacpp")
+        if not self.strategies:
+            raise ValueError("no strategies")
+        if len(set(self.strategies)) != len(self.strategies):
+            raise ValueError("a strategy is listed twice")
+        for s in self.strategies:
+            if s != BFCL_PROMPT:
+                get_strategy(s)  # raises with the list of names
+        get_profile(self.profile)
+        if self.max_tokens < 1:
+            raise ValueError("max_tokens must be >= 1")
+
+
+# -- prompts and tools -----------------------------------------------------------------------------
+
+
+def _fake_result(fn: str) -> dict[str, str]:
+    return {"status": "ok", "result": f"{fn} result"}
+
+
+def _estimates(item: BfclItem, cfg: BenchConfig) -> dict[str, float]:
+    """The ``estimated_time_s`` shown for each function: the true duration of its first
+    ground-truth call (else a draw for the function alone), to 10 ms."""
+    out: dict[str, float] = {}
+    gt = ground_truth_calls(item)
+    for doc in item.functions:
+        fn = str(doc["name"])
+        args = next((a for f, a in gt if f == fn), {})
+        out[fn] = round(call_duration(cfg.seed, item.id, fn, args, 0, cfg.profile), 2)
+    return out
+
+
+def build_tools(item: BfclItem, cfg: BenchConfig, timer: CallTimer | None = None) -> Toolbox:
+    """The item's tools; each call sleeps its seeded duration and returns a short fake result."""
+    timer = timer or CallTimer(cfg.seed, item.id, cfg.profile)
+
+    async def handler(name: str, args: dict[str, Any]) -> Any:
+        await asyncio.sleep(timer.next(name, args))
+        return _fake_result(name)
+
+    box = Toolbox.from_bfcl(item.functions, handler=handler)
+    est = _estimates(item, cfg)
+    return Toolbox([t.replace(estimated_time=est.get(t.name)) for t in box.values()])
+
+
+def cheat_sheet(item: BfclItem) -> str:
+    calls = ground_truth_calls(item)
+    if not calls:
+        return "\n\nCheat sheet: no function needs to be called."
+    lines = "\n".join(format_call(fn, args) for fn, args in calls)
+    return f"\n\nCheat sheet (make exactly these calls):\n{lines}"
+
+
+def _turn(item: BfclItem, cfg: BenchConfig) -> list[dict[str, str]]:
+    msgs = [dict(m) for m in item.turns[0]]
+    if cfg.cheat_sheet:
+        last = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=None)
+        if last is not None:
+            msgs[last]["content"] = msgs[last]["content"] + cheat_sheet(item)
+    return msgs
+
+
+def cml_messages(item: BfclItem, session: Session, cfg: BenchConfig) -> list[ChatMessage]:
+    """Session's CML system prompt (an item's own system message appended to it), then the
+    item's other first-turn messages."""
+    msgs = _turn(item, cfg)
+    extra = "\n\n".join(m["content"] for m in msgs if m.get("role") == "system")
+    system = session.system + (f"\n\n{extra}" if extra else "")
+    return [ChatMessage("system", system)] + [
+        ChatMessage(m["role"], m["content"]) for m in msgs if m.get("role") != "system"]
+
+
+def bfcl_chat(item: BfclItem, cfg: BenchConfig) -> list[ChatMessage]:
+    return [ChatMessage(m["role"], m["content"])
+            for m in bfcl_messages(item.functions, _turn(item, cfg))]
+
+
+# -- the lower bound -----------------------------------------------------------------------------
+
+
+def lower_bound(
+    result: SessionResult, tokens_of: Callable[[str], int]
+) -> dict[str, float]:
+    """The run's lower bound (see the module docstring) and its parts, in seconds."""
+    spans = result.trace.model_spans
+    P = sum(s.duration for s in spans if s.kind is SpanKind.PREFILL)
+    decode = [s for s in spans if s.kind is SpanKind.DECODE]
+    D = sum(s.duration for s in decode)
+    tau = D / result.n_generated if result.n_generated else 0.0
+    injected = [c.injected_at for c in result.calls if c.injected_at is not None]
+    A = 0.0
+    if injected:
+        t = max(injected)
+        A = sum(max(0.0, s.end - max(s.start, t)) for s in decode)
+    G = [tau * tokens_of(c.raw) for c in result.calls]
+    E = [c.duration_s or 0.0 for c in result.calls]
+    rest = max(0.0, D - A - sum(G))
+    lb = latency.lower_bound([*G, rest], [*E, 0.0], prefix=P, suffix=A)
+    return {"lb_s": lb, "prefill_s": P, "decode_s": D, "answer_s": A, "sum_G_s": sum(G),
+            "max_G_plus_E_s": max((g + e for g, e in zip(G, E, strict=True)), default=0.0)}
+
+
+# -- one run -------------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _bound_args(rec: CallRecord, tools: Toolbox) -> dict[str, Any]:
+    """The call's keyword arguments, positional ones bound to their parameter names."""
+    args = dict(rec.args)
+    if rec.pos and rec.fn in tools:
+        for name, v in zip(tools[rec.fn].param_names, rec.pos, strict=False):
+            args.setdefault(name, v)
+    return args
+
+
+def _malformed(rec: CallRecord) -> bool:
+    return rec.status == "error" and rec.error_type in MALFORMED_ERRORS
+
+
+def session_record(
+    item: BfclItem, result: SessionResult, tools: Toolbox, tokens_of: Callable[[str], int]
+) -> dict[str, Any]:
+    """The JSON record of one runtime run."""
+    made = [c for c in result.calls if c.status != "error"]
+    valid, error = check(item, [(c.fn, _bound_args(c, tools)) for c in made])
+    b = result.trace.breakdown()
+    lb = lower_bound(result, tokens_of)
+    t0 = result.trace.start or 0.0
+    return {
+        "latency_s": result.latency_s,
+        "first_token_s": result.first_token_s,
+        "breakdown": b.as_dict(),
+        "n_calls": len(result.calls),
+        "n_well_formed": sum(1 for c in result.calls if not _malformed(c)),
+        "n_error": sum(1 for c in result.calls if c.status == "error"),
+        "calls": [
+            {"id": c.id, "fn": c.fn, "args": _jsonable(_bound_args(c, tools)),
+             "status": c.status, "error_type": c.error_type,
+             "error": (c.error or "")[:200] or None,
+             "emitted_s": c.emitted_at - t0,
+             "exec_s": c.duration_s,
+             "injected_s": None if c.injected_at is None else c.injected_at - t0}
+            for c in result.calls
+        ],
+        "valid": valid,
+        "check_error": error[:500] if error else None,
+        **lb,
+        "efficiency": lb["lb_s"] / result.latency_s if result.latency_s > 0 else None,
+        "n_generated": result.n_generated,
+        "n_injected": result.n_injected,
+        "stop_reason": result.stop_reason,
+        "counters": result.counters,
+        "transcript": result.transcript,
+    }
+
+
+async def generate(
+    engine: Engine, messages: Sequence[ChatMessage], max_tokens: int
+) -> tuple[str, Trace, float, float | None, int, str]:
+    """One plain generation: ``(text, trace, latency_s, first_token_s, n_generated, stop)``."""
+    loop = asyncio.get_running_loop()
+    trace = Trace(meta={"strategy": BFCL_PROMPT})
+    t0 = loop.time()
+    tokens = engine.tokenize_chat(messages)
+    cached = await engine.prefill(tokens)
+    t = loop.time()
+    trace.add_span("prefill", "prefill", t0, t, tokens=len(tokens), cached=cached)
+    out: list[int] = []
+    first = None
+    stop = "max_tokens"
+    n = 0
+    while n < max_tokens:
+        tok = await engine.step()
+        t1 = loop.time()
+        n += 1
+        trace.add_span("decode", "decode", t, t1, tokens=1)
+        t = t1
+        if first is None:
+            first = t1 - t0
+        if engine.is_eos(tok):
+            stop = "eos"
+            break
+        out.append(tok)
+    trace.set_bounds(t0, t)
+    return engine.detokenize(out).decode("utf-8", "replace"), trace, t - t0, first, n, stop
+
+
+def bfcl_record(
+    item: BfclItem, tools: Toolbox, text: str, trace: Trace, latency_s: float,
+    first_token_s: float | None, n_generated: int, stop: str,
+) -> dict[str, Any]:
+    """The JSON record of one ``bfcl-prompt`` run."""
+    decode_error = None
+    try:
+        calls = decode_python_list(text)
+    except DecodeError as exc:
+        calls, decode_error = [], str(exc)
+    if decode_error:
+        valid, error = False, f"decode: {decode_error}"
+        if item.category in ("irrelevance", "live_irrelevance"):
+            valid, error = True, None  # BFCL: an undecodable answer made no call
+    else:
+        valid, error = check(item, calls)
+    well = 0
+    rows = []
+    for c in calls:
+        for fn, args in c.items():
+            problem = None
+            try:
+                tools.get_checked(fn).validate(args)
+                well += 1
+            except Exception as exc:  # noqa: BLE001 - recorded
+                problem = f"{type(exc).__name__}: {exc}"[:200]
+            rows.append({"fn": fn, "args": _jsonable(args), "error": problem})
+    n_calls = len(rows) + (1 if decode_error and text.strip() else 0)
+    b = trace.breakdown()
+    P = sum(s.duration for s in trace.model_spans if s.kind is SpanKind.PREFILL)
+    return {
+        "latency_s": latency_s,
+        "first_token_s": first_token_s,
+        "breakdown": b.as_dict(),
+        "n_calls": n_calls,
+        "n_well_formed": well,
+        "n_error": n_calls - well,
+        "calls": rows,
+        "valid": valid,
+        "check_error": error[:500] if error else None,
+        "decode_error": decode_error,
+        "lb_s": latency_s, "prefill_s": P, "decode_s": b.decode_s, "answer_s": b.decode_s,
+        "sum_G_s": 0.0, "max_G_plus_E_s": 0.0,
+        "efficiency": None,
+        "n_generated": n_generated,
+        "n_injected": 0,
+        "stop_reason": stop,
+        "counters": {},
+        "transcript": text,
+    }
+
+
+# -- engines -------------------------------------------------------------------------------------
+
+
+def _sim_run(item: BfclItem, strategy: str, cfg: BenchConfig) -> dict[str, Any]:
+    from asynclm.engines.sim import (
+        OraclePolicy, ScriptedPolicy, SimCall, SimCosts, SimEngine, SimTask,
+    )
+    from asynclm.runtime import run_virtual
+
+    costs = SimCosts(tpot_s=cfg.tpot_ms / 1000, ttft_s=cfg.ttft_ms / 1000)
+    tools = build_tools(item, cfg)
+    gt = ground_truth_calls(item)
+    if strategy == BFCL_PROMPT:
+        engine = SimEngine(ScriptedPolicy([format_answer(gt)]), costs)
+        out = run_virtual(generate(engine, bfcl_chat(item, cfg), cfg.max_tokens))
+        return bfcl_record(item, tools, *out)
+    # the oracle knows each call's true duration (same key as the tool handler: validated args)
+    seen: dict[tuple[str, str], int] = {}
+    calls = []
+    for i, (fn, args) in enumerate(gt):
+        try:
+            vargs = tools[fn].validate(args)
+        except Exception:  # noqa: BLE001 - the call will fail in the run too
+            vargs = args
+        key = (fn, canonical_args(vargs))
+        k = seen[key] = seen.get(key, -1) + 1
+        calls.append(SimCall(f"c{i + 1}", fn, args,
+                             call_duration(cfg.seed, item.id, fn, vargs, k, cfg.profile)))
+    task = SimTask(tuple(calls), prompt=item.question, answer=SIM_ANSWER, name=item.id)
+    engine = SimEngine(OraclePolicy(task), costs)
+    session = _session(engine, tools, strategy, cfg, item)
+    result = run_virtual(session.run(cml_messages(item, session, cfg)))
+    return session_record(item, result, tools,
+                          lambda s: len(engine.tokenize(s, special=True)))
+
+
+def _session(engine: Engine, tools: Toolbox, strategy: str, cfg: BenchConfig,
+             item: BfclItem) -> Session:
+    return Session(
+        engine, tools, strategy=strategy,
+        config=SessionConfig(max_tokens=cfg.max_tokens, deadline_s=cfg.deadline_s),
+        trace_meta={"benchmark": "bfcl", "item": item.id, "engine": cfg.engine},
+    )
+
+
+async def _llama_warmup(engine: Engine) -> None:
+    await engine.prefill(engine.tokenize_chat([ChatMessage("user", "Say OK.")]))
+    for _ in range(4):
+        await engine.step()
+
+
+async def _llama_run(engine: Engine, item: BfclItem, strategy: str,
+                     cfg: BenchConfig) -> dict[str, Any]:
+    tools = build_tools(item, cfg)
+    if strategy == BFCL_PROMPT:
+        messages = bfcl_chat(item, cfg)
+        await engine.prefill(engine.tokenize_chat(messages))  # warm: same state for every run
+        out = await generate(engine, messages, cfg.max_tokens)
+        return bfcl_record(item, tools, *out)
+    session = _session(engine, tools, strategy, cfg, item)
+    messages = cml_messages(item, session, cfg)
+    await engine.prefill(engine.tokenize_chat(messages))  # warm: same state for every run
+    result = await session.run(messages)
+    return session_record(item, result, tools,
+                          lambda s: len(engine.tokenize(s, special=True)))
+
+
+def _error_record(exc: BaseException) -> dict[str, Any]:
+    return {"error": f"{type(exc).__name__}: {exc}"[:500], "valid": False, "latency_s": None,
+            "n_calls": 0, "n_well_formed": 0, "n_error": 0}
+
+
+# -- the benchmark -------------------------------------------------------------------------------
+
+
+def run_bfcl(
+    cfg: BenchConfig, *, progress: Callable[[str], None] | None = None,
+    engine: Engine | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark; returns the JSON-ready result (``items`` holds every run's record,
+    ``strategies`` the summaries). ``engine``: an already loaded engine for ``llamacpp``."""
+    cfg.validate()
+    items = load(cfg.category, limit=cfg.limit, offset=cfg.offset)
+    say = progress or (lambda _msg: None)
+    records: dict[str, dict[str, dict[str, Any]]] = {it.id: {} for it in items}
+    env: dict[str, Any] = {"engine": cfg.engine}
+    wall0 = time.perf_counter()
+    if cfg.engine == "sim":
+        for n, item in enumerate(items, 1):
+            for s in cfg.strategies:
+                records[item.id][s] = _sim_run(item, s, cfg)
+            say(f"[{n}/{len(items)}] {item.id}")
+    else:
+        env.update(asyncio.run(_llama_all(cfg, items, records, say, engine)))
+    env["wall_s"] = time.perf_counter() - wall0
+    p = get_profile(cfg.profile)
+    result: dict[str, Any] = {
+        "benchmark": "bfcl",
+        "params": {**asdict(cfg), "strategies": list(cfg.strategies)},
+        "profile": {"name": p.name, "law": p.description, "mean_s": p.mean_s,
+                    "range_s": [p.lo_s, p.hi_s]},
+        "environment": env,
+        "n_items": len(items),
+        "strategies": summarize(items, records, cfg.strategies),
+        "items": [
+            {"id": it.id, "question": it.question, "n_expected_calls": len(it.ground_truth),
+             "ground_truth": [{fn: a} for fn, a in ground_truth_calls(it)],
+             "runs": records[it.id]}
+            for it in items
+        ],
+    }
+    return result
+
+
+async def _llama_all(
+    cfg: BenchConfig, items: list[BfclItem], records: dict[str, dict[str, dict[str, Any]]],
+    say: Callable[[str], None], engine: Engine | None,
+) -> dict[str, Any]:
+    own = engine is None
+    t = time.perf_counter()
+    if engine is None:
+        from asynclm.engines.llamacpp import LlamaCppEngine
+
+        engine = await asyncio.to_thread(
+            LlamaCppEngine.from_name, cfg.model, n_threads=cfg.threads)
+    env: dict[str, Any] = {"model": cfg.model, "load_s": time.perf_counter() - t,
+                           "threads": getattr(engine, "n_threads", None)}
+    try:
+        await _llama_warmup(engine)
+        k = len(cfg.strategies)
+        for n, item in enumerate(items):
+            order = [cfg.strategies[(n + j) % k] for j in range(k)]  # rotate the order
+            line = []
+            for s in order:
+                try:
+                    rec = await _llama_run(engine, item, s, cfg)
+                except Exception as exc:  # noqa: BLE001 - one failing run never ends the benchmark
+                    rec = _error_record(exc)
+                rec["run_order"] = order.index(s)
+                records[item.id][s] = rec
+                lat = rec.get("latency_s")
+                line.append(f"{s} {lat:.2f}s {'ok' if rec['valid'] else 'x'}"
+                            if lat is not None else f"{s} error")
+            say(f"[{n + 1}/{len(items)}] {item.id}: " + ", ".join(line))
+    finally:
+        if own:
+            await engine.aclose()
+    return env
+
+
+# -- summaries -----------------------------------------------------------------------------------
+
+
+def _med(xs: Sequence[float | None]) -> float | None:
+    ys = [x for x in xs if x is not None]
+    return quantile(ys, 0.5) if ys else None
+
+
+def summarize(
+    items: Sequence[BfclItem], records: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    strategies: Sequence[str],
+) -> dict[str, dict[str, Any]]:
+    """Per strategy: latency median/p10/p90, speedup vs sync, accuracy, well-formed call rate,
+    efficiency and the medians of the time breakdown."""
+    out: dict[str, dict[str, Any]] = {}
+    ids = [it.id for it in items]
+    base = {i: records[i]["sync"]["latency_s"] for i in ids
+            if "sync" in records[i] and records[i]["sync"].get("latency_s")}
+    for s in strategies:
+        recs = [records[i][s] for i in ids if s in records[i]]
+        ok = [r for r in recs if r.get("latency_s") is not None]
+        lat = [r["latency_s"] for r in ok]
+        st = summary(lat)
+        n_calls = sum(r["n_calls"] for r in recs)
+        row: dict[str, Any] = {
+            "n": len(recs),
+            "n_errors": len(recs) - len(ok),
+            "median_s": st["median"], "p10_s": st["p10"], "p90_s": st["p90"], "mean_s": st["mean"],
+            "accuracy": sum(1 for r in recs if r.get("valid")) / len(recs) if recs else None,
+            "n_valid": sum(1 for r in recs if r.get("valid")),
+            "calls_per_item": n_calls / len(recs) if recs else None,
+            "well_formed_rate": (sum(r["n_well_formed"] for r in recs) / n_calls
+                                 if n_calls else None),
+            "first_token_median_s": _med([r.get("first_token_s") for r in ok]),
+            "efficiency_median": _med([r.get("efficiency") for r in ok]),
+            "efficiency_p10": (quantile([r["efficiency"] for r in ok if r.get("efficiency")], 0.1)
+                               if any(r.get("efficiency") for r in ok) else None),
+            "lb_median_s": _med([r.get("lb_s") for r in ok]),
+            "breakdown_median_s": {
+                k: _med([r["breakdown"][k] for r in ok])
+                for k in ("decode_s", "prefill_s", "interrupt_s", "idle_s", "tool_s",
+                          "tool_busy_s", "overlap_s")
+            } if ok else {},
+            "tokens_median": _med([r.get("n_generated") for r in ok]),
+            "stop_reasons": _count(r.get("stop_reason", "error") for r in recs),
+        }
+        if base and s != BFCL_PROMPT:
+            pairs = [(base[i], records[i][s]["latency_s"]) for i in ids
+                     if i in base and s in records[i] and records[i][s].get("latency_s")]
+            if pairs and st["median"] == st["median"]:
+                row["speedup_vs_sync"] = quantile(list(base.values()), 0.5) / st["median"]
+                row["speedup_vs_sync_per_item_median"] = quantile([a / b for a, b in pairs], 0.5)
+        out[s] = row
+    return out
+
+
+def _count(xs: Any) -> dict[str, int]:
+    c: dict[str, int] = {}
+    for x in xs:
+        c[str(x)] = c.get(str(x), 0) + 1
+    return c
+
+
+def default_config(**kw: Any) -> BenchConfig:
+    """A :class:`BenchConfig` with ``strategies`` given as a comma list or a sequence."""
+    s = kw.get("strategies")
+    if isinstance(s, str):
+        kw["strategies"] = tuple(x.strip() for x in s.split(",") if x.strip())
+    elif s is not None:
+        kw["strategies"] = tuple(s)
+    return BenchConfig(**kw)
+
+

@@ -1,0 +1,48 @@
+"""The command line: demo on the simulator, a small synthetic benchmark, and trace rendering."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+typer_testing = pytest.importorskip("typer.testing")
+
+from asynclm.cli import app  # noqa: E402
+
+runner = typer_testing.CliRunner()
+
+
+def test_sim_demo_writes_traces_and_reports_speedup(tmp_path):
+    result = runner.invoke(app, ["demo", "--engine", "sim", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "speedup async vs sync" in result.output
+    for name in ("trace-sync.json", "trace-async.json", "gantt-sync-vs-async.png"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_trace_command_renders_a_saved_trace(tmp_path):
+    runner.invoke(app, ["demo", "--engine", "sim", "--out", str(tmp_path)])
+    png = tmp_path / "out.png"
+    result = runner.invoke(app, ["trace", str(tmp_path / "trace-async.json"), "--png", str(png)])
+    assert result.exit_code == 0, result.output
+    assert "decode" in result.output and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_synthetic_json(tmp_path):
+    out = tmp_path / "s.json"
+    result = runner.invoke(app, ["bench", "synthetic", "--tasks", "10", "--calls", "3",
+                                 "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    s = data["strategies"]
+    assert s["async"]["median_s"] <= s["sync-parallel"]["median_s"] < s["sync"]["median_s"]
+    assert 0 < data["efficiency_median"] <= 1
+    for key in ("median_s", "p90_s", "speedup_vs_sync"):
+        assert key in s["async"]
+
+
+def test_unknown_model_is_a_clear_error():
+    result = runner.invoke(app, ["models", "pull", "no-such-model"])
+    assert result.exit_code == 1
+    assert "unknown model" in result.output
