@@ -163,16 +163,19 @@ def test_strict_ids_are_fire_and_forget_but_recorded():
     assert _interrupts(r.transcript) == []
 
 
-def test_duplicate_id_is_rejected_not_confused():
+def test_reused_id_gets_a_fresh_id_and_runs_unconfused():
     r = scripted([
         '[CALL] x [HEAD] sleepy(seconds=0.3, tag="first") [END]',
         '[CALL] x [HEAD] sleepy(seconds=0.1, tag="second") [END]',
         "[TRAP][END]", "[TRAP][END]", "end",
     ])
     by = {c.id: c for c in r.calls}
-    assert by["x"].value == "first"
-    other = [c for c in r.calls if c.id != "x"]
-    assert len(other) == 1 and other[0].status == "error" and "already used" in other[0].error
+    assert by["x"].value == "first" and not by["x"].id_assigned
+    (other,) = [c for c in r.calls if c.id != "x"]
+    assert other.value == "second" and other.id_assigned and other.status == "ok"
+    payloads = {i.id: i.payload for i in _interrupts(r.transcript)}
+    assert payloads["x"] == '"first"'  # the model's own id: no echo needed
+    assert payloads[other.id] == 'sleepy(seconds=0.1, tag="second") -> "second"'
 
 
 def test_end_of_generation_with_pending_calls_is_a_trap():

@@ -331,32 +331,27 @@ class _Run:
             pass  # critical section is tracked by the parser; Interrupt never comes in model mode
         return None
 
-    def _assign_id(self, written: str | None) -> tuple[str, bool, bool, str | None]:
-        """(id, injectable, assigned, error) for a call the model wrote with id ``written``."""
-        error = None
+    def _assign_id(self, written: str | None) -> tuple[str, bool, bool]:
+        """(id, injectable, assigned) for a call the model wrote with id ``written``. A missing,
+        invalid or already used id gets a fresh one (``c<n>``); its interrupt then echoes the
+        call, so a result is never paired with the wrong call and no call is refused for its
+        id (small models reuse ids, or copy them from the prompt's examples)."""
         if written is not None and _ID_RE.fullmatch(written) and written not in self.used_ids:
             self.used_ids.add(written)
-            return written, True, False, None
-        if written is not None:
-            error = (
-                f"call id {written!r} was already used; this call was not run"
-                if written in self.used_ids
-                else f"invalid call id {written!r}; this call was not run"
-            )
+            return written, True, False
         injectable = written is not None or self.cfg.ids == "assign"
         while True:
             self.auto_id += 1
             new = f"c{self.auto_id}" if injectable else f"_f{self.auto_id}"
             if new not in self.used_ids:
                 self.used_ids.add(new)
-                return new, injectable, True, error
+                return new, injectable, True
 
     async def _on_call(
         self, written_id: str | None, fn: str, args: dict[str, Any], pos: tuple[Any, ...],
         raw: str, error: str | None,
     ) -> None:
-        call_id, injectable, assigned, id_error = self._assign_id(written_id)
-        error = error or id_error
+        call_id, injectable, assigned = self._assign_id(written_id)
         t = self.now()
         self.trace.add_instant("call.emitted", t, call_id=call_id, fn=fn)
         if self.on_event is not None:

@@ -63,12 +63,15 @@ def bfcl_import(module: str = "") -> types.ModuleType:
 
 def available() -> bool:
     """Whether ``bfcl_eval`` can be imported (without importing it)."""
-    return importlib.util.find_spec(PACKAGE) is not None
+    try:
+        return importlib.util.find_spec(PACKAGE) is not None
+    except (ImportError, ValueError):  # e.g. blocked with sys.modules["bfcl_eval"] = None
+        return False
 
 
 def data_dir() -> Path:
     """The package's ``data`` folder (BFCL items; ground truth under ``possible_answer``)."""
-    spec = importlib.util.find_spec(PACKAGE)
+    spec = importlib.util.find_spec(PACKAGE) if available() else None
     if spec is None or not spec.submodule_search_locations:
         raise BfclNotInstalled(f"BFCL needs the bfcl-eval package: {INSTALL_HINT}")
     return Path(next(iter(spec.submodule_search_locations))) / "data"

@@ -30,6 +30,13 @@ call ``i``'s measured execution time (``started_at → ended_at``; 0 if it never
 i.e. the same decode work and the same tool times with perfect overlap and free injections. It
 is computed with ``latency.lower_bound(G + [D − A − ΣG], E + [0], prefix=P, suffix=A)``.
 Efficiency = LB ÷ measured latency.
+
+Multi-turn (not run yet; :mod:`.data` already loads the items, their class tools and per-turn
+ground truth): one session per turn over the accumulated conversation, tools backed by the real
+BFCL classes (``multi_turn_eval/func_source_code``, methods called directly, one instance per
+class per run, ``order_by=Ordered(class)`` so calls on one instance keep emission order), and
+validity from BFCL's ``multi_turn_checker`` on the executed states instead of ``ast_checker``.
+The record would then hold one entry per turn.
 """
 
 from __future__ import annotations
@@ -402,7 +409,7 @@ async def _llama_run(engine: Engine, item: BfclItem, strategy: str,
         return bfcl_record(item, tools, *out)
     session = _session(engine, tools, strategy, cfg, item)
     messages = cml_messages(item, session, cfg)
-    await engine.prefill(engine.tokenize_chat(messages))  # warm: same state for every run
+    await session.warm_up(messages)  # same cache state for every run
     result = await session.run(messages)
     return session_record(item, result, tools,
                           lambda s: len(engine.tokenize(s, special=True)))
@@ -513,7 +520,7 @@ def summarize(
         recs = [records[i][s] for i in ids if s in records[i]]
         ok = [r for r in recs if r.get("latency_s") is not None]
         lat = [r["latency_s"] for r in ok]
-        st = summary(lat)
+        st = {k: (None if v != v else v) for k, v in summary(lat).items()}  # NaN -> None
         n_calls = sum(r["n_calls"] for r in recs)
         row: dict[str, Any] = {
             "n": len(recs),
@@ -540,7 +547,7 @@ def summarize(
         if base and s != BFCL_PROMPT:
             pairs = [(base[i], records[i][s]["latency_s"]) for i in ids
                      if i in base and s in records[i] and records[i][s].get("latency_s")]
-            if pairs and st["median"] == st["median"]:
+            if pairs and st["median"]:
                 row["speedup_vs_sync"] = quantile(list(base.values()), 0.5) / st["median"]
                 row["speedup_vs_sync_per_item_median"] = quantile([a / b for a, b in pairs], 0.5)
         out[s] = row

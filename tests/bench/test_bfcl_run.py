@@ -1,0 +1,121 @@
+"""The BFCL runner on the simulator (virtual time): the oracle makes the ground-truth calls."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from asynclm.bench.bfcl.report import markdown
+from asynclm.bench.bfcl.run import BenchConfig, default_config, run_bfcl
+
+STRATEGIES = "sync,sync-reprefill,sync-parallel,async,async-naive,bfcl-prompt"
+
+
+@pytest.fixture(scope="module")
+def parallel3() -> dict:
+    return run_bfcl(default_config(category="parallel", limit=3, strategies=STRATEGIES,
+                                   ttft_ms=40.0, seed=1))
+
+
+def test_every_strategy_is_accurate_and_async_is_faster(parallel3: dict) -> None:
+    summ = parallel3["strategies"]
+    assert list(summ) == STRATEGIES.split(",")
+    for s, row in summ.items():
+        assert row["n"] == 3 and row["accuracy"] == 1.0, s
+        assert row["well_formed_rate"] == 1.0, s
+    assert summ["async"]["median_s"] < summ["sync-parallel"]["median_s"] < summ["sync"]["median_s"]
+    assert summ["sync"]["median_s"] < summ["sync-reprefill"]["median_s"]  # TTFT per request
+    assert summ["async"]["speedup_vs_sync"] > 1.1
+    assert summ["async"]["efficiency_median"] > summ["sync"]["efficiency_median"]
+    for item in parallel3["items"]:
+        runs = item["runs"]
+        assert runs["async"]["latency_s"] < runs["sync"]["latency_s"], item["id"]
+        assert runs["async"]["n_calls"] == item["n_expected_calls"]
+
+
+def test_records_are_complete_and_bounded(parallel3: dict) -> None:
+    json.dumps(parallel3, allow_nan=False)  # JSON-ready
+    for item in parallel3["items"]:
+        for s, r in item["runs"].items():
+            assert r["valid"] and r["check_error"] is None
+            assert r["lb_s"] <= r["latency_s"] + 1e-9, (item["id"], s)
+            b = r["breakdown"]
+            assert b["total_s"] == pytest.approx(r["latency_s"])
+            if s == "bfcl-prompt":
+                continue
+            assert r["first_token_s"] == pytest.approx(0.045)  # 40 ms TTFT + one 5 ms token
+            assert 0 < r["efficiency"] <= 1 + 1e-9
+            # every call ran for its seeded time, the same under every strategy
+            assert all(c["status"] == "ok" and c["exec_s"] > 0 for c in r["calls"])
+        times = {s: sorted(round(c["exec_s"], 9) for c in r["calls"])
+                 for s, r in item["runs"].items() if s != "bfcl-prompt"}
+        assert len({tuple(v) for v in times.values()}) == 1, times
+
+
+def test_async_overlaps_and_sync_does_not(parallel3: dict) -> None:
+    for item in parallel3["items"]:
+        assert item["runs"]["sync"]["breakdown"]["overlap_s"] == 0
+        assert item["runs"]["async"]["breakdown"]["overlap_s"] > 0
+
+
+def test_markdown_report(parallel3: dict) -> None:
+    md = markdown(parallel3, "asynclm bench bfcl --limit 3")
+    assert md.startswith("# BFCL parallel — 3 items")
+    assert "`asynclm bench bfcl --limit 3`" in md
+    for s in STRATEGIES.split(","):
+        assert f"| {s} |" in md
+    assert "3/3 (100%)" in md
+
+
+@pytest.mark.parametrize("category", ["simple_python", "multiple", "parallel_multiple",
+                                      "irrelevance"])
+def test_other_categories_on_the_oracle(category: str) -> None:
+    r = run_bfcl(default_config(category=category, limit=2, strategies="sync,async,bfcl-prompt"))
+    for s, row in r["strategies"].items():
+        assert row["accuracy"] == 1.0, (category, s)
+
+
+def test_web_profile_and_seed_are_deterministic() -> None:
+    cfg = default_config(category="parallel", limit=2, strategies="sync,async", profile="web")
+    a, b = run_bfcl(cfg), run_bfcl(cfg)
+    lat = lambda r: [run["latency_s"] for it in r["items"] for run in it["runs"].values()]  # noqa: E731
+    assert lat(a) == lat(b)
+    assert all(c["exec_s"] >= 0.3 for it in a["items"] for c in it["runs"]["sync"]["calls"])
+    c = run_bfcl(default_config(category="parallel", limit=2, strategies="sync,async",
+                                profile="web", seed=5))
+    assert lat(c) != lat(a)
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"category": "multi_turn_base"}, "multi-turn"),
+    ({"category": "simple_java"}, "not runnable"),
+    ({"strategies": ("sync", "warp")}, "unknown strategy"),
+    ({"profile": "slow"}, "unknown profile"),
+    ({"engine": "gpu"}, "unknown engine"),
+])
+def test_config_is_checked(kw: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        run_bfcl(BenchConfig(**kw))
+
+
+def test_cli_writes_json_and_markdown(tmp_path, monkeypatch) -> None:
+    typer_testing = pytest.importorskip("typer.testing")
+    from asynclm.cli import app
+
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    args = ["bench", "bfcl", "--category", "parallel", "--limit", "2", "--strategies",
+            "sync,async", "--json", str(out), "--report", str(md)]
+    monkeypatch.setattr(sys, "argv", ["asynclm", *args])  # the recorded command
+    res = typer_testing.CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["command"].startswith("asynclm ") and "--limit" in data["command"]
+    assert set(data["strategies"]) == {"sync", "async"} and len(data["items"]) == 2
+    assert md.read_text().startswith("# BFCL parallel")
+    bad = typer_testing.CliRunner().invoke(app, ["bench", "bfcl", "--category", "nope"])
+    assert bad.exit_code == 1
+    bad = typer_testing.CliRunner().invoke(
+        app, ["bench", "bfcl", "--prompt", "bfcl", "--strategies", "async"])
+    assert bad.exit_code != 0
