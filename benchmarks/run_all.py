@@ -18,6 +18,13 @@ COMMANDS = [
     "--json benchmarks/results/synthetic.json --report benchmarks/results/synthetic.md",
     "bench synthetic --tasks 200 --calls 4 --tpot-ms 20 --seed 0 "
     "--json benchmarks/results/synthetic-20ms.json --report benchmarks/results/synthetic-20ms.md",
+    "bench synthetic --tasks 200 --calls 4 --tpot-ms 5 --ttft-ms 59 --seed 0 "
+    "--json benchmarks/results/synthetic-ttft59.json "
+    "--report benchmarks/results/synthetic-ttft59.md",
+    "bench bfcl --engine sim --category parallel --limit 200 "
+    "--strategies sync,sync-parallel,async-naive,async --tpot-ms 5 --ttft-ms 59 "
+    "--json benchmarks/results/bfcl-sim-parallel.json "
+    "--report benchmarks/results/bfcl-sim-parallel.md",
     "bench overhead --sessions 50 --calls 20 "
     "--json benchmarks/results/overhead.json --report benchmarks/results/overhead.md",
 ]
