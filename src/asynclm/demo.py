@@ -88,12 +88,18 @@ def report(run: DemoRun, width: int = 72) -> str:
     for name, r in (("sync", run.sync), ("async", run.async_)):
         b = r.trace.breakdown()
         lines += [
-            f"── {name}: {r.latency_s:.2f} s  ({len(r.calls)} calls, {r.n_generated} tokens; "
+            f"── {name}: {r.latency_s:.2f} s, {r.stop_reason}  ({len(r.calls)} calls, {r.n_generated} tokens; "
             f"decode {b.decode_s:.2f} s, tools {b.tool_s:.2f} s, overlap {b.overlap_s:.2f} s, "
             f"waiting {b.idle_s:.2f} s)",
             text_timeline(r.trace, width=width),
             f"answer: {r.text.strip()}",
             "",
         ]
-    lines.append(f"speedup async vs sync ({run.engine}): {run.speedup:.2f}x")
+    unfinished = [n for n, r in (("sync", run.sync), ("async", run.async_))
+                  if r.stop_reason != "eos"]
+    if unfinished:  # a run cut off by its token cap or deadline: a ratio would mislead
+        lines.append(f"no speedup reported: {', '.join(unfinished)} did not finish "
+                     f"({', '.join(r.stop_reason for r in (run.sync, run.async_))})")
+    else:
+        lines.append(f"speedup async vs sync ({run.engine}): {run.speedup:.2f}x")
     return "\n".join(lines)
