@@ -43,6 +43,7 @@ test-fast: install
 	$(BIN)/pytest -q -m "not slow"
 
 bench: install
+	$(BIN)/asynclm models pull $(DEMO_MODEL)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
