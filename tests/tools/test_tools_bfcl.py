@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from asynclm.bench.bfcl.data import first_acceptable
 from asynclm.tools import Ordered, Tool, ToolArgumentError, Toolbox, bfcl_to_json_schema
 
 DOC: dict[str, Any] = {
@@ -90,7 +91,6 @@ def test_toolbox_from_bfcl_with_handler_and_shared_order() -> None:
 
 # ---- real BFCL data (skipped unless the bfcl-eval package is installed) ----------------------
 
-_OMIT = object()
 # Ground-truth entries that contradict their own function document (checked by hand).
 _KNOWN_DATA_ERRORS = {
     "parallel_multiple_12",  # passes `permeability`: not a calculate_voltage_difference parameter
@@ -104,24 +104,6 @@ _KNOWN_DATA_ERRORS = {
 def _data_dir() -> Path:
     bfcl_eval = pytest.importorskip("bfcl_eval")
     return Path(bfcl_eval.__file__).parent / "data"
-
-
-def _pick(options: Any) -> Any:
-    """One acceptable ground-truth value ("" among the options means: may be omitted)."""
-    if not isinstance(options, list):
-        return _concrete(options)
-    values = [o for o in options if o != ""]
-    if not values or (values[0] is None and "" in options):
-        return _OMIT
-    return _concrete(values[0])
-
-
-def _concrete(value: Any) -> Any:
-    if isinstance(value, dict):  # nested dicts list acceptable values per key, too
-        return {k: p for k, o in value.items() if (p := _pick(o)) is not _OMIT}
-    if isinstance(value, list):
-        return [_concrete(v) for v in value]
-    return value
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -141,7 +123,7 @@ def test_real_bfcl_docs_import_and_ground_truth_validates(category: str) -> None
         assert len(box) == len(item["function"])
         for call in answers[item["id"]]["ground_truth"]:
             for name, params in call.items():
-                args = {k: p for k, o in params.items() if (p := _pick(o)) is not _OMIT}
+                args = first_acceptable(params)
                 checked += 1
                 try:
                     box.get_checked(name).validate(args)
