@@ -26,7 +26,7 @@ import keyword
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from asynclm.protocol.body import MAX_FN_CHARS, REF_ID_RE, _whole_ref
@@ -391,7 +391,8 @@ def escape_payload(
     ``markers.head + " " + result + " " + markers.end`` contains none that overlaps the result.
     See the module docstring for how characters are replaced. Linear in ``len(text)``.
     """
-    text = _CONTROL_RE.sub("\ufffd", text.replace("\r\n", "\n").replace("\r", "\n"))
+    if not (text.isascii() and text.isprintable()):  # printable ASCII has nothing to replace
+        text = _CONTROL_RE.sub("\ufffd", text.replace("\r\n", "\n").replace("\r", "\n"))
     spec = _escape_spec(markers, tuple(extra))
     if spec is None:
         return text
@@ -500,7 +501,12 @@ def _safe_repr(o: Any) -> str:
 _JSON_NATIVE = (dict, list, tuple, str, int, float, bool, type(None))
 
 
-_PRIMITIVES = frozenset({int, str, bool, type(None)})
+_PRIMITIVES: dict[type, Callable[[Any], str]] = {
+    int: int.__repr__,  # what json.dumps writes for these, without its overhead
+    str: functools.partial(json.dumps, ensure_ascii=False),
+    bool: lambda b: "true" if b else "false",
+    type(None): lambda _: "null",
+}
 
 
 def format_value(value: Any, *, max_chars: int = DEFAULT_MAX_VALUE_CHARS) -> str:
@@ -512,8 +518,9 @@ def format_value(value: Any, *, max_chars: int = DEFAULT_MAX_VALUE_CHARS) -> str
     ``max_chars`` is cut, and ``…(truncated N chars)`` says how much was dropped. The result is
     not escaped: :func:`render_interrupt` does that.
     """
-    if type(value) in _PRIMITIVES:  # the common case, kept cheap (runs once per result)
-        text = json.dumps(value, ensure_ascii=False)
+    kind = type(value)
+    if kind in _PRIMITIVES:  # the common case, kept cheap (runs once per result)
+        text = _PRIMITIVES[kind](value)
         return text if len(text) <= max_chars or max_chars < 0 else (
             f"{text[:max_chars]}…(truncated {len(text) - max_chars} chars)")
     if (

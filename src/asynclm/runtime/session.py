@@ -316,7 +316,8 @@ class _Run:
     async def _handle(self, event: Event) -> None | str | frozenset[int]:
         if isinstance(event, Text):
             self.text_parts.append(event.text)
-            self.emit(ev.TextDelta(event.text, self.now()))
+            if self.on_event is not None:
+                self.emit(ev.TextDelta(event.text, self.now()))
         elif isinstance(event, Call):
             await self._on_call(event.id, event.fn, event.args, event.pos, event.raw, None)
         elif isinstance(event, MalformedCall):
@@ -378,7 +379,8 @@ class _Run:
         t1 = self.now()
         if t1 > t:
             self.trace.add_span("trap", reason, t, t1)
-        self.emit(ev.TrapEvent(reason, t1 - t, t1))
+        if self.on_event is not None:
+            self.emit(ev.TrapEvent(reason, t1 - t, t1))
         if self.interrupts.ready:
             self.counters["empty_traps"] = 0
             await self._inject()
