@@ -187,6 +187,25 @@ if typer is not None:
         result["command"] = _command()
         _write(result, json_path, report, markdown(result, result["command"]))
 
+    @bench_app.command("calls")
+    def bench_calls(
+        model: str = "qwen2.5-coder-1.5b",
+        strategies: Annotated[str, typer.Option(help="Comma list.")] = "async,sync",
+        max_tokens: int = 400,
+        threads: Annotated[int | None, typer.Option(help="llama.cpp threads")] = None,
+        json_path: Annotated[Path | None, typer.Option("--json")] = None,
+        report: Annotated[Path | None, typer.Option("--report")] = None,
+    ) -> None:
+        """How well a real model makes calls on the demo tasks (well-formed, valid, repeated)."""
+        from asynclm.bench.calls import bench_calls as run, markdown
+
+        err = Console(stderr=True)
+        result = run(model=model, strategies=[s.strip() for s in strategies.split(",")],
+                     threads=threads, max_tokens=max_tokens,
+                     progress=lambda m: err.print(m, highlight=False))
+        result["command"] = _command()
+        _write(result, json_path, report, markdown(result, result["command"]))
+
     @bench_app.command("injection")
     def bench_injection(
         model: str = "qwen2.5-coder-1.5b", inject: int = 32, repeats: int = 5,

@@ -89,6 +89,24 @@ TRAVEL_TOOLS = Toolbox([get_weather, search_flights, search_hotels, convert_curr
 
 TRIP_PROMPT = (
     "Plan a 3-night trip from Berlin (BER) to Lisbon (LIS) leaving 2026-12-04: the weather in "
-    "Lisbon, the cheapest flight, a hotel in Lisbon under 150 EUR a night, and the flight price "
-    "in USD."
+    "Lisbon, the cheapest flight, a hotel in Lisbon under 150 EUR a night, and how much my "
+    "budget of 600 EUR is in USD."
 )
+
+DEMO_TASKS: dict[str, str] = {
+    "trip": TRIP_PROMPT,
+    "weekend": "A weekend in Paris: the cheapest flight from London (LHR) to Paris (CDG) on "
+    "2026-12-12, a hotel in Paris for 2 nights under 200 EUR, and the weather there for 2 days.",
+    "weather3": "Compare the weather in Rome, Madrid and Athens for the next 3 days.",
+    "currency": "How much are 250 USD in EUR, in GBP and in CHF?",
+    "tokyo": "Find the cheapest flight from Munich (MUC) to Tokyo (HND) on 2027-01-10 and a hotel "
+    "in Tokyo for 5 nights under 180 EUR a night. Also convert 1000 EUR to JPY.",
+    "barcelona": "I fly from Amsterdam (AMS) to Barcelona (BCN) on 2026-12-20. What will the "
+    "weather in Barcelona be for 4 days, and which hotel there for 4 nights costs under 120 EUR?",
+    "compare": "Which is cheaper on 2026-12-18: flying from Zurich (ZRH) to Lisbon (LIS) or from "
+    "Zurich (ZRH) to Porto (OPO)?",
+    "vienna": "Plan 2 nights in Vienna: a flight from Berlin (BER) to Vienna (VIE) on 2026-12-05 "
+    "and a hotel under 130 EUR a night. Then give me the flight price in USD.",
+}
+"""Demo tasks for measuring how well a model makes calls (``asynclm bench calls``); ``vienna``
+needs a result before its last call."""
