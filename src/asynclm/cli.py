@@ -210,13 +210,15 @@ if typer is not None:
     def bench_injection(
         model: str = "qwen2.5-coder-1.5b", inject: int = 32, repeats: int = 5,
         threads: Annotated[int | None, typer.Option(help="llama.cpp threads")] = None,
+        flash_attn: Annotated[bool, typer.Option(help="llama.cpp flash attention")] = False,
         json_path: Annotated[Path | None, typer.Option("--json")] = None,
         report: Annotated[Path | None, typer.Option("--report")] = None,
     ) -> None:
         """Cost of appending an interrupt vs re-processing the context (in-process engine)."""
         from asynclm.bench.injection import bench_injection as run, markdown
 
-        result = run(model=model, inject=inject, repeats=repeats, threads=threads)
+        result = run(model=model, inject=inject, repeats=repeats, threads=threads,
+                     flash_attn=flash_attn)
         result["command"] = _command()
         _write(result, json_path, report, markdown(result, result["command"]))
 

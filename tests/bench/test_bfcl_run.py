@@ -77,6 +77,14 @@ def test_other_categories_on_the_oracle(category: str) -> None:
         assert row["accuracy"] == 1.0, (category, s)
 
 
+def test_several_categories_in_one_run() -> None:
+    r = run_bfcl(default_config(category="parallel, parallel_multiple", limit=2,
+                                strategies="sync,async"))
+    assert [it["id"] for it in r["items"]] == [
+        "parallel_0", "parallel_1", "parallel_multiple_0", "parallel_multiple_1"]
+    assert r["strategies"]["async"]["n"] == 4
+
+
 def test_web_profile_and_seed_are_deterministic() -> None:
     cfg = default_config(category="parallel", limit=2, strategies="sync,async", profile="web")
     a, b = run_bfcl(cfg), run_bfcl(cfg)

@@ -48,13 +48,13 @@ async def _measure(engine: Any, contexts: Sequence[int], inject: int, repeats: i
 
 def bench_injection(
     *, model: str = "qwen2.5-coder-1.5b", contexts: Sequence[int] = (256, 1024, 3072),
-    inject: int = 32, repeats: int = 5, threads: int | None = None,
+    inject: int = 32, repeats: int = 5, threads: int | None = None, flash_attn: bool = False,
 ) -> dict[str, Any]:
     from asynclm.engines.llamacpp import LlamaCppEngine
 
     async def go() -> dict[str, Any]:
         engine = LlamaCppEngine.from_name(model, n_ctx=max(contexts) + inject + 64,
-                                          n_threads=threads)
+                                          n_threads=threads, flash_attn=flash_attn)
         try:
             return await _measure(engine, contexts, inject, repeats)
         finally:
@@ -65,7 +65,8 @@ def bench_injection(
     return {
         "benchmark": "injection",
         "params": {"model": model, "contexts": list(contexts), "inject_tokens": inject,
-                   "repeats": repeats, "threads": threads},
+                   "repeats": repeats, "threads": threads,
+                   "flash_attn": flash_attn},
         "rows": rows,
         "append_ratio_largest_to_smallest": meds[-1] / meds[0],
         "reprefill_ratio_largest_to_smallest": (
@@ -78,7 +79,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
     p = result["params"]
     lines = [
         f"# Interrupt injection cost ({p['model']}, {p['inject_tokens']} tokens, "
-        f"median of {p['repeats']})",
+        f"median of {p['repeats']}{', flash attention' if p.get('flash_attn') else ''})",
         "",
         f"Command: `{command}`",
         "",

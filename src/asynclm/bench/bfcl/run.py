@@ -92,13 +92,21 @@ class BenchConfig:
     deadline_s: float | None = 120.0
     threads: int | None = None
 
+    @property
+    def categories(self) -> list[str]:
+        """``category`` may name several, comma-separated (``limit`` applies to each)."""
+        return [c.strip() for c in self.category.split(",") if c.strip()]
+
     def validate(self) -> None:
-        if self.category in MULTI_TURN_CATEGORIES:
-            raise ValueError(f"{self.category}: multi-turn categories are not supported yet")
-        if self.category not in RUNNABLE_CATEGORIES:
-            raise ValueError(
-                f"category {self.category!r} is not runnable; choose one of "
-                f"{', '.join(RUNNABLE_CATEGORIES)}")
+        if not self.categories:
+            raise ValueError("no category")
+        for category in self.categories:
+            if category in MULTI_TURN_CATEGORIES:
+                raise ValueError(f"{category}: multi-turn categories are not supported yet")
+            if category not in RUNNABLE_CATEGORIES:
+                raise ValueError(
+                    f"category {category!r} is not runnable; choose one of "
+                    f"{', '.join(RUNNABLE_CATEGORIES)}")
         if self.engine not in ("sim", "llamacpp"):
             raise ValueError(f"unknown engine {self.engine!r}; choose sim or llamacpp")
         if not self.strategies:
@@ -430,7 +438,7 @@ def run_bfcl(
     """Run the benchmark; returns the JSON-ready result (``items`` holds every run's record,
     ``strategies`` the summaries). ``engine``: an already loaded engine for ``llamacpp``."""
     cfg.validate()
-    items = load(cfg.category, limit=cfg.limit, offset=cfg.offset)
+    items = [it for c in cfg.categories for it in load(c, limit=cfg.limit, offset=cfg.offset)]
     say = progress or (lambda _msg: None)
     records: dict[str, dict[str, dict[str, Any]]] = {it.id: {} for it in items}
     env: dict[str, Any] = {"engine": cfg.engine}
