@@ -184,6 +184,8 @@ def test_end_of_generation_with_pending_calls_is_a_trap():
     assert c.status == "ok" and c.injected_at is not None
     assert r.stop_reason == "eos"
     assert "late" in r.transcript
+    # the interrupt starts on its own line, as in the prompt's examples
+    assert '[END]\n[INTR] s [HEAD] "late" [END]\n' in r.transcript
 
 
 def test_eos_pending_finish_policy_cancels():

@@ -29,7 +29,7 @@ from asynclm.protocol import (
 )
 from asynclm.runtime import events as ev
 from asynclm.runtime.executor import Executor
-from asynclm.runtime.interrupts import InterruptManager
+from asynclm.runtime.interrupts import InterruptManager, Segment
 from asynclm.runtime.records import CallRecord
 from asynclm.runtime.strategies import Strategy, get_strategy
 from asynclm.tools import Tool, Toolbox
@@ -183,6 +183,7 @@ class _Run:
         self.records: dict[str, CallRecord] = {}
         self.injected_at: dict[str, float] = {}
         self.markup_tokens: dict[str, list[int]] = {}
+        self.line_start = True  # the context ends with a newline (or the prompt)
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         # Sampled-token bookkeeping, for rolling back to a character offset of the parser.
         self.tok_start: list[int] = []  # parser offset where each sampled token's text begins
@@ -305,6 +306,7 @@ class _Run:
             self.ctx.append(tok)
             if not text:
                 continue
+            self.line_start = text.endswith("\n")
             for event in self.parser.feed(text):
                 outcome = await self._handle(event)
                 if outcome == "stop":
@@ -430,6 +432,7 @@ class _Run:
         k = bisect_left(self.tok_ctx, n)
         del self.tok_start[k:], self.tok_ctx[k:], self.tok_text[k:], self.tok_id[k:]
         self.decoder.reset()
+        self.line_start = n <= self.prompt_len or self.engine.detokenize(self.ctx[-1:]).endswith(b"\n")
 
     async def _rollback_to_char(self, start: int) -> tuple[int, int]:
         """Roll the context back so that the sampled text ends at parser offset ``start``.
@@ -456,6 +459,7 @@ class _Run:
         return first_removed, removed
 
     async def _append_trusted(self, text: str) -> None:
+        self.line_start = text.endswith("\n")
         tokens = self.engine.tokenize(text, special=True)
         await self.engine.append(tokens)
         self.ctx.extend(tokens)
@@ -465,6 +469,9 @@ class _Run:
         if not batch:
             return
         segments = self.interrupts.render(batch)
+        if not self.line_start:  # e.g. a call block the model ended with end-of-generation
+            segments.insert(0, Segment("\n", trusted=True))
+        self.line_start = True
         tokens: list[int] = []
         for seg in segments:
             if seg.trusted:  # markup repeats: tokenize it once
