@@ -263,3 +263,33 @@ def test_max_tokens_stops_and_cancels_pending():
     r = scripted(['[CALL] s [HEAD] sleepy(seconds=100) [END]', "word " * 100], config=cfg)
     assert r.stop_reason == "max_tokens"
     assert r.calls[0].status == "cancelled"
+
+
+def test_a_repeated_call_reuses_the_delivered_result_and_a_loop_is_cut():
+    r = scripted([
+        '[CALL] a [HEAD] sleepy(seconds=0.5, tag="one") [END]\n[TRAP][END]\n',
+        '[CALL] b [HEAD] sleepy(seconds=0.5, tag="one") [END]\n[TRAP][END]\n',  # same call
+        '[CALL] c [HEAD] sleepy(seconds=0.5, tag="two") [END]\n[TRAP][END]\n',
+        "done",
+    ])
+    by = {c.id: c for c in r.calls}
+    assert by["b"].repeat_of == "a" and by["b"].started_at is None and by["b"].value == "one"
+    assert by["c"].repeat_of is None and by["c"].started_at is not None
+    assert "same call as a" in r.transcript and r.stop_reason == "eos"
+    assert r.counters["repeats"] == 1
+
+    loop = scripted(
+        ['[CALL] a [HEAD] sleepy(seconds=0.1, tag="x") [END]\n[TRAP][END]\n']
+        + [f'[CALL] r{i} [HEAD] sleepy(seconds=0.1, tag="x") [END]\n[TRAP][END]\n'
+           for i in range(10)],
+        config=SessionConfig(max_repeats=2))
+    assert loop.stop_reason == "repeat_limit" and len(loop.calls) == 4
+    assert all(c.status == "ok" for c in loop.calls)
+
+
+def test_repeats_run_again_when_asked():
+    r = scripted([
+        '[CALL] a [HEAD] sleepy(seconds=0.1, tag="one") [END]\n[TRAP][END]\n',
+        '[CALL] b [HEAD] sleepy(seconds=0.1, tag="one") [END]\n[TRAP][END]\n',
+    ], config=SessionConfig(repeated_calls="run"))
+    assert all(c.started_at is not None and c.repeat_of is None for c in r.calls)

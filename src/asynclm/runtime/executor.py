@@ -118,9 +118,11 @@ class Executor:
         id_assigned: bool = False,
         start: bool = True,
         error: str | None = None,
+        repeat_of: CallRecord | None = None,
     ) -> None:
         """Register a call. With ``error`` the call ends at once with that error (malformed
-        call, duplicate id). With ``start=False`` it waits for :meth:`start_deferred`."""
+        call, duplicate id); with ``repeat_of`` it ends at once with that earlier call's
+        result, unrun. With ``start=False`` it waits for :meth:`start_deferred`."""
         if call_id in self._calls:
             raise ValueError(f"duplicate call id {call_id!r}")  # the session renames first
         call = _Call(call_id, fn, args, pos, raw, injectable, self._loop.time())
@@ -128,6 +130,9 @@ class Executor:
         self._calls[call_id] = call
         if error is not None:
             self._finish(call, "error", error=error, error_type="MalformedCall")
+            return
+        if repeat_of is not None:
+            self._finish(call, "ok", value=repeat_of.value, repeat_of=repeat_of.id)
             return
         # Problems knowable now end the call at once, before any side effect.
         for ref in call.refs:
@@ -263,7 +268,7 @@ class Executor:
 
     def _finish(
         self, call: _Call, status: Status, *, value: Any = None, error: str | None = None,
-        error_type: str | None = None,
+        error_type: str | None = None, repeat_of: str | None = None,
     ) -> None:
         if call.record is not None:  # exactly once: a second outcome is a bug, never silent
             raise RuntimeError(f"call {call.id} ended twice ({call.record.status}, {status})")
@@ -273,7 +278,7 @@ class Executor:
             value=value, error=error, error_type=error_type, injectable=call.injectable,
             id_assigned=call.id_assigned,
             emitted_at=call.emitted_at, started_at=call.started_at, ended_at=self._loop.time(),
-            depends_on=tuple(dict.fromkeys(r.id for r in call.refs)),
+            depends_on=tuple(dict.fromkeys(r.id for r in call.refs)), repeat_of=repeat_of,
         )
         call.done.set_result(call.record)
         self._on_end(call.record)

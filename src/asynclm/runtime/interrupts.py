@@ -64,6 +64,8 @@ class InterruptManager:
             result = f"error: {rec.error}"
         else:
             result = f"{rec.status}: {rec.error}" if rec.error else rec.status
+        if rec.repeat_of is not None:  # not run again: say so, or the model may loop on it
+            return f"{self.body(rec)} -> same call as {rec.repeat_of}, same result: {result}"
         if self._echo == "never" or (
             self._echo == "auto" and not rec.id_assigned and rec.status == "ok"
         ):

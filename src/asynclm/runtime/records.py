@@ -36,6 +36,9 @@ class CallRecord:
     ended_at: float = 0.0
     injected_at: float | None = None
     depends_on: tuple[str, ...] = field(default=())
+    repeat_of: str | None = None
+    """The model repeated an earlier call whose result it already had: this call was not run
+    again and ends with that call's result (see ``SessionConfig.repeated_calls``)."""
 
     @property
     def ok(self) -> bool:

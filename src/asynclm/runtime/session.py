@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import json
 import re
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -35,7 +36,8 @@ from asynclm.runtime.strategies import Strategy, get_strategy
 from asynclm.tools import Tool, Toolbox
 from asynclm.trace import Trace
 
-StopReason = Literal["eos", "max_tokens", "deadline", "rollback_limit", "trap_limit"]
+StopReason = Literal[
+    "eos", "max_tokens", "deadline", "rollback_limit", "trap_limit", "repeat_limit"]
 _ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
@@ -46,7 +48,12 @@ class SessionConfig:
     ``on_eos_pending``: ``trap`` waits for pending results and lets the model continue;
     ``finish`` ends the turn (pending calls still reach an outcome: they are cancelled).
     ``echo_calls``: an interrupt repeats the call (``f(x=1) -> result``) ``always``, ``never``, or
-    (``auto``) only for calls the runtime had to name, so the model can tell which is which."""
+    (``auto``) only for calls the runtime had to name, so the model can tell which is which.
+    ``repeated_calls``: a call identical to an earlier one whose result the model already
+    received (same tool and arguments, a tool without an ordering key, i.e. not stateful) is
+    either answered with that result without running again (``reuse``; its interrupt says so)
+    or run again (``run``). More than ``max_repeats`` such repeats end the turn
+    (``repeat_limit``): small models otherwise loop on a call."""
 
     max_tokens: int = 1024
     deadline_s: float | None = None
@@ -56,6 +63,8 @@ class SessionConfig:
     tool_timeout_s: float | None = None
     max_rollbacks: int = 16
     max_empty_traps: int = 4
+    repeated_calls: Literal["reuse", "run"] = "reuse"
+    max_repeats: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +206,9 @@ class _Run:
         self.n_injected = 0
         self.auto_id = 0
         self.used_ids: set[str] = set()
-        self.counters = {"rollbacks": 0, "empty_traps": 0, "traps": 0, "malformed": 0}
+        self.counters = {
+            "rollbacks": 0, "empty_traps": 0, "traps": 0, "malformed": 0, "repeats": 0}
+        self.delivered: dict[str, CallRecord] = {}  # call key -> first ok call injected
         self.first_token_at: float | None = None
         self.stop: StopReason = "eos"
         self.executor: Executor
@@ -321,7 +332,7 @@ class _Run:
             if self.on_event is not None:
                 self.emit(ev.TextDelta(event.text, self.now()))
         elif isinstance(event, Call):
-            await self._on_call(event.id, event.fn, event.args, event.pos, event.raw, None)
+            return await self._on_call(event.id, event.fn, event.args, event.pos, event.raw, None)
         elif isinstance(event, MalformedCall):
             self.counters["malformed"] += 1
             await self._on_call(event.id, "", {}, (), event.raw, f"malformed call: {event.reason}")
@@ -353,21 +364,35 @@ class _Run:
     async def _on_call(
         self, written_id: str | None, fn: str, args: dict[str, Any], pos: tuple[Any, ...],
         raw: str, error: str | None,
-    ) -> None:
+    ) -> None | str:
         call_id, injectable, assigned = self._assign_id(written_id)
+        repeat_of = None if error is not None else self._repeat_of(fn, args, pos)
         t = self.now()
         self.trace.add_instant("call.emitted", t, call_id=call_id, fn=fn)
         if self.on_event is not None:
             self.emit(ev.CallEmitted(call_id, fn, dict(args), t))
         self.executor.submit(
             call_id, fn, args, pos=pos, raw=raw, injectable=injectable, id_assigned=assigned,
-            start=self.strategy.start_on_emit, error=error,
+            start=self.strategy.start_on_emit, error=error, repeat_of=repeat_of,
         )
+        if repeat_of is not None:
+            self.counters["repeats"] += 1
+            if self.counters["repeats"] > self.cfg.max_repeats:
+                self.stop = "repeat_limit"
+                return "stop"
         await asyncio.sleep(0)  # let the call start now, not after the next decoding step
         if self.strategy.block_on_call and call_id not in self.records:
             t = self.now()
             await self.executor.wait(call_id)
             self.trace.add_span("trap", "wait", t, self.now(), call_id=call_id)
+
+    def _repeat_of(self, fn: str, args: dict[str, Any], pos: tuple[Any, ...]) -> CallRecord | None:
+        if self.cfg.repeated_calls != "reuse" or not self.delivered:
+            return None
+        prev = self.delivered.get(_call_key(fn, args, pos))
+        if prev is None or self.s.tools[fn].order_key(prev.args) is not None:
+            return None  # never seen, or a stateful tool: calls are not interchangeable
+        return prev
 
     async def _trap(self, reason: Literal["trap", "eos", "forged"]) -> None | str:
         """Wait for results (the blocking rule of the strategy), then inject them."""
@@ -494,12 +519,19 @@ class _Run:
         ids = tuple(r.id for r in batch)
         self.trace.add_span(kind, "inject", t, t1, call_ids=list(ids), tokens=len(tokens))
         self.trace.add_instant("interrupt.injected", t1, call_ids=list(ids))
-        for call_id in ids:
-            self.injected_at[call_id] = t1
+        for rec in batch:
+            self.injected_at[rec.id] = t1
+            if rec.status == "ok" and not rec.depends_on:
+                self.delivered.setdefault(_call_key(rec.fn, rec.args, rec.pos), rec)
         self.n_injected += len(batch)
         if self.on_event is not None:
             self.emit(
                 ev.InterruptInjected(ids, "".join(s.text for s in segments), len(tokens), t1))
+
+
+def _call_key(fn: str, args: dict[str, Any], pos: tuple[Any, ...]) -> str:
+    """Identity of a call for spotting repeats: the tool and its arguments, canonical."""
+    return json.dumps([fn, args, pos], sort_keys=True, default=repr)
 
 
 def run_sync(
