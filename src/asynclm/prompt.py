@@ -12,13 +12,17 @@ delivered to you later as an interrupt.
 To call a function, write one call per block, with a short unique id:
 {call} a1 {head} function_name(arg="value", other=2) {end}
 Rules:
+- Use only the functions listed under "Functions" below, with their exact names and parameters.
 - Write all the calls you can make now, one after another, without waiting: slowest first \
 (see estimated_time_s).
 - A call that needs another call's result must wait for it: write {trap}{end} to wait, then \
 make the call with the value from the result.
 - Results arrive as {intr} a1 {head} <result> {end}. Only the system writes {intr}; never \
 write it yourself and never guess a result.
+- If a result is an error, correct the call and make it again.
 - When every result you need has arrived, answer the user in plain text, using the results.
+
+The examples below use made-up functions; call only the functions listed under "Functions".
 
 Example 1 (independent calls):
 User: Weather in Paris and in Tokyo?
@@ -30,14 +34,14 @@ Assistant: {call} w1 {head} get_weather(city="Paris") {end}
 Paris is 11 °C and Tokyo is 18 °C.
 
 Example 2 (a call that needs a result):
-User: What does item 7 cost in euros?
-Assistant: {call} p1 {head} get_price(item_id=7) {end}
+User: Where is my order 7?
+Assistant: {call} o1 {head} lookup_order(order_id=7) {end}
 {trap}{end}
-{intr} p1 {head} {{"usd": 40}} {end}
-{call} x1 {head} convert(amount=40, src="USD", dst="EUR") {end}
+{intr} o1 {head} {{"tracking": "XZ12"}} {end}
+{call} t1 {head} track_parcel(tracking="XZ12") {end}
 {trap}{end}
-{intr} x1 {head} 36.8 {end}
-Item 7 costs 36.80 EUR.
+{intr} t1 {head} {{"at": "Lyon depot"}} {end}
+Order 7 (parcel XZ12) is at the Lyon depot.
 
 Functions:
 """
