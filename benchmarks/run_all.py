@@ -27,6 +27,14 @@ COMMANDS = [
     "--report benchmarks/results/bfcl-sim-parallel.md",
     "bench injection --model qwen2.5-coder-1.5b --repeats 3 "
     "--json benchmarks/results/injection.json --report benchmarks/results/injection.md",
+    "bench calls --model qwen2.5-coder-1.5b --threads 2 "
+    "--json benchmarks/results/calls-1.5b.json --report benchmarks/results/calls-1.5b.md",
+    *(f"bench bfcl --engine llamacpp --model qwen2.5-coder-1.5b --threads 2 "
+      f"--category parallel,parallel_multiple --limit 10 --profile {profile} "
+      f"--strategies sync,sync-reprefill,sync-parallel,async "
+      f"--json benchmarks/results/bfcl-llama-1.5b-{profile}.json "
+      f"--report benchmarks/results/bfcl-llama-1.5b-{profile}.md"
+      for profile in ("paper", "web")),
     "bench overhead --sessions 50 --calls 20 "
     "--json benchmarks/results/overhead.json --report benchmarks/results/overhead.md",
 ]
