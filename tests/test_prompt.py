@@ -17,8 +17,8 @@ def test_futures_block_is_opt_in():
     box = Toolbox([search_flights])
     plain = system_prompt(box)
     fut = system_prompt(box, futures=True)
-    assert "$f1" not in plain and "Futures:" not in plain
-    assert fut.startswith(plain) and "$f1.cheapest.id" in fut
+    assert "$p1" not in plain and "Futures:" not in plain
+    assert fut.startswith(plain) and "$p1.best.id" in fut
     assert system_prompt(box, futures=True, extra="X").endswith("\n\nX")
 
 
@@ -26,6 +26,6 @@ def test_futures_example_parses_to_a_reference():
     fut = system_prompt(Toolbox([search_flights]), futures=True)
     example = fut[fut.index("Assistant:", fut.index("Example 3")) + len("Assistant:"):]
     calls = [e for e in Parser(transcript=True).feed(example) if isinstance(e, Call)]
-    assert [c.id for c in calls] == ["f1", "b1"]
-    assert calls[1].args == {"flight_id": Ref("f1", ("cheapest", "id"))}
+    assert [c.id for c in calls] == ["p1", "a1"]
+    assert calls[1].args == {"product_id": Ref("p1", ("best", "id"))}
     assert "{call}" in FUTURES_RULES  # formatted with the session's markers

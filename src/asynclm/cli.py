@@ -136,6 +136,7 @@ if typer is not None:
         limit: Annotated[int | None, typer.Option(help="llamacpp: first N tasks.")] = None,
         repeats: Annotated[int, typer.Option(help="llamacpp: runs per task and variant.")] = 1,
         threads: Annotated[int | None, typer.Option(help="llama.cpp threads.")] = None,
+        deadline_s: Annotated[float, typer.Option(help="llamacpp: per-run deadline.")] = 300.0,
         json_path: Annotated[Path | None, typer.Option("--json")] = None,
         report: Annotated[Path | None, typer.Option("--report")] = None,
     ) -> None:
@@ -150,6 +151,7 @@ if typer is not None:
 
             err = Console(stderr=True)
             result = run_real(model=model, limit=limit, repeats=repeats, threads=threads,
+                              deadline_s=deadline_s,
                               progress=lambda m: err.print(m, highlight=False))
         else:
             raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")

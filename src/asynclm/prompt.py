@@ -49,13 +49,13 @@ the whole result of call id, or $id.key (or $id.0 for an item of a list) for a p
 an argument. The system runs the call as soon as that result is in. Do not wait, and never \
 copy or guess the value.
 Example 3 (a call that needs a result, with a future):
-User: Book the cheapest flight to Rome.
-Assistant: {call} f1 {head} search_flights(dest="Rome") {end}
-{call} b1 {head} book_flight(flight_id=$f1.cheapest.id) {end}
+User: Put the best-rated desk lamp in my cart.
+Assistant: {call} p1 {head} find_product(query="desk lamp") {end}
+{call} a1 {head} add_to_cart(product_id=$p1.best.id) {end}
 {trap}{end}
-{intr} f1 {head} {{"cheapest": {{"id": "AZ-204", "price": 89}}}} {end}
-{intr} b1 {head} {{"status": "confirmed"}} {end}
-Flight AZ-204 (89 EUR) is booked.
+{intr} p1 {head} {{"best": {{"id": "P-2048", "rating": 4.8}}}} {end}
+{intr} a1 {head} {{"cart_size": 1}} {end}
+The lamp P-2048 (rated 4.8) is in your cart.
 """
 """Teaches ``$id`` references (futures); appended after the function list, so it reads as
 the later, more specific rule."""

@@ -68,3 +68,18 @@ def test_summary_pairs_variants():
     s = summarize_real(rows)
     assert s["paired"]["speedup_per_task_median"] == pytest.approx(1.5)
     assert s["async-futures"]["refs_correct"] == 1 and s["async"]["refs_correct"] == 0
+
+
+def test_run_one_end_to_end_on_the_simulator():
+    from asynclm.bench.dag_real import run_one
+
+    task = next(t for t in TASKS if t.name == "book-cheapest")
+    engine = SimEngine(ScriptedPolicy([
+        '[CALL] f [HEAD] search_flights(origin="Paris", destination="Rome") [END]\n',
+        '[CALL] b [HEAD] book_flight(flight_id=$f.cheapest.id) [END]\n',
+        "[TRAP][END]", "[TRAP][END]", "Booked AZ-7731."]), SimCosts(tpot_s=0.01))
+    rec = run_virtual(run_one(engine, task, "async-futures"))
+    assert rec["refs_correct"] and rec["stop_reason"] == "eos"
+    assert rec["answer"] == "Booked AZ-7731."
+    assert rec["breakdown"]["tool_s"] == pytest.approx(1.3, abs=0.01)  # 0.8 s then 0.5 s
+    assert rec["calls"][1]["depends_on"] == ["f"]

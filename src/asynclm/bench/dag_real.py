@@ -15,6 +15,7 @@ using the result makes a call that fails or has the wrong argument.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -289,7 +290,7 @@ VARIANTS = ("async", "async-futures")
 
 
 async def run_one(engine: Any, task: RealTask, variant: str, *, max_tokens: int = 320,
-                  deadline_s: float = 120.0) -> dict[str, Any]:
+                  deadline_s: float = 300.0) -> dict[str, Any]:
     """One task, one variant, on a loaded engine; the prompt is processed first (prefix cache)
     so every run starts alike."""
     from asynclm.prompt import system_prompt
@@ -303,6 +304,7 @@ async def run_one(engine: Any, task: RealTask, variant: str, *, max_tokens: int 
     r = await session.run(task.prompt)
     rec = score(task, list(r.calls))
     rec.update(latency_s=r.latency_s, stop_reason=r.stop_reason, n_generated=r.n_generated,
+               breakdown=dataclasses.asdict(r.trace.breakdown()),
                answer=r.text.strip()[:400],
                calls=[{"id": c.id, "fn": c.fn, "raw": c.raw[:200], "status": c.status,
                        "depends_on": list(c.depends_on),
@@ -313,7 +315,7 @@ async def run_one(engine: Any, task: RealTask, variant: str, *, max_tokens: int 
 def bench_dag_real(
     *, model: str = "qwen2.5-coder-1.5b", limit: int | None = None, repeats: int = 1,
     threads: int | None = None, progress: Callable[[str], None] | None = None,
-    engine: Any = None,
+    engine: Any = None, deadline_s: float = 300.0, max_tokens: int = 320,
 ) -> dict[str, Any]:
     """Every task (the first ``limit``) under both variants, ``repeats`` times, alternating
     which variant goes first. Returns the JSON-ready result."""
@@ -337,7 +339,8 @@ def bench_dag_real(
                     order = VARIANTS if (n + rep) % 2 == 0 else VARIANTS[::-1]
                     for v in order:
                         try:
-                            rec = await run_one(engine, task, v)
+                            rec = await run_one(engine, task, v, max_tokens=max_tokens,
+                                                deadline_s=deadline_s)
                         except Exception as exc:  # noqa: BLE001 - one run never ends the bench
                             rec = {"error": f"{type(exc).__name__}: {exc}"[:300],
                                    "calls_correct": False, "refs_correct": False,
@@ -358,7 +361,9 @@ def bench_dag_real(
     rows, env = asyncio.run(main())
     env["wall_s"] = time.perf_counter() - wall
     return {"benchmark": "dag-real", "params": {"model": model, "tasks": len(tasks),
-                                                 "repeats": repeats, "variants": list(VARIANTS)},
+                                                 "repeats": repeats, "variants": list(VARIANTS),
+                                                 "deadline_s": deadline_s,
+                                                 "max_tokens": max_tokens},
             "environment": env, "summary": summarize_real(rows), "runs": rows}
 
 
