@@ -59,6 +59,9 @@ def test_simulator_matches_the_latency_model_on_dags(seed):
             "async": latency.async_lpt(m["G_lit"], m["E"], m["deps"], **aff),
             "async-futures": latency.async_lpt(m["G_ref"], m["E"], m["deps"], futures=True,
                                                **aff),
+            "async-futures-cp": latency.async_order(
+                m["G_ref"], m["E"], latency.critical_path_order(m["G_ref"], m["E"], m["deps"]),
+                m["deps"], futures=True, **aff),
         }
         for s, w in want.items():
             got = run_task(task, s, costs).latency_s
@@ -69,11 +72,12 @@ def test_bench_dag_bounds_hold_and_futures_help_on_chains():
     r = bench_dag(tasks=4, seed=3)
     assert set(r["summary"]) == {"all", *SHAPES}
     for row in r["tasks"]:
-        for s in ("sync", "sync-parallel", "async", "async-futures"):
+        for s in ("sync", "sync-parallel", "async", "async-futures", "async-futures-cp"):
             assert row["lower_bound_s"] <= row["measured_s"][s] * (1 + 1e-9), (row["task"], s)
         if "optimum_s" in row:
             assert row["optimum_s"]["async-futures"] <= row["measured_s"]["async-futures"] + 1e-9
             assert row["optimum_s"]["async"] <= row["measured_s"]["async"] + 1e-9
+            assert row["optimum_s"]["async-futures"] <= row["measured_s"]["async-futures-cp"] + 1e-9
             assert row["optimum_s"]["async-futures"] <= row["optimum_s"]["async"] + 0.05
         assert row["measured_s"]["sync"] >= row["measured_s"]["async"] - 1e-9
         if row["shape"] == "chain":

@@ -28,18 +28,22 @@ class OraclePolicy:
     writes the answer once every result is in. With ``futures=True`` a call whose dependencies
     have been *emitted* is ready too: its arguments carry ``$id`` references (put them in
     ``SimCall.args``) and it is written without waiting for the results. Without futures the
-    same call is written after its inputs arrived, with the referenced values copied in."""
+    same call is written after its inputs arrived, with the referenced values copied in.
+    ``order="critical-path"``: the ready call with the longest estimated path through what
+    depends on it first (its estimate plus the longest chain of estimates below it); the same
+    as LPT for independent calls."""
 
     def __init__(
         self,
         task: SimTask,
         *,
-        order: Literal["lpt", "given"] = "lpt",
+        order: Literal["lpt", "given", "critical-path"] = "lpt",
         futures: bool = False,
         markers: Markers = DEFAULT_MARKERS,
     ) -> None:
         self.task = task
         self.order = order
+        self.priority = _priorities(task, order)
         self.futures = futures
         self.markers = markers
         self.reset("")
@@ -63,7 +67,7 @@ class OraclePolicy:
     def next_text(self) -> str | None:
         ready = self._ready()
         if ready:
-            call = max(ready, key=lambda c: c.estimate) if self.order == "lpt" else ready[0]
+            call = max(ready, key=lambda c: self.priority[c.id])
             sep = "\n" if self.emitted else ""  # before the call, so a call starts at its [END]
             self.emitted.append(call.id)
             args = dict(call.args) if self.futures else self.task.literal_args(call)
@@ -74,6 +78,29 @@ class OraclePolicy:
             self.answered = True
             return self.task.answer
         return None
+
+
+def _priorities(task: SimTask, order: str) -> dict[str, float]:
+    """Larger first (ties: task order). ``lpt``: the estimate; ``given``: task order;
+    ``critical-path``: the estimate plus the longest estimate path through dependents."""
+    calls = task.calls
+    if order == "given":
+        return {c.id: -float(i) for i, c in enumerate(calls)}
+    if order == "lpt":
+        return {c.id: c.estimate for c in calls}
+    if order != "critical-path":
+        raise ValueError(f"unknown order {order!r}")
+    dependents = {c.id: [d for d in calls if c.id in d.needs] for c in calls}
+    level: dict[str, float] = {}
+
+    def bottom(c: SimCall) -> float:
+        if c.id not in level:
+            level[c.id] = c.estimate + max((bottom(d) for d in dependents[c.id]), default=0.0)
+        return level[c.id]
+
+    for c in calls:
+        bottom(c)
+    return level
 
 
 class ScriptedPolicy:
