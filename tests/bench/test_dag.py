@@ -74,6 +74,8 @@ def test_bench_dag_bounds_hold_and_futures_help_on_chains():
     for row in r["tasks"]:
         for s in ("sync", "sync-parallel", "async", "async-futures", "async-futures-cp"):
             assert row["lower_bound_s"] <= row["measured_s"][s] * (1 + 1e-9), (row["task"], s)
+            assert row["lower_bound_s"] <= row["ancestor_bound_s"] + 1e-12
+            assert row["ancestor_bound_s"] <= row["measured_s"][s] * (1 + 1e-9), (row["task"], s)
         if "optimum_s" in row:
             assert row["optimum_s"]["async-futures"] <= row["measured_s"]["async-futures"] + 1e-9
             assert row["optimum_s"]["async"] <= row["measured_s"]["async"] + 1e-9
@@ -97,3 +99,25 @@ def test_dependent_call_through_task_toolbox_receives_the_value():
     engine = SimEngine(OraclePolicy(task, futures=True), SimCosts(tpot_s=TPOT))
     r = run_virtual(Session(engine, task_toolbox(task), system="t").run("go"))
     assert [c.value for c in r.calls] == [{"id": "k-9"}, "ok"]
+
+
+def test_no_two_calls_of_a_task_are_identical():
+    for t in make_tasks(30, seed=0):
+        queries = [c.args["query"] for c in t.calls]
+        assert len(set(queries)) == len(queries), t.name
+
+
+def test_ancestor_bound_holds_against_the_brute_force_optimum():
+    from asynclm.bench.dag import ancestor_bound
+
+    for t in make_tasks(6, seed=5):
+        m = task_model(t, TPOT)
+        g = [min(a, b) for a, b in zip(m["G_ref"], m["G_lit"], strict=True)]
+        if len(g) > 7:
+            continue
+        opt = latency.optimal_order(g, m["E"], m["deps"], futures=True)[0]
+        assert latency.lower_bound(g, m["E"], m["deps"], futures=True) <= opt + 1e-12
+        assert ancestor_bound(g, m["E"], m["deps"]) <= opt + 1e-12
+    # fan-in: the joining call is written after both branches, so all three G come first
+    assert ancestor_bound([1, 1, 1], [0, 0, 5], {2: [0, 1]}) == 8
+    assert latency.lower_bound([1, 1, 1], [0, 0, 5], {2: [0, 1]}, futures=True) == 7
