@@ -329,6 +329,15 @@ def markdown(result: dict[str, Any], command: str) -> str:
                else f"{gl['chain_speedup_vs_async']:.2f}x")
             + f"** ({'met' if gl['chain_speedup_met'] else 'missed'}).",
         ]
-    lines += ["", "Not included: the multi-step-parallel set (being built in `bench/bfcl` on "
-              "another branch).", ""]
+    lines += [
+        "", "## Notes", "",
+        "- Where the optimum ratio is 1.000 but the efficiency is below 1, the schedule is the "
+        "best one possible for that emission model; the gap is the looseness of the bound.",
+        "- llmcompiler writes plan lines (`3. fn(...)`), shorter than CML call blocks, so its "
+        "optimum ratio can exceed 1; it pays a joiner turn (`Thought: ... Action: Finish(...)`) "
+        "after the last result, and with a time to first token a new request for the joiner.",
+        "- async-futures writes calls longest-first (as async does); async-futures-cp by "
+        "critical path. sync-parallel is slower than sync on chains: each round costs a trap.",
+        "- Not included: the multi-step-parallel set (being built in `bench/bfcl` on another "
+        "branch).", ""]
     return "\n".join(lines)
