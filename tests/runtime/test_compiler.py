@@ -81,7 +81,7 @@ def test_parse_action():
     assert parse_action("just text") == ("none", "just text")
 
 
-# -- LLMCompiler's known defects --------------------------------------------------------------------
+# -- LLMCompiler's known defects ------------------------------------------------------------------
 
 def test_ten_is_not_one_followed_by_zero():
     lines = [f"{i}. echo(value={i * 100})\n" for i in range(1, 11)]
@@ -125,7 +125,7 @@ def test_observations_are_escaped_and_no_result_becomes_a_task():
     assert r.counters["malformed"] == 0 and r.counters["duplicates"] == 0
 
 
-# -- streamed dispatch ------------------------------------------------------------------------------
+# -- streamed dispatch ----------------------------------------------------------------------------
 
 def test_tasks_start_while_the_plan_is_still_being_written():
     r = run_plan(["1. echo(value=1)\n", "Thought: " + "more " * 40 + "\n",
@@ -143,7 +143,7 @@ def test_duplicate_and_malformed_tasks_are_error_outcomes():
     assert r.counters == {"rounds": 1, "replans": 0, "malformed": 1, "duplicates": 1}
 
 
-# -- the joiner and the simulated planner -------------------------------------------------------------
+# -- the joiner and the simulated planner ---------------------------------------------------------
 
 def _dag_task() -> SimTask:
     return SimTask((

@@ -63,7 +63,7 @@ def by_id(r) -> dict[str, CallRecord]:
     return {c.id: c for c in r.calls}
 
 
-# -- paths -------------------------------------------------------------------------------------
+# -- paths ----------------------------------------------------------------------------------------
 
 def test_path_into_dict():
     r = run(['[CALL] a [HEAD] find_flight(dest="NYC") [END]',
@@ -110,11 +110,12 @@ def test_bad_path_is_an_error_outcome_not_a_crash():
 
 def test_references_nested_in_containers():
     r = run(['[CALL] a [HEAD] find_flight(dest="NYC") [END]',
-             '[CALL] b [HEAD] echo(value={"ids": [$a.flight.id, "x"], "p": $a.flight.price}) [END]'])
+             '[CALL] b [HEAD] echo(value={"ids": [$a.flight.id, "x"], "p": $a.flight.price})'
+             ' [END]'])
     assert by_id(r)["b"].value == {"ids": ["F-NYC", "x"], "p": 420}
 
 
-# -- timing --------------------------------------------------------------------------------------
+# -- timing ---------------------------------------------------------------------------------------
 
 def test_dependent_starts_the_moment_its_input_resolves():
     r = run(['[CALL] a [HEAD] find_flight(dest="NYC") [END]',
@@ -134,7 +135,7 @@ def test_dependent_waits_for_all_its_inputs():
     assert c.depends_on == ("a", "b")
 
 
-# -- failed dependencies ---------------------------------------------------------------------------
+# -- failed dependencies --------------------------------------------------------------------------
 
 def test_failed_dependency_fails_the_dependent_at_once():
     r = run(['[CALL] a [HEAD] fail_after(seconds=0.4) [END]',
@@ -183,7 +184,7 @@ def test_cancelled_dependency_fails_the_dependent_at_once():
     assert b_end == pytest.approx(t_cancel)
 
 
-# -- unknown ids, forward references, cycles --------------------------------------------------------
+# -- unknown ids, forward references, cycles ------------------------------------------------------
 
 def test_unknown_id_is_an_error_interrupt():
     r = run(['[CALL] b [HEAD] echo(value=$zz) [END]'])

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from asynclm import latency
-from asynclm.bench._stats import quantile, summary
+from asynclm.bench._stats import quantile
 from asynclm.bench.synthetic import paper_duration
 from asynclm.engines.sim import (
     CompilerPolicy, OraclePolicy, SimCall, SimCosts, SimEngine, SimTask, SimTokenizer,
@@ -208,7 +208,8 @@ def summarize(rows: list[dict[str, Any]], strategies: Sequence[str]) -> dict[str
     for r in rows:
         groups.setdefault(r["shape"], []).append(r)
     for name, rs in groups.items():
-        g: dict[str, Any] = {"tasks": len(rs), "calls_median": quantile([r["calls"] for r in rs], .5),
+        g: dict[str, Any] = {"tasks": len(rs),
+                             "calls_median": quantile([r["calls"] for r in rs], .5),
                              "lower_bound_median_s": quantile([r["lower_bound_s"] for r in rs], .5),
                              "strategies": {}}
         for s in strategies:
@@ -322,7 +323,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
     if gl:
         lines += [
             "", "## Goals", "",
-            f"- Async with futures, median efficiency ≥ 0.9: **{gl['futures_efficiency_median']:.3f}"
+            "- Async with futures, median efficiency ≥ 0.9: "
+            f"**{gl['futures_efficiency_median']:.3f}"
             f"** ({'met' if gl['futures_efficiency_met'] else 'missed'}).",
             f"- Async with futures ≥ 1.15x faster than Async on chains: **"
             + ("n/a" if gl["chain_speedup_vs_async"] is None

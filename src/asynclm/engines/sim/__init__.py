@@ -6,6 +6,7 @@ from asynclm.engines.sim._task import SimCall, SimTask, task_toolbox
 from asynclm.engines.sim._tokenizer import EOS, SimTokenizer
 
 __all__ = [
-    "EOS", "CompilerPolicy", "OraclePolicy", "Policy", "ScriptedPolicy", "SimCall", "SimCosts", "SimEngine",
+    "EOS", "CompilerPolicy", "OraclePolicy", "Policy", "ScriptedPolicy", "SimCall", "SimCosts",
+    "SimEngine",
     "SimTask", "SimTokenizer", "task_toolbox",
 ]
