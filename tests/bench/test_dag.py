@@ -121,3 +121,22 @@ def test_ancestor_bound_holds_against_the_brute_force_optimum():
     # fan-in: the joining call is written after both branches, so all three G come first
     assert ancestor_bound([1, 1, 1], [0, 0, 5], {2: [0, 1]}) == 8
     assert latency.lower_bound([1, 1, 1], [0, 0, 5], {2: [0, 1]}, futures=True) == 7
+
+
+def test_cli_bench_dag_writes_json_and_report(tmp_path):
+    import json
+
+    typer_testing = pytest.importorskip("typer.testing")
+    from asynclm.cli import app
+
+    out, md = tmp_path / "d.json", tmp_path / "d.md"
+    result = typer_testing.CliRunner().invoke(
+        app, ["bench", "dag", "--tasks", "2", "--seed", "4", "--json", str(out),
+              "--report", str(md)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["goals"]["futures_efficiency_median"] == pytest.approx(
+        data["summary"]["all"]["strategies"]["async-futures"]["efficiency_median"])
+    assert len(data["tasks"]) == 2 * len(SHAPES) and "## Goals" in md.read_text()
+    bad = typer_testing.CliRunner().invoke(app, ["bench", "dag", "--engine", "nope"])
+    assert bad.exit_code != 0

@@ -115,6 +115,12 @@ def test_references_nested_in_containers():
     assert by_id(r)["b"].value == {"ids": ["F-NYC", "x"], "p": 420}
 
 
+def test_positional_reference():
+    r = run(['[CALL] a [HEAD] find_flight(dest="NYC") [END]',
+             '[CALL] b [HEAD] echo($a.flight.price) [END]'])
+    assert by_id(r)["b"].value == 420 and by_id(r)["b"].depends_on == ("a",)
+
+
 # -- timing ---------------------------------------------------------------------------------------
 
 def test_dependent_starts_the_moment_its_input_resolves():
