@@ -198,3 +198,9 @@ def test_joiner_replans_after_a_failure():
 def test_planner_prompt_lists_tools_and_the_rules():
     text = planner_prompt(Toolbox([echo]))
     assert "$N" in text and "join()" in text and '"name":"echo"' in text
+
+
+def test_replan_with_no_rounds_left_ends_without_an_answer():
+    r = run_plan(["1. echo(value=1)\n", "2. join()\n", "Action: Replan(again)"], [echo],
+                 max_replans=0)
+    assert r.text == "" and r.counters["replan_limit"] == 1 and r.counters["rounds"] == 1

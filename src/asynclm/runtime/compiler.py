@@ -277,7 +277,6 @@ class _CompilerRun:
         self.trace.add_span("prefill", "prefill", t, self.now(), tokens=len(self.ctx),
                             cached=cached)
         self.prompt_len = len(self.ctx)
-        answer = ""
         for round_no in range(self.cfg.max_replans + 1):
             self.counters["rounds"] += 1
             start = len(self.submitted)
@@ -298,13 +297,13 @@ class _CompilerRun:
             kind, text = parse_action(joined.text)
             if kind != "replan":
                 return text
-            answer = text
-            if round_no == self.cfg.max_replans:
+            if round_no == self.cfg.max_replans:  # a replan asked for, none left: no answer
+                self.counters["replan_limit"] = 1
                 break
             self.counters["replans"] += 1
             await self._add([Segment("\nReplan. Continue the numbering.\n", True)],
                             new_request=False)
-        return answer
+        return ""
 
     async def _add(self, segments: list[Segment], *, new_request: bool) -> None:
         """Append runtime text: trusted markup with special tokens on, untrusted payloads
