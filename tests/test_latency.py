@@ -233,3 +233,18 @@ def test_optimal_order_is_the_minimum_over_all_valid_orders(ged):
         if all(pos[u] < pos[v] for v, us in deps.items() for u in us):
             valid.append(async_order(G, E, order, deps))
     assert best == pytest.approx(min(valid))
+
+
+def test_critical_path_order_is_lpt_for_independent_calls_and_beats_it_with_futures():
+    from asynclm.latency import critical_path_order
+
+    G, E = [0.1, 0.1, 0.1], [0.3, 0.05, 0.2]
+    assert critical_path_order(G, E) == lpt_order(G, E)
+    # r (0.05) feeds d (0.5); i (0.3) is independent. LPT writes i first and delays the chain.
+    G, E, deps = [0.1, 0.1, 0.1], [0.05, 0.5, 0.3], {1: [0]}
+    assert critical_path_order(G, E, deps) == (0, 1, 2)
+    assert lpt_order(G, E, deps, futures=True) == (2, 0, 1)
+    cp = async_order(G, E, critical_path_order(G, E, deps), deps, futures=True)
+    lpt = async_lpt(G, E, deps, futures=True)
+    assert cp == pytest.approx(0.7) and lpt == pytest.approx(0.8)
+    assert cp == pytest.approx(optimal_order(G, E, deps, futures=True)[0])

@@ -126,6 +126,38 @@ if typer is not None:
         result["command"] = _command()
         _write(result, json_path, report, markdown(result, result["command"]))
 
+    @bench_app.command("dag")
+    def bench_dag(
+        engine: Annotated[str, typer.Option(help="sim (virtual time) or llamacpp.")] = "sim",
+        tasks: Annotated[int, typer.Option(help="Sim: tasks per shape.")] = 50,
+        tpot_ms: float = 5.0, ttft_ms: float = 0.0, seed: int = 0,
+        model: Annotated[str, typer.Option(help="llamacpp: bundled model.")] = (
+            "qwen2.5-coder-1.5b"),
+        limit: Annotated[int | None, typer.Option(help="llamacpp: first N tasks.")] = None,
+        repeats: Annotated[int, typer.Option(help="llamacpp: runs per task and variant.")] = 1,
+        threads: Annotated[int | None, typer.Option(help="llama.cpp threads.")] = None,
+        deadline_s: Annotated[float, typer.Option(help="llamacpp: per-run deadline.")] = 300.0,
+        json_path: Annotated[Path | None, typer.Option("--json")] = None,
+        report: Annotated[Path | None, typer.Option("--report")] = None,
+    ) -> None:
+        """Dependent calls: Sync, Sync-Parallel, LLMCompiler-style, Async, Async with futures."""
+        if engine == "sim":
+            from asynclm.bench.dag import bench_dag as run, goals, markdown
+
+            result = run(tasks=tasks, tpot_ms=tpot_ms, ttft_ms=ttft_ms, seed=seed)
+            result["goals"] = goals(result)
+        elif engine == "llamacpp":
+            from asynclm.bench.dag_real import bench_dag_real as run_real, markdown
+
+            err = Console(stderr=True)
+            result = run_real(model=model, limit=limit, repeats=repeats, threads=threads,
+                              deadline_s=deadline_s,
+                              progress=lambda m: err.print(m, highlight=False))
+        else:
+            raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
+        result["command"] = _command()
+        _write(result, json_path, report, markdown(result, result["command"]))
+
     @bench_app.command("overhead")
     def bench_overhead(
         sessions: int = 50, calls: int = 20,

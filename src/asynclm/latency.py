@@ -46,6 +46,7 @@ __all__ = [
     "async_lpt",
     "async_order",
     "async_schedule",
+    "critical_path_order",
     "lower_bound",
     "lpt_order",
     "optimal_order",
@@ -303,6 +304,35 @@ def lpt_order(
         start = t if futures else max(t, max((xe[u] for u in preds[v]), default=0.0))
         t = start + g[v]
         xe[v] = max(t, max((xe[u] for u in preds[v]), default=0.0)) + e[v]
+        done.add(v)
+        out.append(v)
+    return tuple(out)
+
+
+def critical_path_order(
+    G: Sequence[float],
+    E: Sequence[float],
+    deps: Deps | None = None,
+) -> tuple[int, ...]:
+    """Emission order for futures by critical path: among calls whose dependencies have been
+    emitted, the one with the longest *bottom level* (its ``E`` plus the longest ``E`` path
+    through the calls that depend on it) first; ties in index order. For independent calls it
+    is LPT. ``G`` only checks lengths: every call is decoded once, whatever the order."""
+    g, e = _check(G, E)
+    n = len(g)
+    preds = _check_deps(deps, n)
+    succs: list[list[int]] = [[] for _ in range(n)]
+    for v, ps in enumerate(preds):
+        for u in ps:
+            succs[u].append(v)
+    level = [0.0] * n
+    for v in reversed(_topological(preds)):
+        level[v] = e[v] + max((level[s] for s in succs[v]), default=0.0)
+    done: set[int] = set()
+    out: list[int] = []
+    while len(out) < n:
+        v = min((v for v in range(n) if v not in done and all(u in done for u in preds[v])),
+                key=lambda i: (-level[i], i))
         done.add(v)
         out.append(v)
     return tuple(out)

@@ -47,10 +47,37 @@ Functions:
 """
 
 
-def system_prompt(tools: Toolbox, *, markers: Markers = DEFAULT_MARKERS, extra: str = "") -> str:
-    """The CML rules, two worked examples, and the tools as JSON with estimated times."""
+FUTURES_RULES = """\
+Futures: you do not have to wait for a result you only pass on to another call. Write $id for \
+the whole result of call id, or $id.key (or $id.0 for an item of a list) for a part of it, as \
+an argument. The system runs the call as soon as that result is in. Do not wait, and never \
+copy or guess the value.
+Example 3 (a call that needs a result, with a future):
+User: Put the best-rated desk lamp in my cart.
+Assistant: {call} p1 {head} find_product(query="desk lamp") {end}
+{call} a1 {head} add_to_cart(product_id=$p1.best.id) {end}
+{trap}{end}
+{intr} p1 {head} {{"best": {{"id": "P-2048", "rating": 4.8}}}} {end}
+{intr} a1 {head} {{"cart_size": 1}} {end}
+The lamp P-2048 (rated 4.8) is in your cart.
+"""
+"""Teaches ``$id`` references (futures); appended after the function list, so it reads as
+the later, more specific rule."""
+
+
+def system_prompt(
+    tools: Toolbox, *, markers: Markers = DEFAULT_MARKERS, extra: str = "",
+    futures: bool = False,
+) -> str:
+    """The CML rules, two worked examples, and the tools as JSON with estimated times; with
+    ``futures``, the futures rules and an example after the tools."""
     rules = _RULES.format(
         call=markers.call, head=markers.head, end=markers.end, trap=markers.trap,
         intr=markers.interrupt,
     )
-    return rules + tools.describe(estimated=True) + (f"\n\n{extra}" if extra else "")
+    text = rules + tools.describe(estimated=True)
+    if futures:
+        text += "\n\n" + FUTURES_RULES.format(
+            call=markers.call, head=markers.head, end=markers.end, trap=markers.trap,
+            intr=markers.interrupt)
+    return text + (f"\n\n{extra}" if extra else "")

@@ -135,12 +135,21 @@ class Executor:
             self._finish(call, "ok", value=repeat_of.value, repeat_of=repeat_of.id)
             return
         # Problems knowable now end the call at once, before any side effect.
+        # A reference can only name a call written before this one, so references never form
+        # a cycle: a forward reference (or one in a would-be cycle) is unknown right here.
         for ref in call.refs:
             dep = self._calls.get(ref.id)
-            if dep is None or dep is call:
+            if dep is call:
                 self._finish(
                     call, "error", error_type="ReferenceError",
-                    error=f"unknown reference {ref}: no earlier call has id {ref.id!r}",
+                    error=f"not started: {ref} refers to this call's own result",
+                )
+                return
+            if dep is None:
+                self._finish(
+                    call, "error", error_type="ReferenceError",
+                    error=f"not started: unknown reference {ref}: no earlier call has id "
+                    f"{ref.id!r} (a call can only use results of calls written before it)",
                 )
                 return
         try:
@@ -278,7 +287,9 @@ class Executor:
             value=value, error=error, error_type=error_type, injectable=call.injectable,
             id_assigned=call.id_assigned,
             emitted_at=call.emitted_at, started_at=call.started_at, ended_at=self._loop.time(),
-            depends_on=tuple(dict.fromkeys(r.id for r in call.refs)), repeat_of=repeat_of,
+            depends_on=tuple(dict.fromkeys(r.id for r in call.refs)),
+            resolved_args=dict(call.call_args) if call.started_at is not None else None,
+            repeat_of=repeat_of,
         )
         call.done.set_result(call.record)
         self._on_end(call.record)

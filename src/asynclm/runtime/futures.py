@@ -28,7 +28,8 @@ def find_refs(value: Any) -> list[Ref]:
 
 
 def resolve_path(value: Any, ref: Ref) -> Any:
-    """Follow ``ref.path`` into dicts, lists and public attributes of ``value``."""
+    """Follow ``ref.path`` into dicts (key, or its string form), lists and tuples (an index)
+    and public data attributes of ``value``. Raises :class:`ReferenceError_` if a step fails."""
     for seg in ref.path:
         if isinstance(value, Mapping):
             if seg in value:
@@ -43,7 +44,10 @@ def resolve_path(value: Any, ref: Ref) -> Any:
             except (ValueError, IndexError):
                 raise ReferenceError_(f"{ref}: no index {seg!r}") from None
         elif isinstance(seg, str) and not seg.startswith("_") and hasattr(value, seg):
-            value = getattr(value, seg)
+            attr = getattr(value, seg)
+            if callable(attr):  # data attributes only: never hand a bound method to a tool
+                raise ReferenceError_(f"{ref}: {seg!r} of {type(value).__name__} is a method")
+            value = attr
         else:
             raise ReferenceError_(f"{ref}: cannot look up {seg!r} in {type(value).__name__}")
     return value

@@ -36,6 +36,10 @@ class CallRecord:
     ended_at: float = 0.0
     injected_at: float | None = None
     depends_on: tuple[str, ...] = field(default=())
+    """Ids this call's arguments reference (``$id``), in order of first appearance."""
+    resolved_args: dict[str, Any] | None = None
+    """The validated arguments the tool was called with (references substituted); None if
+    the call never started."""
     repeat_of: str | None = None
     """The model repeated an earlier call whose result it already had: this call was not run
     again and ends with that call's result (see ``SessionConfig.repeated_calls``)."""

@@ -96,6 +96,8 @@ class SimEngine:
         tokens = list(tokens)
         if self._ctx and tokens[: len(self._ctx)] == self._ctx:
             self._observe(tokens[len(self._ctx):])  # a re-request of the same conversation
+            if len(tokens) > len(self._ctx):
+                self._ended = False  # new information: the policy may have more to say
         else:
             self.policy.reset(self.detokenize(tokens).decode())
             self._pending = []

@@ -3,11 +3,12 @@ next piece of text, or None to end its turn."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Literal, Protocol
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal, Protocol
 
 from asynclm.engines.sim._task import SimCall, SimTask
-from asynclm.protocol import DEFAULT_MARKERS, Markers, render_call, render_trap
+from asynclm.protocol import DEFAULT_MARKERS, Markers, Ref, format_call, render_call, render_trap
 
 
 class Policy(Protocol):
@@ -26,18 +27,23 @@ class OraclePolicy:
     longest-estimate-first (``order="lpt"``) or in task order, traps when nothing is ready, and
     writes the answer once every result is in. With ``futures=True`` a call whose dependencies
     have been *emitted* is ready too: its arguments carry ``$id`` references (put them in
-    ``SimCall.args``) and it is written without waiting for the results."""
+    ``SimCall.args``) and it is written without waiting for the results. Without futures the
+    same call is written after its inputs arrived, with the referenced values copied in.
+    ``order="critical-path"``: the ready call with the longest estimated path through what
+    depends on it first (its estimate plus the longest chain of estimates below it); the same
+    as LPT for independent calls."""
 
     def __init__(
         self,
         task: SimTask,
         *,
-        order: Literal["lpt", "given"] = "lpt",
+        order: Literal["lpt", "given", "critical-path"] = "lpt",
         futures: bool = False,
         markers: Markers = DEFAULT_MARKERS,
     ) -> None:
         self.task = task
         self.order = order
+        self.priority = _priorities(task, order)
         self.futures = futures
         self.markers = markers
         self.reset("")
@@ -55,22 +61,46 @@ class OraclePolicy:
         have = set(self.emitted) if self.futures else set(self.results)
         return [
             c for c in self.task.calls
-            if c.id not in self.emitted and all(d in have for d in c.deps)
+            if c.id not in self.emitted and all(d in have for d in c.needs)
         ]
 
     def next_text(self) -> str | None:
         ready = self._ready()
         if ready:
-            call = max(ready, key=lambda c: c.estimate) if self.order == "lpt" else ready[0]
+            call = max(ready, key=lambda c: self.priority[c.id])
             sep = "\n" if self.emitted else ""  # before the call, so a call starts at its [END]
             self.emitted.append(call.id)
-            return sep + render_call(call.fn, dict(call.args), call.id, markers=self.markers)
+            args = dict(call.args) if self.futures else self.task.literal_args(call)
+            return sep + render_call(call.fn, args, call.id, markers=self.markers)
         if len(self.results) < len(self.task.calls):
             return render_trap(markers=self.markers)
         if not self.answered:
             self.answered = True
             return self.task.answer
         return None
+
+
+def _priorities(task: SimTask, order: str) -> dict[str, float]:
+    """Larger first (ties: task order). ``lpt``: the estimate; ``given``: task order;
+    ``critical-path``: the estimate plus the longest estimate path through dependents."""
+    calls = task.calls
+    if order == "given":
+        return {c.id: -float(i) for i, c in enumerate(calls)}
+    if order == "lpt":
+        return {c.id: c.estimate for c in calls}
+    if order != "critical-path":
+        raise ValueError(f"unknown order {order!r}")
+    dependents = {c.id: [d for d in calls if c.id in d.needs] for c in calls}
+    level: dict[str, float] = {}
+
+    def bottom(c: SimCall) -> float:
+        if c.id not in level:
+            level[c.id] = c.estimate + max((bottom(d) for d in dependents[c.id]), default=0.0)
+        return level[c.id]
+
+    for c in calls:
+        bottom(c)
+    return level
 
 
 class ScriptedPolicy:
@@ -96,4 +126,90 @@ class ScriptedPolicy:
             text = item(self.results) if callable(item) else item
             if text:
                 return text
+        return None
+
+
+_FAILED = re.compile(r"-> (error|timeout|cancelled)\b")
+
+
+def _renumber(value: Any, num: Mapping[str, str]) -> Any:
+    if isinstance(value, Ref):
+        return Ref(num[value.id], value.path)
+    if isinstance(value, Mapping):
+        return {k: _renumber(v, num) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_renumber(v, num) for v in value]
+    return value
+
+
+class CompilerPolicy:
+    """The ideal LLMCompiler planner and joiner for a scripted task (see
+    :mod:`asynclm.runtime.compiler`). It writes the plan one numbered task per line, each task
+    as soon as everything it references is planned (longest estimate first with
+    ``order="lpt"``), with ``$n`` references, then ``n. join()``. Once the observations arrive
+    it writes ``Action: Finish(<answer>)``; with ``replan_on_error`` a failed task makes it
+    write ``Action: Replan(...)`` once, then plan the failed tasks (and what needs them) again,
+    numbered on."""
+
+    def __init__(
+        self,
+        task: SimTask,
+        *,
+        order: Literal["lpt", "given"] = "lpt",
+        replan_on_error: bool = False,
+        thought: str = "Thought: I have everything I need.\n",
+    ) -> None:
+        self.task = task
+        self.order = order
+        self.replan_on_error = replan_on_error
+        self.thought = thought
+        self.reset("")
+
+    def reset(self, prompt: str) -> None:
+        self.phase: Literal["plan", "wait", "join", "replan-eos", "replan", "done"] = "plan"
+        self.num: dict[str, str] = {}  # sim call id -> task number
+        self.next_n = 1
+        self.payloads: dict[str, str] = {}  # task number -> observation
+        self.replanned = False
+
+    def observe(self, call_id: str | None, payload: str) -> None:
+        if call_id is not None:
+            self.payloads[call_id] = payload
+            if self.phase == "wait":
+                self.phase = "join"
+
+    def _failed(self) -> set[str]:
+        by_num = {n: cid for cid, n in self.num.items()}
+        return {by_num[n] for n, p in self.payloads.items()
+                if n in by_num and _FAILED.search(p)}
+
+    def next_text(self) -> str | None:
+        if self.phase == "replan-eos":  # the joiner's turn ends; the runtime asks again
+            self.phase = "replan"
+            return None
+        if self.phase == "replan":
+            failed = self._failed()
+            for cid in failed:
+                self.payloads.pop(self.num.pop(cid), None)
+            self.phase = "plan"
+        if self.phase == "plan":
+            ready = [c for c in self.task.calls
+                     if c.id not in self.num and all(d in self.num for d in c.needs)]
+            n = str(self.next_n)
+            self.next_n += 1
+            if not ready:
+                self.phase = "wait"
+                return f"{n}. join()\n"
+            call = max(ready, key=lambda c: c.estimate) if self.order == "lpt" else ready[0]
+            self.num[call.id] = n
+            args = _renumber(dict(call.args), self.num)
+            return f"{n}. {format_call(call.fn, args)}\n"
+        if self.phase == "join":
+            self.phase = "done"
+            if self.replan_on_error and not self.replanned and self._failed():
+                self.replanned = True
+                self.phase = "replan-eos"
+                return self.thought.replace("everything I need", "a failure") + (
+                    "Action: Replan(retry the failed tasks)")
+            return f"{self.thought}Action: Finish({self.task.answer})"
         return None
