@@ -11,6 +11,7 @@ from asynclm.runtime import (
     STRATEGIES, CallRecord, Session, SessionConfig, SessionResult, Strategy, run_sync,
     run_virtual,
 )
+from asynclm.runtime.compiler import CompilerConfig, CompilerSession
 from asynclm.runtime.events import (
     CallCompleted, CallEmitted, CallStarted, Done, InterruptInjected, RollbackEvent, StreamEvent,
     TextDelta, TrapEvent,
@@ -25,7 +26,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MARKERS", "SERIAL", "STRATEGIES", "Breakdown", "CallCompleted", "CallEmitted",
-    "CallRecord", "CallStarted", "Capabilities", "ChatMessage", "Done", "Engine",
+    "CallRecord", "CallStarted", "Capabilities", "ChatMessage", "CompilerConfig",
+    "CompilerSession", "Done", "Engine",
     "InterruptInjected", "Markers", "OraclePolicy", "Ordered", "Parser", "Ref", "RollbackEvent",
     "ScriptedPolicy", "Session", "SessionConfig", "SessionResult", "SimCall", "SimCosts",
     "SimEngine", "SimTask", "StreamEvent", "Strategy", "TextDelta", "Tool", "ToolArgumentError",
