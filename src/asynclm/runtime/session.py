@@ -28,6 +28,7 @@ from asynclm.protocol import (
     Text, Trap,
 )
 from asynclm.runtime import events as ev
+from asynclm.runtime.control import Message, RunControl
 from asynclm.runtime.executor import Executor
 from asynclm.runtime.interrupts import InterruptManager
 from asynclm.runtime.records import CallRecord
@@ -127,17 +128,22 @@ class Session:
         prompt: str | Sequence[ChatMessage],
         *,
         on_event: Callable[[ev.StreamEvent], None] | None = None,
+        control: RunControl | None = None,
     ) -> SessionResult:
         """Run one conversation turn to its end. Never raises for tool or model misbehaviour
         (those become error interrupts); engine failures and cancellation propagate, after
-        every call has reached an outcome."""
-        return await _Run(self, self.messages(prompt), on_event).execute()
+        every call has reached an outcome. ``control`` steers the run from outside (messages
+        injected as interrupts, call cancellation); see :class:`RunControl`."""
+        return await _Run(self, self.messages(prompt), on_event, control).execute()
 
-    async def stream(self, prompt: str | Sequence[ChatMessage]) -> AsyncIterator[ev.StreamEvent]:
+    async def stream(
+        self, prompt: str | Sequence[ChatMessage], *, control: RunControl | None = None,
+    ) -> AsyncIterator[ev.StreamEvent]:
         """Events as they happen, ending with ``done``. Closing the iterator early cancels the
         run (its calls end ``cancelled``)."""
         queue: asyncio.Queue[ev.StreamEvent | BaseException] = asyncio.Queue()
-        task = asyncio.create_task(self.run(prompt, on_event=queue.put_nowait))
+        task = asyncio.create_task(
+            self.run(prompt, on_event=queue.put_nowait, control=control))
         task.add_done_callback(
             lambda t: queue.put_nowait(t.exception() or _END)
             if not t.cancelled() else None
@@ -169,8 +175,10 @@ class _Run:
     def __init__(
         self, session: Session, messages: list[ChatMessage],
         on_event: Callable[[ev.StreamEvent], None] | None,
+        control: RunControl | None = None,
     ) -> None:
         self.s = session
+        self.control = control
         self.cfg = session.config
         self.strategy = session.strategy
         self.engine = session.engine
@@ -232,6 +240,8 @@ class _Run:
                     self.s.tools, group, on_start=self._on_start, on_end=self._on_end,
                     default_timeout=self.cfg.tool_timeout_s,
                 )
+                if self.control is not None:
+                    self.control._attach(self.interrupts, self.executor)
                 try:
                     async with asyncio.timeout(self.cfg.deadline_s) as scope:
                         await self._decode()
@@ -243,6 +253,8 @@ class _Run:
                         raise
                     self.stop = "deadline"
                 finally:
+                    if self.control is not None:
+                        self.control._detach()
                     self.executor.cancel_all("session ended")  # no task outlives the session
         except BaseExceptionGroup as group_exc:  # only engine/loop failures get here
             raise group_exc.exceptions[0] if len(group_exc.exceptions) == 1 else group_exc
@@ -373,7 +385,10 @@ class _Run:
             self.executor.start_deferred()
         if not self.strategy.deliver_anytime:
             await self.executor.wait_all()
-        elif not self.interrupts.ready and self.executor.pending(injectable_only=True):
+        elif not self.interrupts.ready and (
+            self.executor.pending(injectable_only=True)
+            or (self.control is not None and self.control.wait_on_trap)
+        ):
             await self.interrupts.wait_ready()
         t1 = self.now()
         if t1 > t:
@@ -472,6 +487,8 @@ class _Run:
                 tokens += toks
             else:
                 tokens += self.engine.tokenize(seg.text, special=False)
+        calls = [r for r in batch if not isinstance(r, Message)]
+        senders = tuple(m.sender for m in batch if isinstance(m, Message))
         t = self.now()
         if self.strategy.resume == "append":
             await self.engine.append(tokens)
@@ -482,15 +499,16 @@ class _Run:
             self.ctx.extend(tokens)
             kind = "reprefill"
         t1 = self.now()
-        ids = tuple(r.id for r in batch)
-        self.trace.add_span(kind, "inject", t, t1, call_ids=list(ids), tokens=len(tokens))
-        self.trace.add_instant("interrupt.injected", t1, call_ids=list(ids))
+        ids = tuple(r.id for r in calls)
+        extra = {"messages": list(senders)} if senders else {}
+        self.trace.add_span(kind, "inject", t, t1, call_ids=list(ids), tokens=len(tokens), **extra)
+        self.trace.add_instant("interrupt.injected", t1, call_ids=list(ids), **extra)
         for call_id in ids:
             self.injected_at[call_id] = t1
-        self.n_injected += len(batch)
+        self.n_injected += len(calls)
         if self.on_event is not None:
-            self.emit(
-                ev.InterruptInjected(ids, "".join(s.text for s in segments), len(tokens), t1))
+            self.emit(ev.InterruptInjected(
+                ids, "".join(s.text for s in segments), len(tokens), t1, messages=senders))
 
 
 def run_sync(
