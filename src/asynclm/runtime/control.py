@@ -96,7 +96,8 @@ class RunControl:
 
     def _detach(self) -> None:
         self._state = "ended"
-        left = self._interrupts.take_messages() if self._interrupts is not None else []
+        left = self._interrupts.take_messages() if self._interrupts is not None else self._early
+        self._early = []
         self._interrupts = self._executor = None
         if left and self._on_undelivered is not None:
             self._on_undelivered(left)
