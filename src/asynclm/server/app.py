@@ -67,28 +67,29 @@ class _Guard:
         if length is not None and (not length.isdigit() or int(length) > limit):
             await _error(413, f"request body over {limit} bytes")(scope, receive, send)
             return
-        seen = 0
-        started = False
+        if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+            # Read the body first (it is small by contract): a chunked body over the limit is
+            # refused before the application sees any of it.
+            body, more = [], True
+            size = 0
+            while more:
+                msg = await receive()
+                if msg["type"] != "http.request":
+                    return  # the client went away
+                body.append(msg.get("body", b""))
+                size += len(body[-1])
+                more = msg.get("more_body", False)
+                if size > limit:
+                    await _error(413, f"request body over {limit} bytes")(scope, receive, send)
+                    return
+            replay = [{"type": "http.request", "body": b"".join(body), "more_body": False}]
 
-        async def counted_receive() -> Message:
-            nonlocal seen
-            msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > limit:
-                    raise _BodyTooLarge
-            return msg
+            async def replayed() -> Message:
+                return replay.pop() if replay else await receive()
 
-        async def tracked_send(msg: Message) -> None:
-            nonlocal started
-            started = started or msg["type"] == "http.response.start"
-            await send(msg)
-
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except _BodyTooLarge:
-            if not started:
-                await _error(413, f"request body over {limit} bytes")(scope, receive, send)
+            await self.app(scope, replayed, send)
+            return
+        await self.app(scope, receive, send)
 
     @staticmethod
     def _authorized(scope: Scope, token: str) -> bool:
@@ -100,10 +101,6 @@ class _Guard:
 
             given = parse_qs(scope.get("query_string", b"").decode()).get("token", [""])[0]
         return bool(given) and hmac.compare_digest(given.encode(), token.encode())
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def _load_tools(name: str, config: ServerConfig, cache: dict[str, Toolbox]) -> Toolbox:
