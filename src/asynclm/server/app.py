@@ -275,12 +275,10 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
         async def stream() -> AsyncIterator[str]:
             yield "retry: 1000\n\n"
-            async for event in ls.follow(start):
-                if event is None:
-                    yield ": keep-alive\n\n"
-                else:
-                    yield (f"id: {event['seq']}\nevent: {event['type']}\n"
-                           f"data: {json.dumps(event, default=str)}\n\n")
+            async for batch in ls.follow(start):  # one write per batch, not per event
+                yield "".join(
+                    f"id: {e['seq']}\nevent: {e['type']}\ndata: {json.dumps(e, default=str)}\n\n"
+                    for e in batch) or ": keep-alive\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

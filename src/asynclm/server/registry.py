@@ -93,14 +93,17 @@ class LiveSession:
 
     async def follow(
         self, start: int = 0, *, keepalive_s: float = 15.0,
-    ) -> AsyncIterator[dict[str, Any] | None]:
-        """Events from index ``start`` on, as they come, until ``session.end``; None is a
-        keep-alive tick after ``keepalive_s`` without events."""
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Events from index ``start`` on, in batches of all that are available, until
+        ``session.end``; an empty batch is a keep-alive tick after ``keepalive_s`` without
+        events."""
         i = max(0, start)
         while True:
-            while i < len(self.events):
-                yield self.events[i]
-                i += 1
+            if i < len(self.events):
+                batch = self.events[i:]
+                i += len(batch)
+                yield batch
+                continue
             if self._closed:
                 return
             wake = self._wake
@@ -110,7 +113,7 @@ class LiveSession:
             try:
                 await asyncio.wait_for(wake.wait(), keepalive_s)
             except TimeoutError:
-                yield None
+                yield []
 
 
 class TooManySessions(RuntimeError):
