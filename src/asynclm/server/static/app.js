@@ -201,6 +201,7 @@ $("start-form").addEventListener("submit", async (ev) => {
   const body = { prompt: $("prompt").value, engine, model: $("model").value, strategy: $("strategy").value,
                  tools: $("tools").value, max_tokens: Number($("max-tokens").value) };
   if (engine === "sim") body.sim = { tpot_ms: Number($("tpot").value) };
+  if ($("system").value.trim()) body.system = $("system").value;
   try { follow(await api("POST", "/sessions", body)); } catch (e) { $("status").textContent = "error: " + e.message; }
 });
 
