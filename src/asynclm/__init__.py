@@ -11,6 +11,7 @@ from asynclm.runtime import (
     STRATEGIES, CallRecord, Session, SessionConfig, SessionResult, Strategy, run_sync,
     run_virtual,
 )
+from asynclm.runtime.control import RunControl, SessionClosedError
 from asynclm.runtime.events import (
     CallCompleted, CallEmitted, CallStarted, Done, InterruptInjected, RollbackEvent, StreamEvent,
     TextDelta, TrapEvent,
@@ -32,3 +33,4 @@ __all__ = [
     "ToolContext", "ToolError", "Toolbox", "Trace", "TrapEvent", "UnknownToolError", "__version__",
     "run_sync", "run_virtual", "tool",
 ]
+__all__ += ["RunControl", "SessionClosedError"]  # steering a running session (issue 8)
