@@ -114,13 +114,13 @@ def agent_sessions(
     engines: Mapping[str, Engine], directory: AgentDirectory, *,
     config: SessionConfig | None = None,
 ) -> dict[str, Session]:
-    """One session per agent, each with ``send_message``; the researcher also has the travel
-    tools."""
-    from asynclm.demo_tools import TRAVEL_TOOLS
+    """One session per agent, each with ``send_message``; the researcher also has the weather
+    and flight tools (only those: a short prompt is prefilled faster)."""
+    from asynclm.demo_tools import get_weather, search_flights
 
     out: dict[str, Session] = {}
     for name, engine in engines.items():
-        base = list(TRAVEL_TOOLS.values()) if name == RESEARCHER else []
+        base = [get_weather, search_flights] if name == RESEARCHER else []
         tools = Toolbox([*base, send_message_tool(directory, name)])
         out[name] = Session(
             engine, tools, system=system_prompt(tools, extra=ROLES[name]),

@@ -256,7 +256,7 @@ if typer is not None:
         model: Annotated[str, typer.Option(help="Bundled model (llama).")] = (
             "qwen2.5-coder-0.5b"),
         max_tokens: int = 192,
-        deadline: Annotated[float, typer.Option(help="Seconds per agent (llama).")] = 120.0,
+        deadline: Annotated[float, typer.Option(help="Seconds per agent (llama).")] = 240.0,
         threads: Annotated[int | None, typer.Option(help="llama.cpp threads per agent.")] = 1,
     ) -> None:
         """Two agents (planner, researcher) cooperating through send_message interrupts."""

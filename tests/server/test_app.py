@@ -236,3 +236,15 @@ def test_bind_rules() -> None:
     ServerConfig(host="0.0.0.0", token="t").check()
     with pytest.raises(UnsafeBindError):
         ServerConfig(host="0.0.0.0").check()
+
+
+def test_session_over_the_event_limit_is_stopped() -> None:
+    with running_server(ServerConfig(max_events_per_session=40)) as url, \
+            httpx.Client(base_url=url, timeout=30) as c:
+        sid = _create(c, [WORDS * 5], tpot_ms=1.0)["id"]
+        events = follow(c, sid)
+        check_complete(events)
+        assert len(events) <= 41
+        assert events[-1]["status"] == "failed"
+        assert "too large" in events[-1]["error"]
+        assert not [n for n in url.tasks() if sid in n]
