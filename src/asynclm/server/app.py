@@ -115,11 +115,15 @@ def _load_tools(name: str, config: ServerConfig, cache: dict[str, Toolbox]) -> T
     elif name == "none":
         box = Toolbox()
     elif name in config.tool_modules:
-        mod = importlib.import_module(name)
-        found = getattr(mod, "TOOLS", None)
-        if found is None:
-            found = [v for v in vars(mod).values() if isinstance(v, Tool)]
-        box = found if isinstance(found, Toolbox) else Toolbox(list(found))
+        try:
+            mod = importlib.import_module(name)
+            found = getattr(mod, "TOOLS", None)
+            if found is None:
+                found = [v for v in vars(mod).values() if isinstance(v, Tool)]
+            box = found if isinstance(found, Toolbox) else Toolbox(list(found))
+        except Exception as exc:  # noqa: BLE001 - an operator's broken module: a clear 400
+            raise HTTPException(400, f"tool module {name!r} failed to load: "
+                                     f"{type(exc).__name__}: {exc}") from None
     else:
         allowed = ", ".join(("demo", "none", *config.tool_modules))
         raise HTTPException(400, f"tool set {name!r} not allowed; choose one of {allowed} "
