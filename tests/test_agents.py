@@ -43,3 +43,22 @@ def test_deliver_errors_are_lookup_or_value_errors() -> None:
     assert "bob" in d
     d.unregister("bob", ctl)
     assert "bob" not in d
+
+
+def test_an_agent_stops_waiting_when_its_peers_have_ended() -> None:
+    """The researcher never answers: the planner's wait ends when the researcher ends, not at
+    the deadline."""
+    from asynclm.agents_demo import AgentScript, Wait, agent_sessions, run_agents
+    from asynclm.engines.sim import SimCosts, SimEngine
+    from asynclm.runtime import SessionConfig, run_virtual
+
+    d = AgentDirectory()
+    engines = {
+        PLANNER: SimEngine(AgentScript([Wait(RESEARCHER), "gave up"]), SimCosts(tpot_s=0.01)),
+        RESEARCHER: SimEngine(AgentScript(["I am busy."]), SimCosts(tpot_s=0.01)),
+    }
+    sessions = agent_sessions(engines, d, config=SessionConfig(max_tokens=64, deadline_s=500))
+    results = run_virtual(run_agents(sessions, d))
+    # it no longer waits: its scripted traps end as empty ones (without the release: deadline)
+    assert results[PLANNER].stop_reason == "trap_limit"
+    assert results[PLANNER].latency_s < 5

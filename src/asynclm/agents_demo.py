@@ -135,11 +135,21 @@ async def run_agents(
     prompts: Mapping[str, str] = PROMPTS,
     on_event: Callable[[str, StreamEvent], None] | None = None,
 ) -> dict[str, SessionResult]:
-    """Run the agents together (each waits in its traps for messages); returns each result.
-    Every run ends by its own end, its token cap or its deadline."""
+    """Run the agents together (each waits in its traps for messages, until every other agent
+    has ended); returns each result. Every run ends by its own end, its token cap or its
+    deadline."""
     controls = {name: RunControl(wait_on_trap=True) for name in sessions}
     for name, ctl in controls.items():
         directory.register(name, ctl)
+    ended: set[str] = set()
+
+    def on_end(name: str) -> None:
+        # an agent whose every peer has ended will never get a message: stop its waiting
+        ended.add(name)
+        for other, ctl in controls.items():
+            if other not in ended and ended >= set(controls) - {other}:
+                ctl.stop_waiting()
+
     try:
         async with asyncio.TaskGroup() as group:
             tasks = {
@@ -149,6 +159,8 @@ async def run_agents(
                 ))
                 for name, s in sessions.items()
             }
+            for name, task in tasks.items():
+                task.add_done_callback(lambda _, n=name: on_end(n))
     finally:
         for name, ctl in controls.items():
             directory.unregister(name, ctl)

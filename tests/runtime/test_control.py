@@ -102,3 +102,17 @@ def test_messages_left_at_end_are_reported() -> None:
     session = Session(engine, [], system="t", config=SessionConfig(max_tokens=6))  # "a b c" is 5 tokens
     run_virtual(session.run("go", control=ctl))
     assert [m.text for m in left] == ["unheard"]
+
+
+def test_stop_waiting_releases_a_trap_waiting_for_messages() -> None:
+    async def main():
+        ctl = RunControl(wait_on_trap=True)
+        task = asyncio.create_task(_session(["[TRAP][END]", "after"]).run("go", control=ctl))
+        await asyncio.sleep(5.0)
+        assert not task.done()
+        ctl.stop_waiting()
+        return await task
+
+    r = run_virtual(main())
+    assert r.text.endswith("after") and r.stop_reason == "eos"
+    assert 5.0 <= r.latency_s < 6.0

@@ -77,6 +77,13 @@ class RunControl:
             self._interrupts.push_message(msg)
         return msg
 
+    def stop_waiting(self) -> None:
+        """Turn ``wait_on_trap`` off: a trap now waiting for a message returns (used when
+        nobody is left to send one)."""
+        self.wait_on_trap = False
+        if self._interrupts is not None:
+            self._interrupts.wake()
+
     def cancel_call(self, call_id: str, reason: str = "cancelled by request") -> bool:
         """Cancel a live call (it ends ``cancelled`` and that outcome is injected). False if
         the run is not live or the call is unknown or already ended."""

@@ -39,6 +39,7 @@ class InterruptManager:
         self._max_value_chars = max_value_chars
         self._queue: list[CallRecord | Message] = []
         self._ready = asyncio.Event()
+        self._woken = False
 
     @property
     def ready(self) -> int:
@@ -68,7 +69,16 @@ class InterruptManager:
         return msgs
 
     async def wait_ready(self) -> None:
+        """Until something is queued, or :meth:`wake` is called."""
         await self._ready.wait()
+        if self._woken and not self._queue:
+            self._ready.clear()
+        self._woken = False
+
+    def wake(self) -> None:
+        """End a :meth:`wait_ready` in progress even though nothing is queued."""
+        self._woken = True
+        self._ready.set()
 
     def payload(self, rec: CallRecord) -> str:
         """The (unescaped) payload text for one record."""
