@@ -111,7 +111,8 @@ class LiveSession:
             if i < len(self.events) or self._closed:
                 continue
             try:
-                await asyncio.wait_for(wake.wait(), keepalive_s)
+                async with asyncio.timeout(keepalive_s):  # no extra task per wait
+                    await wake.wait()
             except TimeoutError:
                 yield []
 
