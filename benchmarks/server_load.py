@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shlex
 import socket
 import subprocess
@@ -51,6 +52,7 @@ def main() -> int:
                 time.sleep(0.1)
         else:
             raise RuntimeError("server did not start")
+        load_before = os.getloadavg()[0]
         result = asyncio.run(run_load(url, sessions=args.sessions, tpot_ms=args.tpot_ms,
                                       words=args.words))
     finally:
@@ -58,9 +60,13 @@ def main() -> int:
         server.wait(10)
     command = "python benchmarks/server_load.py " + " ".join(map(shlex.quote, sys.argv[1:]))
     result["command"] = command
+    result["loadavg_1min_before"] = load_before
+    result["cpus"] = os.cpu_count()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=2) + "\n")
-    md = markdown(result, command)
+    md = markdown(result, command) + (
+        f"Machine: {result['cpus']} cores; 1-minute load average before the run "
+        f"{load_before:.1f} (other processes shared the cores).\n")
     (RESULTS / f"{args.out}.md").write_text(md)
     print(md)
     return 1 if result["lost_or_bad_sessions"] else 0
