@@ -6,7 +6,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
-EXTRAS ?= cli,plot,test,llama
+EXTRAS ?= cli,plot,test,llama,serve
 DEMO_MODEL ?= qwen2.5-coder-1.5b
 TEST_MODEL ?= qwen2.5-coder-0.5b
 # llama-cpp-python is built from source on first install (2-4 minutes on 2 cores; pip caches
@@ -14,7 +14,7 @@ TEST_MODEL ?= qwen2.5-coder-0.5b
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: install demo demo-sim test test-fast bench clean
+.PHONY: install browser demo demo-sim test test-fast bench clean
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +28,14 @@ $(STAMP):
 
 install: $(STAMP)
 
+# The browser test drives Debian's Chromium through Playwright (Playwright's own browser
+# download needs the internet; Debian's package comes from the package registry).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium; }
+
 demo: install
 	$(BIN)/asynclm models pull $(DEMO_MODEL)
 	$(BIN)/asynclm demo --model $(DEMO_MODEL)
@@ -35,7 +43,7 @@ demo: install
 demo-sim: install
 	$(BIN)/asynclm demo --engine sim
 
-test: install
+test: install browser
 	$(BIN)/asynclm models pull $(TEST_MODEL)
 	$(BIN)/pytest -q
 

@@ -16,7 +16,8 @@ def test_all_names_exist():
 def test_core_import_is_slim():
     code = (
         "import sys, asynclm\n"
-        "heavy = [m for m in ('matplotlib', 'typer', 'rich', 'llama_cpp', 'numpy', 'httpx')"
+        "heavy = [m for m in ('matplotlib', 'typer', 'rich', 'llama_cpp', 'numpy', 'httpx',"
+        " 'fastapi', 'uvicorn', 'starlette')"
         " if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

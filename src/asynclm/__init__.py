@@ -12,6 +12,7 @@ from asynclm.runtime import (
     run_virtual,
 )
 from asynclm.runtime.compiler import CompilerConfig, CompilerSession
+from asynclm.runtime.control import RunControl, SessionClosedError
 from asynclm.runtime.events import (
     CallCompleted, CallEmitted, CallStarted, Done, InterruptInjected, RollbackEvent, StreamEvent,
     TextDelta, TrapEvent,
@@ -29,7 +30,8 @@ __all__ = [
     "CallRecord", "CallStarted", "Capabilities", "ChatMessage", "CompilerConfig",
     "CompilerSession", "Done", "Engine",
     "InterruptInjected", "Markers", "OraclePolicy", "Ordered", "Parser", "Ref", "RollbackEvent",
-    "ScriptedPolicy", "Session", "SessionConfig", "SessionResult", "SimCall", "SimCosts",
+    "RunControl", "ScriptedPolicy", "Session", "SessionClosedError", "SessionConfig",
+    "SessionResult", "SimCall", "SimCosts",
     "SimEngine", "SimTask", "StreamEvent", "Strategy", "TextDelta", "Tool", "ToolArgumentError",
     "ToolContext", "ToolError", "Toolbox", "Trace", "TrapEvent", "UnknownToolError", "__version__",
     "run_sync", "run_virtual", "tool",

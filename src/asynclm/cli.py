@@ -270,6 +270,81 @@ if typer is not None:
             t.gantt(png)
             console.print(f"wrote {png}")
 
+    @app.command()
+    def serve(
+        host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = (
+            "127.0.0.1"),
+        port: int = 8000,
+        token: Annotated[str | None, typer.Option(
+            envvar="ASYNCLM_TOKEN", help="Bearer token; required to bind to a non-loopback "
+            "address.")] = None,
+        tools_module: Annotated[list[str] | None, typer.Option(
+            "--tools-module", help="Python module whose tools a session may use "
+            "(repeatable).")] = None,
+        max_sessions: Annotated[int, typer.Option(help="Live sessions at most.")] = 64,
+        threads: Annotated[int | None, typer.Option(help="llama.cpp threads per engine.")] = (
+            None),
+    ) -> None:
+        """HTTP API + live web page: sessions, event streams, messages as interrupts."""
+        try:
+            from asynclm.server import serve as run_server
+            from asynclm.server.config import ServerConfig, UnsafeBindError
+        except ImportError as exc:  # pragma: no cover - without the extra
+            console.print(f"[red]error:[/] {exc}; install the 'serve' extra")
+            raise typer.Exit(1) from None
+        cfg = ServerConfig(host=host, port=port, token=token,
+                           tool_modules=tuple(tools_module or ()),
+                           max_live_sessions=max_sessions, llama_threads=threads)
+        try:
+            cfg.check()
+        except UnsafeBindError as exc:
+            console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+        console.print(f"asynclm serve: http://{host}:{port}/")
+        run_server(cfg)
+
+    @app.command()
+    def agents(
+        engine: Annotated[str, typer.Option(help="sim (virtual time) or llama.")] = "sim",
+        model: Annotated[str, typer.Option(help="Bundled model (llama).")] = (
+            "qwen2.5-coder-0.5b"),
+        max_tokens: int = 192,
+        deadline: Annotated[float, typer.Option(help="Seconds per agent (llama).")] = 240.0,
+        threads: Annotated[int | None, typer.Option(help="llama.cpp threads per agent.")] = 1,
+    ) -> None:
+        """Two agents (planner, researcher) cooperating through send_message interrupts."""
+        import asyncio
+
+        from asynclm.agents_demo import report, run_sim_agents
+
+        if engine == "sim":
+            results = run_sim_agents()
+        elif engine == "llama":
+            from asynclm.agents import AgentDirectory
+            from asynclm.agents_demo import PLANNER, RESEARCHER, agent_sessions, run_agents
+            from asynclm.engines.llamacpp import LlamaCppEngine
+            from asynclm.models import pull
+            from asynclm.runtime import SessionConfig
+
+            path = _pull_with_progress(model, pull)
+
+            async def go() -> Any:
+                engines = {n: LlamaCppEngine(path, n_threads=threads)
+                           for n in (PLANNER, RESEARCHER)}
+                try:
+                    directory = AgentDirectory()
+                    sessions = agent_sessions(engines, directory, config=SessionConfig(
+                        max_tokens=max_tokens, deadline_s=deadline))
+                    return await run_agents(sessions, directory)
+                finally:
+                    for e in engines.values():
+                        await e.aclose()
+
+            results = asyncio.run(go())
+        else:
+            raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
+        console.print(report(results), highlight=False, markup=False)
+
 
 def main() -> None:
     if typer is None:

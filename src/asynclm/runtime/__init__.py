@@ -1,11 +1,13 @@
 """The asynchronous runtime: session loop, executor, interrupt manager, strategies."""
 
 from asynclm.runtime.clock import VirtualTimeLoop, run_virtual
+from asynclm.runtime.control import Message, RunControl, SessionClosedError
 from asynclm.runtime.records import CallRecord, Status
 from asynclm.runtime.session import Session, SessionConfig, SessionResult, run_sync
 from asynclm.runtime.strategies import STRATEGIES, Strategy, get_strategy
 
 __all__ = [
-    "STRATEGIES", "CallRecord", "Session", "SessionConfig", "SessionResult", "Status",
-    "Strategy", "VirtualTimeLoop", "get_strategy", "run_sync", "run_virtual",
+    "STRATEGIES", "CallRecord", "Message", "RunControl", "Session", "SessionClosedError",
+    "SessionConfig", "SessionResult", "Status", "Strategy", "VirtualTimeLoop", "get_strategy",
+    "run_sync", "run_virtual",
 ]

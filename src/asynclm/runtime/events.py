@@ -61,11 +61,15 @@ class CallCompleted:
 
 @dataclass(frozen=True, slots=True)
 class InterruptInjected:
+    """One batch went into the context: results of ``call_ids`` and messages from
+    ``messages`` (senders, in order; see :class:`~asynclm.runtime.control.RunControl`)."""
+
     type: ClassVar[str] = "interrupt.injected"
     call_ids: tuple[str, ...]
     text: str
     n_tokens: int
     t: float
+    messages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from asynclm.protocol import DEFAULT_MARKERS, Markers, escape_payload, format_value
+from asynclm.runtime.control import Message
 from asynclm.runtime.records import CallRecord
 
 
@@ -36,8 +37,9 @@ class InterruptManager:
         self._markers = markers
         self._echo = echo
         self._max_value_chars = max_value_chars
-        self._queue: list[CallRecord] = []
+        self._queue: list[CallRecord | Message] = []
         self._ready = asyncio.Event()
+        self._woken = False
 
     @property
     def ready(self) -> int:
@@ -48,13 +50,35 @@ class InterruptManager:
             self._queue.append(record)
             self._ready.set()
 
-    def take(self) -> list[CallRecord]:
+    def push_message(self, message: Message) -> None:
+        """Queue a message from outside the model (see :class:`~asynclm.runtime.control.RunControl`)."""
+        self._queue.append(message)
+        self._ready.set()
+
+    def take(self) -> list[CallRecord | Message]:
         batch, self._queue = self._queue, []
         self._ready.clear()
         return batch
 
+    def take_messages(self) -> list[Message]:
+        """Remove and return the queued messages (results stay queued)."""
+        msgs = [m for m in self._queue if isinstance(m, Message)]
+        self._queue = [r for r in self._queue if not isinstance(r, Message)]
+        if not self._queue:
+            self._ready.clear()
+        return msgs
+
     async def wait_ready(self) -> None:
+        """Until something is queued, or :meth:`wake` is called."""
         await self._ready.wait()
+        if self._woken and not self._queue:
+            self._ready.clear()
+        self._woken = False
+
+    def wake(self) -> None:
+        """End a :meth:`wait_ready` in progress even though nothing is queued."""
+        self._woken = True
+        self._ready.set()
 
     def payload(self, rec: CallRecord) -> str:
         """The (unescaped) payload text for one record."""
@@ -83,11 +107,15 @@ class InterruptManager:
         head = raw.find(m.head)
         return (raw[head + len(m.head):] if head >= 0 else raw).strip()
 
-    def render(self, batch: list[CallRecord]) -> list[Segment]:
+    def render(self, batch: list[CallRecord | Message]) -> list[Segment]:
         m = self._markers
         out: list[Segment] = []
         for rec in batch:
-            out.append(Segment(f"{m.interrupt} {rec.id} {m.head} ", trusted=True))
-            out.append(Segment(escape_payload(self.payload(rec), markers=m), trusted=False))
+            if isinstance(rec, Message):
+                head, payload = rec.sender, f"message from {rec.sender}: {rec.text}"
+            else:
+                head, payload = rec.id, self.payload(rec)
+            out.append(Segment(f"{m.interrupt} {head} {m.head} ", trusted=True))
+            out.append(Segment(escape_payload(payload, markers=m), trusted=False))
             out.append(Segment(f" {m.end}\n", trusted=True))
         return out

@@ -29,6 +29,7 @@ from asynclm.protocol import (
     Text, Trap,
 )
 from asynclm.runtime import events as ev
+from asynclm.runtime.control import Message, RunControl
 from asynclm.runtime.executor import Executor
 from asynclm.runtime.interrupts import InterruptManager, Segment
 from asynclm.runtime.records import CallRecord
@@ -136,17 +137,22 @@ class Session:
         prompt: str | Sequence[ChatMessage],
         *,
         on_event: Callable[[ev.StreamEvent], None] | None = None,
+        control: RunControl | None = None,
     ) -> SessionResult:
         """Run one conversation turn to its end. Never raises for tool or model misbehaviour
         (those become error interrupts); engine failures and cancellation propagate, after
-        every call has reached an outcome."""
-        return await _Run(self, self.messages(prompt), on_event).execute()
+        every call has reached an outcome. ``control`` steers the run from outside (messages
+        injected as interrupts, call cancellation); see :class:`RunControl`."""
+        return await _Run(self, self.messages(prompt), on_event, control).execute()
 
-    async def stream(self, prompt: str | Sequence[ChatMessage]) -> AsyncIterator[ev.StreamEvent]:
+    async def stream(
+        self, prompt: str | Sequence[ChatMessage], *, control: RunControl | None = None,
+    ) -> AsyncIterator[ev.StreamEvent]:
         """Events as they happen, ending with ``done``. Closing the iterator early cancels the
         run (its calls end ``cancelled``)."""
         queue: asyncio.Queue[ev.StreamEvent | BaseException] = asyncio.Queue()
-        task = asyncio.create_task(self.run(prompt, on_event=queue.put_nowait))
+        task = asyncio.create_task(
+            self.run(prompt, on_event=queue.put_nowait, control=control))
         task.add_done_callback(
             lambda t: queue.put_nowait(t.exception() or _END)
             if not t.cancelled() else None
@@ -178,8 +184,10 @@ class _Run:
     def __init__(
         self, session: Session, messages: list[ChatMessage],
         on_event: Callable[[ev.StreamEvent], None] | None,
+        control: RunControl | None = None,
     ) -> None:
         self.s = session
+        self.control = control
         self.cfg = session.config
         self.strategy = session.strategy
         self.engine = session.engine
@@ -244,6 +252,8 @@ class _Run:
                     self.s.tools, group, on_start=self._on_start, on_end=self._on_end,
                     default_timeout=self.cfg.tool_timeout_s,
                 )
+                if self.control is not None:
+                    self.control._attach(self.interrupts, self.executor)
                 try:
                     async with asyncio.timeout(self.cfg.deadline_s) as scope:
                         await self._decode()
@@ -255,6 +265,8 @@ class _Run:
                         raise
                     self.stop = "deadline"
                 finally:
+                    if self.control is not None:
+                        self.control._detach()
                     self.executor.cancel_all("session ended")  # no task outlives the session
         except BaseExceptionGroup as group_exc:  # only engine/loop failures get here
             raise group_exc.exceptions[0] if len(group_exc.exceptions) == 1 else group_exc
@@ -401,7 +413,10 @@ class _Run:
             self.executor.start_deferred()
         if not self.strategy.deliver_anytime:
             await self.executor.wait_all()
-        elif not self.interrupts.ready and self.executor.pending(injectable_only=True):
+        elif not self.interrupts.ready and (
+            self.executor.pending(injectable_only=True)
+            or (self.control is not None and self.control.wait_on_trap)
+        ):
             await self.interrupts.wait_ready()
         t1 = self.now()
         if t1 > t:
@@ -506,6 +521,8 @@ class _Run:
                 tokens += toks
             else:
                 tokens += self.engine.tokenize(seg.text, special=False)
+        calls = [r for r in batch if not isinstance(r, Message)]
+        senders = tuple(m.sender for m in batch if isinstance(m, Message))
         t = self.now()
         if self.strategy.resume == "append":
             await self.engine.append(tokens)
@@ -516,17 +533,18 @@ class _Run:
             self.ctx.extend(tokens)
             kind = "reprefill"
         t1 = self.now()
-        ids = tuple(r.id for r in batch)
-        self.trace.add_span(kind, "inject", t, t1, call_ids=list(ids), tokens=len(tokens))
-        self.trace.add_instant("interrupt.injected", t1, call_ids=list(ids))
-        for rec in batch:
+        ids = tuple(r.id for r in calls)
+        extra = {"messages": list(senders)} if senders else {}
+        self.trace.add_span(kind, "inject", t, t1, call_ids=list(ids), tokens=len(tokens), **extra)
+        self.trace.add_instant("interrupt.injected", t1, call_ids=list(ids), **extra)
+        for rec in calls:
             self.injected_at[rec.id] = t1
             if rec.status == "ok" and not rec.depends_on:
                 self.delivered.setdefault(_call_key(rec.fn, rec.args, rec.pos), rec)
-        self.n_injected += len(batch)
+        self.n_injected += len(calls)
         if self.on_event is not None:
-            self.emit(
-                ev.InterruptInjected(ids, "".join(s.text for s in segments), len(tokens), t1))
+            self.emit(ev.InterruptInjected(
+                ids, "".join(s.text for s in segments), len(tokens), t1, messages=senders))
 
 
 def _call_key(fn: str, args: dict[str, Any], pos: tuple[Any, ...]) -> str:

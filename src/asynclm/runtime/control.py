@@ -1,0 +1,110 @@
+"""Steering a running session from outside: inject a message as an interrupt, cancel a call.
+
+A :class:`RunControl` is handed to :meth:`Session.run` (or ``stream``). While the run is live,
+:meth:`RunControl.interrupt` queues a message on the run's interrupt manager: it is injected at
+the next safe point (never inside a ``[CALL] … [END]`` block), in the same batch as any results
+ready then, rendered ``[INTR] <sender> [HEAD] message from <sender>: <text> [END]`` with the text
+escaped like any untrusted payload. Messages sent before the run starts wait for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from asynclm.protocol.markup import CALL_ID_RE
+
+if TYPE_CHECKING:
+    from asynclm.runtime.executor import Executor
+    from asynclm.runtime.interrupts import InterruptManager
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message from outside the model (a person, another agent) to inject as an interrupt."""
+
+    sender: str
+    text: str
+
+
+class SessionClosedError(RuntimeError):
+    """The run this control steered has ended; nothing more can be sent to it."""
+
+
+class RunControl:
+    """Steers one run. ``wait_on_trap``: a trap with no call pending waits for a message
+    (agents waiting for each other) instead of counting as an empty trap; the session's
+    ``deadline_s`` still bounds the wait. ``max_text_chars`` bounds one message.
+    ``on_undelivered`` is told about messages still queued when the run ended."""
+
+    def __init__(
+        self, *, wait_on_trap: bool = False, max_text_chars: int = 8000,
+        on_undelivered: Callable[[list[Message]], None] | None = None,
+    ) -> None:
+        self.wait_on_trap = wait_on_trap
+        self.max_text_chars = max_text_chars
+        self._on_undelivered = on_undelivered
+        self._early: list[Message] = []
+        self._interrupts: InterruptManager | None = None
+        self._executor: Executor | None = None
+        self._state: str = "new"  # new → running → ended
+
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    @property
+    def ended(self) -> bool:
+        return self._state == "ended"
+
+    def interrupt(self, text: str, *, sender: str = "user") -> Message:
+        """Queue ``text`` from ``sender`` (an id: letters, digits, ``_ . : -``) for injection
+        at the next safe point. Raises :class:`SessionClosedError` once the run has ended and
+        ``ValueError`` for an invalid sender or an empty or oversized text."""
+        if not CALL_ID_RE.fullmatch(sender):
+            raise ValueError(f"invalid sender {sender!r}: use letters, digits and _ . : -")
+        if not text.strip():
+            raise ValueError("empty message")
+        if len(text) > self.max_text_chars:
+            raise ValueError(f"message longer than {self.max_text_chars} characters")
+        if self._state == "ended":
+            raise SessionClosedError("the session has ended")
+        msg = Message(sender, text)
+        if self._interrupts is None:
+            self._early.append(msg)
+        else:
+            self._interrupts.push_message(msg)
+        return msg
+
+    def stop_waiting(self) -> None:
+        """Turn ``wait_on_trap`` off: a trap now waiting for a message returns (used when
+        nobody is left to send one)."""
+        self.wait_on_trap = False
+        if self._interrupts is not None:
+            self._interrupts.wake()
+
+    def cancel_call(self, call_id: str, reason: str = "cancelled by request") -> bool:
+        """Cancel a live call (it ends ``cancelled`` and that outcome is injected). False if
+        the run is not live or the call is unknown or already ended."""
+        if self._executor is None or call_id not in self._executor:
+            return False
+        return self._executor.cancel(call_id, reason)
+
+    # -- used by the session -------------------------------------------------------------
+    def _attach(self, interrupts: InterruptManager, executor: Executor) -> None:
+        if self._state != "new":
+            raise RuntimeError("a RunControl steers one run only")
+        self._state = "running"
+        self._interrupts, self._executor = interrupts, executor
+        for msg in self._early:
+            interrupts.push_message(msg)
+        self._early = []
+
+    def _detach(self) -> None:
+        self._state = "ended"
+        left = self._interrupts.take_messages() if self._interrupts is not None else self._early
+        self._early = []
+        self._interrupts = self._executor = None
+        if left and self._on_undelivered is not None:
+            self._on_undelivered(left)

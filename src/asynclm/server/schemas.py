@@ -1,0 +1,66 @@
+"""Request and response bodies (pydantic). Unknown fields are rejected, sizes are bounded;
+limits that depend on the server's configuration are checked in :mod:`asynclm.server.app`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SimOptions(_Strict):
+    """The simulated model (``engine="sim"``): time per token (real time) and, optionally,
+    the exact text it writes (pieces, in order; calls in it really run)."""
+
+    tpot_ms: float = Field(30.0, ge=0.0, le=2000.0)
+    script: list[str] | None = Field(None, max_length=256)
+
+
+class CreateSession(_Strict):
+    prompt: str = Field(min_length=1)
+    tools: str = Field("demo", max_length=200, description="demo, none, or an allowed module")
+    strategy: Literal["async", "sync", "sync-parallel", "async-naive", "sync-reprefill"] = "async"
+    engine: Literal["sim", "llamacpp"] = "sim"
+    model: str = Field("qwen2.5-coder-0.5b", max_length=100)
+    max_tokens: int = Field(512, ge=1)
+    agent: str | None = Field(None, pattern=_ID, description="agent name: adds send_message")
+    system: str | None = Field(None, description="system prompt (default: CML rules + tools)")
+    sim: SimOptions | None = None
+
+
+class SendMessage(_Strict):
+    text: str = Field(min_length=1)
+    sender: str = Field("user", pattern=_ID)
+
+
+class AgentsDemo(_Strict):
+    engine: Literal["sim", "llamacpp"] = "sim"
+    model: str = Field("qwen2.5-coder-0.5b", max_length=100)
+    max_tokens: int = Field(256, ge=1)
+    tpot_ms: float = Field(30.0, ge=0.0, le=2000.0)
+
+
+class SessionInfo(BaseModel):
+    id: str
+    status: Literal["queued", "running", "done", "cancelled", "failed"]
+    engine: str
+    model: str | None
+    strategy: str
+    tools: str
+    agent: str | None
+    prompt: str
+    created_at: float
+    n_events: int
+    stop_reason: str | None = None
+    error: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: object | None = None

@@ -1,0 +1,234 @@
+// asynclm live page: start sessions, follow their event streams, draw the timeline, send
+// messages mid-generation. Vanilla JS, no external assets.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const token = new URLSearchParams(location.hash.slice(1)).get("token");
+const state = { sessions: new Map(), current: null };
+
+async function api(method, path, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (token) headers.Authorization = "Bearer " + token;
+  const res = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined });
+  const data = res.status === 204 ? null : await res.json().catch(() => null);
+  if (!res.ok) throw new Error((data && data.error) || res.statusText);
+  return data;
+}
+
+// -- one session's model -------------------------------------------------------------------
+function newView(info) {
+  return { info, events: [], text: [], calls: new Map(), decode: [], markers: [],
+           end: 0, status: info.status, source: null, conv: [] };
+}
+
+function apply(v, e) {
+  v.events.push(e);
+  v.end = Math.max(v.end, e.t || 0);
+  switch (e.type) {
+    case "session.queued": v.conv.push({ who: "user", text: e.prompt }); break;
+    case "session.started": v.status = "running"; v.decode.push([e.t, e.t]); break;
+    case "text.delta": busy(v, e.t); pushText(assistant(v), e.text); break;
+    case "trap": {  // sent when the wait ends: the model was idle for waited_s
+      const last = v.decode[v.decode.length - 1];
+      if (last) last[1] = Math.max(last[0], e.t - e.waited_s);
+      v.decode.push([e.t, e.t]);
+      break;
+    }
+    case "call.emitted":
+      busy(v, e.t);
+      v.calls.set(e.call_id, { id: e.call_id, fn: e.fn, start: null, end: null, status: "emitted" });
+      assistant(v).parts.push({ kind: "call", text: `${e.call_id} → ${e.fn}` });
+      break;
+    case "call.started": { const c = v.calls.get(e.call_id); if (c) { c.start = e.t; c.status = "running"; } break; }
+    case "call.completed": {
+      const c = v.calls.get(e.call_id) || { id: e.call_id, fn: e.fn };
+      c.start = e.started_at ?? c.start ?? e.t; c.end = e.t; c.status = e.status;
+      v.calls.set(e.call_id, c);
+      break;
+    }
+    case "interrupt.injected": {
+      busy(v, e.t);
+      const msgs = e.messages || [];
+      v.markers.push({ t: e.t, kind: msgs.length ? "message" : "result", label: [...e.call_ids, ...msgs].join(",") });
+      assistant(v).parts.push({ kind: msgs.length ? "intr message" : "intr",
+                                text: "⚡ " + [...e.call_ids, ...msgs.map((m) => "msg:" + m)].join(", ") });
+      break;
+    }
+    case "message.queued": v.conv.push({ who: e.sender, text: e.text }); v.conv.push(null); break;
+    case "done": busy(v, e.t); v.status = "done"; break;
+    case "session.end": v.status = e.status + (e.error ? ` (${e.error})` : "")
+      + (e.stop_reason ? `, ${e.stop_reason}` : ""); v.ended = true; break;
+  }
+}
+
+// The model decodes from its start to its end except while it waits in a trap.
+function busy(v, t) {
+  const last = v.decode[v.decode.length - 1];
+  if (last) last[1] = Math.max(last[1], t); else v.decode.push([t, t]);
+}
+
+function assistant(v) {
+  let last = v.conv[v.conv.length - 1];
+  if (!last || last.who !== "assistant") { last = { who: "assistant", parts: [] }; v.conv.push(last); }
+  return last;
+}
+function pushText(block, s) {
+  const p = block.parts[block.parts.length - 1];
+  if (p && p.kind === "text") p.text += s; else block.parts.push({ kind: "text", text: s });
+}
+
+// -- rendering -------------------------------------------------------------------------------
+let dirty = false;
+function redraw() { if (!dirty) { dirty = true; requestAnimationFrame(() => { dirty = false; render(); }); } }
+
+function render() {
+  renderList();
+  const v = state.sessions.get(state.current);
+  if (!v) return;
+  $("status").textContent = `${v.info.id} · ${v.info.engine}${v.info.model ? " " + v.info.model : ""} · ${v.info.strategy} · ${v.status}`;
+  $("cancel").disabled = !!v.ended;
+  $("send").disabled = !!v.ended;
+  renderConversation(v);
+  renderTimeline(v);
+}
+
+function renderList() {
+  const ul = $("sessions");
+  ul.textContent = "";
+  for (const [id, v] of state.sessions) {
+    const li = document.createElement("li");
+    li.className = id === state.current ? "active" : "";
+    li.textContent = (v.info.agent ? v.info.agent + " · " : "") + id;
+    const st = document.createElement("span"); st.className = "st"; st.textContent = v.ended ? "ended" : v.status;
+    li.appendChild(st);
+    li.onclick = () => { state.current = id; render(); };
+    ul.appendChild(li);
+  }
+}
+
+function renderConversation(v) {
+  const box = $("conversation");
+  const atBottom = box.scrollTop + box.clientHeight >= box.scrollHeight - 20;
+  box.textContent = "";
+  for (const m of v.conv) {
+    if (!m) continue;
+    const div = document.createElement("div");
+    div.className = "msg " + (m.who === "assistant" ? "assistant" : "user");
+    const who = document.createElement("span"); who.className = "who"; who.textContent = m.who;
+    div.appendChild(who);
+    if (m.parts) {
+      for (const p of m.parts) {
+        if (p.kind === "text") div.appendChild(document.createTextNode(p.text));
+        else { const s = document.createElement("span"); s.className = "chip " + p.kind; s.textContent = p.text; div.appendChild(s); }
+      }
+    } else div.appendChild(document.createTextNode(m.text));
+    box.appendChild(div);
+  }
+  if (atBottom) box.scrollTop = box.scrollHeight;
+}
+
+const NS = "http://www.w3.org/2000/svg";
+function el(name, attrs, text) {
+  const n = document.createElementNS(NS, name);
+  for (const k in attrs) n.setAttribute(k, attrs[k]);
+  if (text !== undefined) n.textContent = text;
+  return n;
+}
+
+function renderTimeline(v) {
+  const calls = [...v.calls.values()];
+  const rowH = 18, left = 130, width = Math.max(600, $("timeline").clientWidth - 20);
+  const height = (calls.length + 2) * rowH + 10;
+  const now = v.ended ? v.end : Math.max(v.end, (performance.now() - v.openedAt) / 1000 + v.offset);
+  const span = Math.max(1, now);
+  const x = (t) => left + (Math.max(0, t) / span) * (width - left - 10);
+  const svg = el("svg", { width, height, role: "img", "aria-label": "timeline" });
+  for (let s = 0; s <= span; s += Math.max(1, Math.round(span / 10))) {
+    svg.appendChild(el("line", { x1: x(s), x2: x(s), y1: 0, y2: height - 14, class: "grid" }));
+    svg.appendChild(el("text", { x: x(s) + 2, y: height - 2 }, s + "s"));
+  }
+  svg.appendChild(el("text", { x: 4, y: rowH - 5 }, "decode"));
+  for (const [a, b] of v.decode) {
+    svg.appendChild(el("rect", { x: x(a), y: 4, width: Math.max(1, x(b) - x(a)), height: rowH - 6, class: "bar decode" }));
+  }
+  calls.forEach((c, i) => {
+    const y = (i + 1) * rowH + 4;
+    svg.appendChild(el("text", { x: 4, y: y + rowH - 9 }, `${c.id} ${c.fn}`.slice(0, 18)));
+    if (c.start == null) return;
+    const end = c.end ?? now;
+    const cls = "bar call " + (c.end == null ? "running" : c.status === "ok" ? "ok" : "failed");
+    const r = el("rect", { x: x(c.start), y, width: Math.max(2, x(end) - x(c.start)), height: rowH - 6,
+                           class: cls, "data-call": c.id });
+    r.appendChild(el("title", {}, `${c.id} ${c.fn}: ${c.status}`));
+    svg.appendChild(r);
+  });
+  for (const m of v.markers) {
+    const line = el("line", { x1: x(m.t), x2: x(m.t), y1: 0, y2: height - 14, class: "marker " + m.kind,
+                              "data-label": m.label });
+    line.appendChild(el("title", {}, `${m.kind} injected: ${m.label} at ${m.t.toFixed(2)} s`));
+    svg.appendChild(line);
+  }
+  $("timeline").replaceChildren(svg);
+}
+
+// -- streams and actions -------------------------------------------------------------------
+function follow(info) {
+  const v = newView(info);
+  v.openedAt = performance.now(); v.offset = 0;
+  state.sessions.set(info.id, v);
+  state.current = info.id;
+  const url = `/sessions/${info.id}/events` + (token ? `?token=${encodeURIComponent(token)}` : "");
+  const src = new EventSource(url);
+  v.source = src;
+  src.onmessage = null;
+  const handler = (msg) => {
+    const e = JSON.parse(msg.data);
+    if (v.events.length && e.seq <= v.events[v.events.length - 1].seq) return;  // resent after a reconnect
+    apply(v, e);
+    v.openedAt = performance.now(); v.offset = e.t;
+    if (e.type === "session.end") src.close();
+    redraw();
+  };
+  for (const type of ["session.queued", "session.started", "text.delta", "call.emitted", "call.started",
+    "call.completed", "interrupt.injected", "trap", "rollback", "done", "message.queued",
+    "message.undelivered", "session.end"]) src.addEventListener(type, handler);
+  redraw();
+}
+
+$("start-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const engine = $("engine").value;
+  const body = { prompt: $("prompt").value, engine, model: $("model").value, strategy: $("strategy").value,
+                 tools: $("tools").value, max_tokens: Number($("max-tokens").value) };
+  if (engine === "sim") body.sim = { tpot_ms: Number($("tpot").value) };
+  if ($("system").value.trim()) body.system = $("system").value;
+  try { follow(await api("POST", "/sessions", body)); } catch (e) { $("status").textContent = "error: " + e.message; }
+});
+
+$("agents").addEventListener("click", async () => {
+  const engine = $("engine").value;
+  try {
+    const out = await api("POST", "/demos/agents", { engine, model: $("model").value,
+      max_tokens: Number($("max-tokens").value), tpot_ms: Number($("tpot").value) });
+    for (const info of Object.values(out.sessions)) follow(info);
+  } catch (e) { $("status").textContent = "error: " + e.message; }
+});
+
+$("message-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const text = $("message").value.trim();
+  if (!text || !state.current) return;
+  try {
+    await api("POST", `/sessions/${state.current}/messages`, { text });
+    $("message").value = "";
+  } catch (e) { $("status").textContent = "error: " + e.message; }
+});
+
+$("cancel").addEventListener("click", async () => {
+  if (!state.current) return;
+  try { await api("POST", `/sessions/${state.current}/cancel`); } catch (e) { $("status").textContent = "error: " + e.message; }
+});
+
+setInterval(() => { const v = state.sessions.get(state.current); if (v && !v.ended) redraw(); }, 250);
+api("GET", "/health").then((h) => { $("health").textContent = `server ok · ${h.live_sessions} live`; })
+  .catch(() => { $("health").textContent = "server unreachable"; });

@@ -1,0 +1,87 @@
+"""The web page in a real browser: Playwright driving Debian's Chromium (``make browser``
+installs it). Start a session, type a message while the model generates, see it injected on
+the timeline. Skips, saying why, only when the browser or the model is absent."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from asynclm.server.config import ServerConfig
+
+from .conftest import running_server
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = os.environ.get("ASYNCLM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"Chromium not found at {CHROMIUM}: run `make browser` "
+                    "(apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _inject_mid_generation(page: Any, url: str, *, engine: str, max_tokens: int,
+                           prompt: str, system: str = "") -> None:
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "/")
+    page.select_option("#engine", engine)
+    page.fill("#model", "qwen2.5-coder-0.5b")
+    page.fill("#tools", "none")
+    page.fill("#max-tokens", str(max_tokens))
+    page.fill("#prompt", prompt)
+    page.fill("#system", system)
+    page.click("#start")
+    # the model is generating: the decode track has a bar and text is arriving
+    page.wait_for_function(
+        "() => document.querySelector('#conversation .msg.assistant')?.textContent.length > 12",
+        timeout=120_000)
+    assert page.is_enabled("#message") and page.is_enabled("#send")
+    page.fill("#message", "Also mention the colour blue.")
+    page.click("#send")
+    marker = page.wait_for_selector("#timeline .marker.message", state="attached",
+                                    timeout=120_000)
+    assert marker.get_attribute("data-label") == "user"
+    assert "Also mention the colour blue." in page.inner_text("#conversation")
+    assert page.locator("#conversation .chip.intr.message").count() == 1
+    page.wait_for_function("() => /ended/.test(document.querySelector('#sessions').textContent)",
+                           timeout=180_000)
+    assert page.locator("#timeline .bar.decode").count() >= 1
+    assert not errors, errors
+
+
+def test_page_injects_a_typed_message_on_the_simulator(browser: Any) -> None:
+    with running_server(ServerConfig()) as url:
+        page = browser.new_page()
+        _inject_mid_generation(page, url, engine="sim", max_tokens=400, prompt="Say things.")
+        page.close()
+
+
+def test_page_injects_a_typed_message_on_the_05b_model(browser: Any) -> None:
+    from asynclm.models import list_models
+
+    if not any(m.name == "qwen2.5-coder-0.5b" and m.assembled for m in list_models()):
+        pytest.skip("qwen2.5-coder-0.5b is not in the cache: asynclm models pull it")
+    # one llama.cpp thread: on a shared 2-core machine more threads spin against each other
+    cfg = ServerConfig(llama_instances=1, llama_threads=1)
+    with running_server(cfg) as url:
+        page = browser.new_page()
+        _inject_mid_generation(
+            page, url, engine="llamacpp", max_tokens=64,
+            prompt="Write a numbered list of ten tips for a first visit to Lisbon, one "
+                   "sentence each.", system="You are a helpful travel assistant.")
+        if shot := os.environ.get("ASYNCLM_SCREENSHOT"):
+            page.screenshot(path=shot)
+        page.close()
