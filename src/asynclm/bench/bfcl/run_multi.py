@@ -120,7 +120,11 @@ async def _conversation(item: BfclItem, strategy: str, cfg: BenchConfig, backend
                 "turn": k, "id": c.id, "fn": c.fn, "args": _jsonable(_bound_args(c, tools)),
                 "status": c.status, "error_type": c.error_type,
                 "error": (c.error or "")[:200] or None,
+                "instance": (None if c.fn not in backend.route
+                             else "".join(map(str, backend.order_key(c.fn)))),
                 "emitted_s": t_offset + c.emitted_at - t0, "exec_s": c.duration_s,
+                "started_s": None if c.started_at is None else t_offset + c.started_at - t0,
+                "ended_s": t_offset + c.ended_at - t0,
                 "injected_s": None if c.injected_at is None else t_offset + c.injected_at - t0,
                 "malformed": _malformed(c)})
         turns.append({"latency_s": result.latency_s, "first_token_s": result.first_token_s,
