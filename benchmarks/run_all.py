@@ -25,6 +25,8 @@ COMMANDS = [
     "--strategies sync,sync-parallel,async-naive,async --tpot-ms 5 --ttft-ms 59 "
     "--json benchmarks/results/bfcl-sim-parallel.json "
     "--report benchmarks/results/bfcl-sim-parallel.md",
+    "bench reproduce --json benchmarks/results/bfcl-reproduce.json "
+    "--report benchmarks/results/bfcl-reproduce.md",
     "bench injection --model qwen2.5-coder-1.5b --repeats 3 "
     "--json benchmarks/results/injection.json --report benchmarks/results/injection.md",
     "bench overhead --sessions 50 --calls 20 "

@@ -187,6 +187,41 @@ if typer is not None:
         result["command"] = _command()
         _write(result, json_path, report, markdown(result, result["command"]))
 
+    @bench_app.command("reproduce")
+    def bench_reproduce(
+        categories: Annotated[str, typer.Option(help="Comma list of categories.")] = (
+            "parallel,parallel_multiple,multi_turn_base,multi-step-parallel"),
+        limit: Annotated[int | None, typer.Option(help="Items per category (default all).")] = None,
+        seed: int = 0,
+        json_path: Annotated[Path | None, typer.Option("--json")] = None,
+        report: Annotated[Path | None, typer.Option("--report")] = None,
+        plots: Annotated[Path | None, typer.Option(
+            help="Folder for the PNG plots (default: the report's folder).")] = None,
+        from_json: Annotated[Path | None, typer.Option(
+            help="Re-render report and plots from a saved result instead of running.")] = None,
+    ) -> None:
+        """The paper's BFCL latency table on the simulator, with the paper's figures beside."""
+        from asynclm.bench.bfcl.reproduce import markdown, reproduce
+
+        if from_json is not None:
+            result = json.loads(from_json.read_text())
+        else:
+            err = Console(stderr=True)
+            result = reproduce(categories=[c.strip() for c in categories.split(",") if c.strip()],
+                               limit=limit, seed=seed,
+                               progress=lambda m: err.print(m, highlight=False))
+            result["command"] = _command()
+            if json_path:  # saved before plotting: a plot failure never loses the run
+                json_path.parent.mkdir(parents=True, exist_ok=True)
+                json_path.write_text(json.dumps(result, indent=1) + "\n")
+        folder = plots or (report.parent if report else None)
+        names: list[str] = []
+        if folder is not None:
+            from asynclm.bench.bfcl.plots import write_plots
+
+            names = [p.name for p in write_plots(result, folder)]
+        _write(result, json_path, report, markdown(result, result.get("command"), names))
+
     @bench_app.command("injection")
     def bench_injection(
         model: str = "qwen2.5-coder-1.5b", inject: int = 32, repeats: int = 5,

@@ -113,21 +113,37 @@ def _bind(method: Callable[..., Any], pos: Sequence[Any], kw: Mapping[str, Any])
     return dict(inspect.signature(method).bind_partial(*pos, **kw).arguments)
 
 
-def turn_calls(item: BfclItem, turn: int, instances: Sequence[Mapping[str, Any]]) -> list[GtCall]:
+def turn_calls(item: BfclItem, turn: int, instances: Sequence[Mapping[str, Any]],
+               owners: Sequence[Mapping[str, str]] | None = None) -> list[GtCall]:
     """The ground-truth calls of ``turn`` over every part of ``item`` (part order, then call
-    order). ``instances``: one mapping class → instance per part (used for owners/signatures)."""
+    order). ``instances``: one mapping class → instance per part (used for owners/signatures);
+    ``owners``: their :func:`method_owner` maps, if already known."""
     out = []
     for i, p in enumerate(parts(item)):
         gt = p.item.ground_truth
         if turn >= len(gt):
             continue
-        owner = method_owner(p.item, instances[i])
+        owner = owners[i] if owners is not None else method_owner(p.item, instances[i])
         for text in gt[turn]:
             fn, pos, kw = parse_call(text)
             cls = owner[fn]
             args = _bind(getattr(instances[i][cls], fn), pos, kw)
             out.append(GtCall(i, cls, fn, args, p.prefix + fn))
     return out
+
+
+_SCHEMA_TOOLS: dict[tuple[str, int], tuple[Mapping[str, Any], Tool, ArgumentValidator]] = {}
+
+
+def _schema_tool(name: str, doc: Mapping[str, Any]) -> tuple[Tool, ArgumentValidator]:
+    """The documented tool (what the model is shown) and its names-only validator; cached per
+    document object (the loader shares them), as the same class documents come back in every
+    item and turn. The cache keeps the document alive, so its id is never reused."""
+    hit = _SCHEMA_TOOLS.get((name, id(doc)))
+    if hit is None or hit[0] is not doc:
+        (shown,) = Toolbox.from_bfcl([{**dict(doc), "name": name}]).values()
+        hit = _SCHEMA_TOOLS[(name, id(doc))] = (doc, shown, _untyped(shown.parameters))
+    return hit[1], hit[2]
 
 
 def _untyped(schema: Mapping[str, Any]) -> ArgumentValidator:
@@ -208,14 +224,14 @@ class Backend:
                     opts["order_by"] = Ordered(self.order_key(name))
                 if estimates and name in estimates:
                     opts["estimated_time"] = estimates[name]
-                (shown,) = Toolbox.from_bfcl([{**dict(doc), "name": name}]).values()
+                shown, validator = _schema_tool(name, doc)
                 out.append(Tool(name=name, description=shown.description,
-                                parameters=shown.parameters, validator=_untyped(shown.parameters),
+                                parameters=shown.parameters, validator=validator,
                                 handler=self._handler, **opts))
         return Toolbox(out)
 
     def gt_calls(self, turn: int) -> list[GtCall]:
-        return turn_calls(self.item, turn, self.gt)
+        return turn_calls(self.item, turn, self.gt, self.owner)
 
     def advance_truth(self, turn: int) -> None:
         """Run ``turn``'s ground-truth calls, in order, on the ground-truth instances."""

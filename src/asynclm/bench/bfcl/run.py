@@ -412,11 +412,11 @@ def _sim_run(item: BfclItem, strategy: str, cfg: BenchConfig) -> dict[str, Any]:
 
 
 def _session(engine: Engine, tools: Toolbox, strategy: str, cfg: BenchConfig,
-             item: BfclItem) -> Session:
+             item: BfclItem, system: str | None = None) -> Session:
     """A session for one run (or turn); a joined item gets ``max_tokens`` per sample."""
     budget = cfg.max_tokens * len(parts(item))
     return Session(
-        engine, tools, strategy=strategy,
+        engine, tools, strategy=strategy, system=system,
         config=SessionConfig(max_tokens=budget, deadline_s=cfg.deadline_s),
         trace_meta={"benchmark": "bfcl", "item": item.id, "engine": cfg.engine},
     )

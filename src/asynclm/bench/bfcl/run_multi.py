@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 __all__ = ["llama_conversation", "sim_conversation"]
 
 EngineFor = Callable[[int, Toolbox], Engine]
+SIM_SYSTEM = "Simulated model: the oracle reads no prompt; tools as listed by the benchmark."
+"""The simulator's system prompt. Its prefill costs the same whatever it says (TTFT only), and
+rendering and tokenizing every tool document each turn would only slow the benchmark down."""
 
 
 def _oracle_engine(item: BfclItem, backend: Backend, turn: int, tools: Toolbox,
@@ -93,7 +96,8 @@ async def _conversation(item: BfclItem, strategy: str, cfg: BenchConfig, backend
         backend.turn = k
         tools = backend.tools(k, est)
         engine = engine_for(k, tools)
-        session = _session(engine, tools, strategy, cfg, item)
+        session = _session(engine, tools, strategy, cfg, item,
+                           system=SIM_SYSTEM if cfg.engine == "sim" else None)
         user = [ChatMessage(m["role"], m["content"]) for m in turn_msgs]
         if cfg.cheat_sheet and user:
             user[-1] = ChatMessage(user[-1].role, user[-1].content + _cheat_sheet(backend, k))
