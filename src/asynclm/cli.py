@@ -158,10 +158,14 @@ if typer is not None:
             help="cml, or bfcl (= --strategies bfcl-prompt).")] = "cml",
         max_tokens: int = 384,
         threads: Annotated[int | None, typer.Option(help="llama.cpp threads.")] = None,
+        write_ahead: Annotated[bool, typer.Option(
+            help="Multi-turn, sim: the oracle writes a call on a tool instance without waiting"
+                 " for the previous call's result.")] = False,
         json_path: Annotated[Path | None, typer.Option("--json")] = None,
         report: Annotated[Path | None, typer.Option("--report")] = None,
     ) -> None:
-        """BFCL items through every strategy: latency, breakdown, BFCL accuracy, lower bound."""
+        """BFCL items through every strategy: latency, breakdown, BFCL accuracy, lower bound.
+        Multi-turn categories (and multi-step-parallel) run on BFCL's real tool classes."""
         from asynclm.bench.bfcl._pkg import BfclNotInstalled
         from asynclm.bench.bfcl.report import markdown
         from asynclm.bench.bfcl.run import BFCL_PROMPT, default_config, run_bfcl
@@ -179,6 +183,7 @@ if typer is not None:
                 category=category, engine=engine, model=model, limit=limit, offset=offset,
                 seed=seed, tpot_ms=tpot_ms, ttft_ms=ttft_ms, profile=profile,
                 cheat_sheet=cheat_sheet, max_tokens=max_tokens, threads=threads,
+                write_ahead=write_ahead,
                 **({"strategies": strategies} if strategies else {}))
             result = run_bfcl(cfg, progress=lambda m: err.print(m, highlight=False))
         except (BfclNotInstalled, ValueError) as exc:

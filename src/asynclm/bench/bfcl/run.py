@@ -25,18 +25,21 @@ Lower bound of a run (``lb_s``), from that run's own measurements, in the paper'
 injected (the answer, which needs every result), ``G_i = τ · tokens(call block i)`` and ``E_i``
 call ``i``'s measured execution time (``started_at → ended_at``; 0 if it never ran)::
 
-    LB = P + max(D − A, max_i (G_i + E_i)) + A
+    LB = P + max(D − T − A, max_i (G_i + E_i)) + A
 
-i.e. the same decode work and the same tool times with perfect overlap and free injections. It
-is computed with ``latency.lower_bound(G + [D − A − ΣG], E + [0], prefix=P, suffix=A)``.
+with ``T`` the decode time of the trap blocks the model wrote (waiting is not work), i.e. the
+same decode work and the same tool times with perfect overlap and free injections. It is
+computed with ``latency.lower_bound(G + [D − T − A − ΣG], E + [0], prefix=P, suffix=A)``; where
+calls must keep their order (one tool instance), each depends on the previous one and the
+longest chain counts too.
 Efficiency = LB ÷ measured latency.
 
-Multi-turn (not run yet; :mod:`.data` already loads the items, their class tools and per-turn
-ground truth): one session per turn over the accumulated conversation, tools backed by the real
-BFCL classes (``multi_turn_eval/func_source_code``, methods called directly, one instance per
-class per run, ``order_by=Ordered(class)`` so calls on one instance keep emission order), and
-validity from BFCL's ``multi_turn_checker`` on the executed states instead of ``ast_checker``.
-The record would then hold one entry per turn.
+Multi-turn categories (``multi_turn_*``) and the joined ``multi-step-parallel`` set run in
+:mod:`.run_multi`: one session per turn over the accumulated conversation, tools backed by the
+real BFCL classes (:mod:`.multi_turn`; methods called directly, one instance per class per run,
+``order_by=Ordered((sample, class))`` so calls on one instance keep emission order), validity
+from BFCL's ``multi_turn_checker`` on the calls as they took effect. Their records hold the sums
+over turns and one entry per turn. Their lower bound keeps calls on one instance in order.
 """
 
 from __future__ import annotations
