@@ -25,6 +25,10 @@ COMMANDS = [
     "--strategies sync,sync-parallel,async-naive,async --tpot-ms 5 --ttft-ms 59 "
     "--json benchmarks/results/bfcl-sim-parallel.json "
     "--report benchmarks/results/bfcl-sim-parallel.md",
+    "bench bfcl --engine sim --category multi_turn_base --write-ahead "
+    "--strategies sync,sync-parallel,async-naive,async --tpot-ms 5 --ttft-ms 59 "
+    "--json benchmarks/results/bfcl-sim-multi_turn_base.json "
+    "--report benchmarks/results/bfcl-sim-multi_turn_base.md",
     "bench reproduce --json benchmarks/results/bfcl-reproduce.json "
     "--report benchmarks/results/bfcl-reproduce.md",
     "bench injection --model qwen2.5-coder-1.5b --repeats 3 "
