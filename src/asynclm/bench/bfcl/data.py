@@ -4,6 +4,8 @@ The data files are JSON Lines despite their ``.json`` name: ``data/BFCL_v4_<cate
 the items, ``data/possible_answer/BFCL_v4_<category>.json`` the ground truth (absent for the
 relevance categories). Multi-turn items carry no ``function`` list: their tools are the documents
 of their ``involved_classes`` in ``data/multi_turn_func_doc/`` (minus ``excluded_function``).
+``multi-step-parallel`` is not a BFCL file: it is built from ``multi_turn_base`` (the paper's
+"multi-step parallel" set, :func:`join_items`).
 """
 
 from __future__ import annotations
