@@ -94,7 +94,8 @@ def markdown(result: dict[str, Any], command: str | None = None) -> str:
                   " instances matching the ground truth's state after every turn (BFCL's"
                   " `state_checker`): " + ", ".join(f"{s} {n}/{result['n_items']}"
                                                    for s, n in live.items())
-                  + f". Calls on one instance were {mode}."]
+                  + (f". Calls on one instance were {mode}." if p["engine"] == "sim" else
+                     ". Calls on one instance run one at a time, in the order the model wrote them.")]
     stops = {s: r["stop_reasons"] for s, r in result["strategies"].items()
              if set(r["stop_reasons"]) - {"eos"}}
     if stops:
