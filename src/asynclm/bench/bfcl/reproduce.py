@@ -328,8 +328,8 @@ DIFFERENCES = """## Differences from the paper, and why
   simulator's token counts for these call blocks are close to a real tokenizer's (Qwen2.5's,
   markers as plain text, counts a few tokens more per call).
 - **Call length against TTFT and tool time.** A call block here (id, markers, arguments) takes
-  G ≈ the "G per call" column to write, about as long as or longer than a call runs (E ≈ 80–100
-  ms at 5 ms/token). Overlap alone is then worth at most about 1 + E/G (the paper's theorem, and
+  as long to write (G) as a call takes to run (E), or longer: see the G and E columns. Overlap
+  alone is then worth at most about 1 + E/G (the paper's theorem, and
   what `Sync (cached)` → `Async` shows); the rest of Async's speedup over Sync is the TTFT Sync
   pays per call. Where the paper's figure is above the bound (median Sync ÷ median lower bound),
   no schedule of these calls could reach it: the paper's calls must have been shorter relative
