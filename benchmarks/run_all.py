@@ -29,6 +29,12 @@ COMMANDS = [
     "--json benchmarks/results/dag.json --report benchmarks/results/dag.md",
     "bench dag --tasks 50 --tpot-ms 5 --ttft-ms 59 --seed 0 "
     "--json benchmarks/results/dag-ttft59.json --report benchmarks/results/dag-ttft59.md",
+    "bench bfcl --engine sim --category multi_turn_base --write-ahead "
+    "--strategies sync,sync-parallel,async-naive,async --tpot-ms 5 --ttft-ms 59 "
+    "--json benchmarks/results/bfcl-sim-multi_turn_base.json "
+    "--report benchmarks/results/bfcl-sim-multi_turn_base.md",
+    "bench reproduce --json benchmarks/results/bfcl-reproduce.json "
+    "--report benchmarks/results/bfcl-reproduce.md",
     "bench injection --model qwen2.5-coder-1.5b --repeats 3 "
     "--json benchmarks/results/injection.json --report benchmarks/results/injection.md",
     "bench calls --model qwen2.5-coder-1.5b --threads 2 "

@@ -190,10 +190,14 @@ if typer is not None:
             help="cml, or bfcl (= --strategies bfcl-prompt).")] = "cml",
         max_tokens: int = 384,
         threads: Annotated[int | None, typer.Option(help="llama.cpp threads.")] = None,
+        write_ahead: Annotated[bool, typer.Option(
+            help="Multi-turn, sim: the oracle writes a call on a tool instance without waiting"
+                 " for the previous call's result.")] = False,
         json_path: Annotated[Path | None, typer.Option("--json")] = None,
         report: Annotated[Path | None, typer.Option("--report")] = None,
     ) -> None:
-        """BFCL items through every strategy: latency, breakdown, BFCL accuracy, lower bound."""
+        """BFCL items through every strategy: latency, breakdown, BFCL accuracy, lower bound.
+        Multi-turn categories (and multi-step-parallel) run on BFCL's real tool classes."""
         from asynclm.bench.bfcl._pkg import BfclNotInstalled
         from asynclm.bench.bfcl.report import markdown
         from asynclm.bench.bfcl.run import BFCL_PROMPT, default_config, run_bfcl
@@ -211,6 +215,7 @@ if typer is not None:
                 category=category, engine=engine, model=model, limit=limit, offset=offset,
                 seed=seed, tpot_ms=tpot_ms, ttft_ms=ttft_ms, profile=profile,
                 cheat_sheet=cheat_sheet, max_tokens=max_tokens, threads=threads,
+                write_ahead=write_ahead,
                 **({"strategies": strategies} if strategies else {}))
             result = run_bfcl(cfg, progress=lambda m: err.print(m, highlight=False))
         except (BfclNotInstalled, ValueError) as exc:
@@ -237,6 +242,41 @@ if typer is not None:
                      progress=lambda m: err.print(m, highlight=False))
         result["command"] = _command()
         _write(result, json_path, report, markdown(result, result["command"]))
+
+    @bench_app.command("reproduce")
+    def bench_reproduce(
+        categories: Annotated[str, typer.Option(help="Comma list of categories.")] = (
+            "parallel,parallel_multiple,multi_turn_base,multi-step-parallel"),
+        limit: Annotated[int | None, typer.Option(help="Items per category (default all).")] = None,
+        seed: int = 0,
+        json_path: Annotated[Path | None, typer.Option("--json")] = None,
+        report: Annotated[Path | None, typer.Option("--report")] = None,
+        plots: Annotated[Path | None, typer.Option(
+            help="Folder for the PNG plots (default: the report's folder).")] = None,
+        from_json: Annotated[Path | None, typer.Option(
+            help="Re-render report and plots from a saved result instead of running.")] = None,
+    ) -> None:
+        """The paper's BFCL latency table on the simulator, with the paper's figures beside."""
+        from asynclm.bench.bfcl.reproduce import markdown, reproduce
+
+        if from_json is not None:
+            result = json.loads(from_json.read_text())
+        else:
+            err = Console(stderr=True)
+            result = reproduce(categories=[c.strip() for c in categories.split(",") if c.strip()],
+                               limit=limit, seed=seed,
+                               progress=lambda m: err.print(m, highlight=False))
+            result["command"] = _command()
+            if json_path:  # saved before plotting: a plot failure never loses the run
+                json_path.parent.mkdir(parents=True, exist_ok=True)
+                json_path.write_text(json.dumps(result, indent=1) + "\n")
+        folder = plots or (report.parent if report else None)
+        names: list[str] = []
+        if folder is not None:
+            from asynclm.bench.bfcl.plots import write_plots
+
+            names = [p.name for p in write_plots(result, folder)]
+        _write(result, json_path, report, markdown(result, result.get("command"), names))
 
     @bench_app.command("injection")
     def bench_injection(

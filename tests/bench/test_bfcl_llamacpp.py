@@ -45,3 +45,20 @@ def test_llamacpp_smoke_one_parallel_item(small_model: str) -> None:
         assert isinstance(run["valid"], bool) and run["transcript"]
     assert r["environment"]["threads"] == 1
     assert "| async |" in markdown(r)
+
+
+@pytest.mark.slow
+def test_llamacpp_smoke_one_multi_turn_item(small_model: str) -> None:
+    """A one-turn multi_turn_base item on BFCL's real classes: the model's calls run on the live
+    instances and BFCL's multi-turn checker scores them."""
+    cfg = default_config(category="multi_turn_base", engine="llamacpp", model=small_model,
+                         offset=50, limit=1, strategies="async", max_tokens=96, threads=1,
+                         cheat_sheet=True)
+    r = run_bfcl(cfg)
+    json.dumps(r, allow_nan=False)
+    run = r["items"][0]["runs"]["async"]
+    assert "error" not in run, run.get("error")
+    assert run["n_turns"] == 1 and run["n_generated"] > 0
+    assert isinstance(run["valid"], bool) and isinstance(run["live_state_ok"], bool)
+    assert run["turns"][0]["transcript"]
+    assert run["lb_s"] <= run["latency_s"] + 1e-6

@@ -97,7 +97,7 @@ def test_web_profile_and_seed_are_deterministic() -> None:
 
 
 @pytest.mark.parametrize(("kw", "match"), [
-    ({"category": "multi_turn_base"}, "multi-turn"),
+    ({"category": "multi_turn_base", "strategies": ("bfcl-prompt",)}, "single-turn"),
     ({"category": "simple_java"}, "not runnable"),
     ({"strategies": ("sync", "warp")}, "unknown strategy"),
     ({"profile": "slow"}, "unknown profile"),

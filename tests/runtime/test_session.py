@@ -34,7 +34,8 @@ def _interrupts(transcript):
     return [e for e in p.feed(transcript) + p.close() if isinstance(e, Interrupt)]
 
 
-@pytest.mark.parametrize("strategy", ["sync", "sync-parallel", "async", "async-naive", "sync-reprefill"])
+@pytest.mark.parametrize("strategy", ["sync", "sync-parallel", "async", "async-naive", "sync-reprefill",
+                                      "sync-parallel-reprefill"])
 def test_every_strategy_completes_every_call_once(strategy):
     task = _task([0.3, 0.05, 0.2, 0.1])
     r = _run(task, strategy)
@@ -57,6 +58,14 @@ def test_async_naive_pays_ttft_per_injection():
     naive = _run(task, "async-naive", ttft_s=0.3)
     assert naive.latency_s > fast.latency_s + 0.3  # at least one more request
     assert naive.trace.breakdown().prefill_s > fast.trace.breakdown().prefill_s
+
+
+def test_sync_parallel_reprefill_pays_ttft_once_per_round():
+    task = _task([0.3, 0.05, 0.2, 0.1])
+    cached = _run(task, "sync-parallel", ttft_s=0.3)
+    api = _run(task, "sync-parallel-reprefill", ttft_s=0.3)
+    assert api.latency_s == pytest.approx(cached.latency_s + 0.3)  # one round: one more request
+    assert api.trace.breakdown().prefill_s == pytest.approx(0.6)
 
 
 def test_calls_run_while_the_model_decodes():

@@ -30,6 +30,7 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("sync", start_on_emit=True, block_on_call=True, deliver_anytime=True),
         Strategy("sync-reprefill", True, True, True, resume="reprefill"),
         Strategy("sync-parallel", start_on_emit=False, block_on_call=False, deliver_anytime=False),
+        Strategy("sync-parallel-reprefill", False, False, False, resume="reprefill"),
         Strategy("async", start_on_emit=True, block_on_call=False, deliver_anytime=True),
         Strategy("async-naive", True, False, True, resume="reprefill"),
     )

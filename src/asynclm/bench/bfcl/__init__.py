@@ -6,9 +6,11 @@ Items, ground truth and the AST checker come from the ``bfcl-eval`` package (ins
 ``bfcl-prompt``) with seeded, strategy-independent tool times; the result holds every run's
 latency, breakdown, calls, BFCL validity and lower bound, and per-strategy summaries.
 
-Modules: :mod:`.data` (items), :mod:`.checker` (BFCL's ast_checker), :mod:`.timing` (tool
-times), :mod:`.bfcl_prompt` (BFCL's prompt and answer decoding), :mod:`.run` (the runner),
-:mod:`.report` (Markdown).
+Modules: :mod:`.data` (items, and the joined ``multi-step-parallel`` set), :mod:`.checker`
+(BFCL's ast_checker), :mod:`.multi_turn` (BFCL's real tool classes and multi-turn checker),
+:mod:`.timing` (tool times), :mod:`.bfcl_prompt` (BFCL's prompt and answer decoding),
+:mod:`.run` (the runner), :mod:`.run_multi` (multi-turn conversations), :mod:`.report`
+(Markdown), :mod:`.reproduce` (the paper's latency table), :mod:`.plots` (its plots).
 """
 
 from asynclm.bench.bfcl._pkg import BfclNotInstalled, available

@@ -4,6 +4,8 @@ The data files are JSON Lines despite their ``.json`` name: ``data/BFCL_v4_<cate
 the items, ``data/possible_answer/BFCL_v4_<category>.json`` the ground truth (absent for the
 relevance categories). Multi-turn items carry no ``function`` list: their tools are the documents
 of their ``involved_classes`` in ``data/multi_turn_func_doc/`` (minus ``excluded_function``).
+``multi-step-parallel`` is not a BFCL file: it is built from ``multi_turn_base`` (the paper's
+"multi-step parallel" set, :func:`join_items`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from typing import Any
 from asynclm.bench.bfcl._pkg import data_dir
 
 __all__ = [
-    "MULTI_TURN_CATEGORIES", "RUNNABLE_CATEGORIES", "BfclItem", "categories", "first_acceptable",
-    "ground_truth_calls", "load",
+    "MULTI_STEP_PARALLEL", "MULTI_TURN_CATEGORIES", "RUNNABLE_CATEGORIES", "BfclItem", "Part",
+    "categories", "first_acceptable", "ground_truth_calls", "join_items", "load", "parts",
 ]
 
 VERSION_PREFIX = "BFCL_v4"
@@ -35,7 +37,16 @@ RUNNABLE_CATEGORIES = (
 MULTI_TURN_CATEGORIES = (
     "multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context",
 )
-"""Loadable (items, tools, per-turn ground truth); not run yet."""
+"""BFCL's multi-turn categories: items, class tools and per-turn ground truth (call strings)."""
+
+MULTI_STEP_PARALLEL = "multi-step-parallel"
+"""The paper's constructed set (not shipped by BFCL): each item runs three ``multi_turn_base``
+samples together (see :func:`join_items`)."""
+
+JOIN_STRIDE = 67
+"""Item ``k`` of ``multi-step-parallel`` joins base samples ``k``, ``k+67`` and ``k+134`` (mod
+200): every sample is used exactly three times, and the three are never neighbours (neighbouring
+samples often share their scenario)."""
 
 _MULTI_TURN_DOCS = {
     "GorillaFileSystem": "gorilla_file_system.json",
@@ -69,7 +80,7 @@ class BfclItem:
 
     @property
     def multi_turn(self) -> bool:
-        return self.category.startswith("multi_turn")
+        return self.category.startswith("multi_turn") or self.category == MULTI_STEP_PARALLEL
 
     @property
     def question(self) -> str:
@@ -88,9 +99,11 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def categories() -> list[str]:
-    """Every category the installed package ships (from its file names)."""
+    """Every category the installed package ships (from its file names), plus
+    :data:`MULTI_STEP_PARALLEL`."""
     prefix = VERSION_PREFIX + "_"
-    return sorted(p.stem[len(prefix):] for p in data_dir().glob(f"{prefix}*.json"))
+    shipped = [p.stem[len(prefix):] for p in data_dir().glob(f"{prefix}*.json")]
+    return sorted([*shipped, MULTI_STEP_PARALLEL])
 
 
 @cache
@@ -100,6 +113,15 @@ def _multi_turn_docs(cls: str) -> tuple[dict[str, Any], ...]:
 
 def load(category: str, *, limit: int | None = None, offset: int = 0) -> list[BfclItem]:
     """Items ``offset … offset+limit-1`` of ``category``, in the file's order."""
+    if category == MULTI_STEP_PARALLEL:
+        if offset < 0 or (limit is not None and limit < 0):
+            raise ValueError("offset and limit must be >= 0")
+        base = load("multi_turn_base")
+        n = len(base)
+        stop = n if limit is None else min(n, offset + limit)
+        return [join_items(
+            [base[k], base[(k + JOIN_STRIDE) % n], base[(k + 2 * JOIN_STRIDE) % n]],
+            id=f"multi_step_parallel_{k}") for k in range(offset, stop)]
     data = data_dir()
     path = data / f"{VERSION_PREFIX}_{category}.json"
     if not path.is_file():
@@ -168,3 +190,57 @@ def ground_truth_calls(item: BfclItem) -> list[tuple[str, dict[str, Any]]]:
         raise ValueError("multi-turn ground truth is a list of call strings per turn")
     return [(fn, first_acceptable(params)) for call in item.ground_truth
             for fn, params in call.items()]
+
+
+# -- multi-turn items joined into one (the paper's multi-step parallel set) ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One BFCL multi-turn sample inside a (possibly joined) item; its tools are named
+    ``prefix + name`` in the joined item (``""`` for a plain item)."""
+
+    prefix: str
+    item: BfclItem
+
+
+def parts(item: BfclItem) -> list[Part]:
+    """The BFCL samples an item is made of: itself, or the samples a joined item runs together."""
+    joined = item.extra.get("parts")
+    return list(joined) if joined else [Part("", item)]
+
+
+def _prefix_call(text: str, prefix: str) -> str:
+    """``cd(folder='x')`` → ``t1.cd(folder='x')`` (ground-truth calls are one call each)."""
+    return prefix + text.lstrip()
+
+
+def join_items(samples: Sequence[BfclItem], *, id: str) -> BfclItem:
+    """Run several multi-turn samples together (the paper's "multi-step parallel"): sample ``i``
+    gets the tool prefix ``t<i>.``; turn ``k`` asks for every sample's turn ``k`` in one user
+    message (samples with fewer turns drop out); turn ``k``'s ground truth is every sample's,
+    prefixed. Each sample keeps its own tool instances and is checked on its own."""
+    if len(samples) < 2 or any(not s.category.startswith("multi_turn") for s in samples):
+        raise ValueError("join_items needs two or more multi-turn items")
+    ps = [Part(f"t{i + 1}.", s) for i, s in enumerate(samples)]
+    n_turns = max(len(s.turns) for s in samples)
+    turns: list[tuple[Mapping[str, str], ...]] = []
+    truth: list[list[str]] = []
+    for k in range(n_turns):
+        asks = []
+        calls: list[str] = []
+        for p in ps:
+            if k < len(p.item.turns):
+                text = "\n".join(m["content"] for m in p.item.turns[k] if m.get("role") == "user")
+                if text:
+                    asks.append(f"Task {p.prefix[:-1]} (use the {p.prefix}* functions): {text}")
+            if k < len(p.item.ground_truth):
+                calls += [_prefix_call(c, p.prefix) for c in p.item.ground_truth[k]]
+        content = (f"Do these {len(ps)} independent tasks.\n" + "\n".join(asks)) if asks else ""
+        turns.append(({"role": "user", "content": content},) if content else ())
+        truth.append(calls)
+    functions = tuple({**dict(f), "name": p.prefix + str(f["name"])}
+                      for p in ps for f in p.item.functions)
+    return BfclItem(id=id, category=MULTI_STEP_PARALLEL, turns=tuple(turns), functions=functions,
+                    ground_truth=tuple(truth),
+                    extra={"parts": tuple(ps), "joins": [s.id for s in samples]})

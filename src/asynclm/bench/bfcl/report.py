@@ -75,12 +75,27 @@ def markdown(result: dict[str, Any], command: str | None = None) -> str:
             f" {_s(r.get('tokens_median'), 0)} | {_s(r.get('lb_median_s'))} |")
     lines += [
         "",
-        "Lower bound of a run (its own measurements): P + max(D − A, maxᵢ(Gᵢ + Eᵢ)) + A, with P the"
-        " prefill, D all decode time, A the decode after the last interrupt (the answer),"
-        " Gᵢ = decode time per token × tokens of call i, Eᵢ its measured execution time."
+        "Lower bound of a run (its own measurements): P + max(D − T − A, maxᵢ(Gᵢ + Eᵢ)) + A, with P"
+        " the prefill, D all decode time, T the decode time of trap blocks, A the decode after"
+        " the last interrupt (the answer), Gᵢ = decode time per token × tokens of call i, Eᵢ its"
+        " measured execution time; calls on one tool instance count as a chain."
         + (" `bfcl-prompt` is BFCL's own one-shot prompt: no tool runs, so its latency is"
            " generation only." if "bfcl-prompt" in result["strategies"] else ""),
     ]
+    live = {s: sum(1 for it in result.get("items", ()) if it["runs"].get(s, {}).get("live_state_ok"))
+            for s in result["strategies"]}
+    if any(it["runs"].get(s, {}).get("live_state_ok") is not None
+           for it in result.get("items", ()) for s in result["strategies"]):
+        mode = ("written ahead (each instance's calls kept in order by the executor)"
+                if p.get("write_ahead") else "written once the previous call on the same"
+                " instance returned")
+        lines += ["", "Multi-turn on BFCL's real tool classes; accuracy is BFCL's"
+                  " `multi_turn_checker` on the calls in the order they took effect. Live"
+                  " instances matching the ground truth's state after every turn (BFCL's"
+                  " `state_checker`): " + ", ".join(f"{s} {n}/{result['n_items']}"
+                                                   for s, n in live.items())
+                  + (f". Calls on one instance were {mode}." if p["engine"] == "sim" else
+                     ". Calls on one instance run one at a time, in the order the model wrote them.")]
     stops = {s: r["stop_reasons"] for s, r in result["strategies"].items()
              if set(r["stop_reasons"]) - {"eos"}}
     if stops:

@@ -25,25 +25,28 @@ Lower bound of a run (``lb_s``), from that run's own measurements, in the paper'
 injected (the answer, which needs every result), ``G_i = τ · tokens(call block i)`` and ``E_i``
 call ``i``'s measured execution time (``started_at → ended_at``; 0 if it never ran)::
 
-    LB = P + max(D − A, max_i (G_i + E_i)) + A
+    LB = P + max(D − T − A, max_i (G_i + E_i)) + A
 
-i.e. the same decode work and the same tool times with perfect overlap and free injections. It
-is computed with ``latency.lower_bound(G + [D − A − ΣG], E + [0], prefix=P, suffix=A)``.
+with ``T`` the decode time of the trap blocks the model wrote (waiting is not work), i.e. the
+same decode work and the same tool times with perfect overlap and free injections. It is
+computed with ``latency.lower_bound(G + [D − T − A − ΣG], E + [0], prefix=P, suffix=A)``; where
+calls must keep their order (one tool instance), each depends on the previous one and the
+longest chain counts too.
 Efficiency = LB ÷ measured latency.
 
-Multi-turn (not run yet; :mod:`.data` already loads the items, their class tools and per-turn
-ground truth): one session per turn over the accumulated conversation, tools backed by the real
-BFCL classes (``multi_turn_eval/func_source_code``, methods called directly, one instance per
-class per run, ``order_by=Ordered(class)`` so calls on one instance keep emission order), and
-validity from BFCL's ``multi_turn_checker`` on the executed states instead of ``ast_checker``.
-The record would then hold one entry per turn.
+Multi-turn categories (``multi_turn_*``) and the joined ``multi-step-parallel`` set run in
+:mod:`.run_multi`: one session per turn over the accumulated conversation, tools backed by the
+real BFCL classes (:mod:`.multi_turn`; methods called directly, one instance per class per run,
+``order_by=Ordered((sample, class))`` so calls on one instance keep emission order), validity
+from BFCL's ``multi_turn_checker`` on the calls as they took effect. Their records hold the sums
+over turns and one entry per turn. Their lower bound keeps calls on one instance in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -54,11 +57,12 @@ from asynclm.bench.bfcl.bfcl_prompt import (
 )
 from asynclm.bench.bfcl.checker import check
 from asynclm.bench.bfcl.data import (
-    MULTI_TURN_CATEGORIES, RUNNABLE_CATEGORIES, BfclItem, ground_truth_calls, load,
+    MULTI_STEP_PARALLEL, MULTI_TURN_CATEGORIES, RUNNABLE_CATEGORIES, BfclItem, ground_truth_calls,
+    load, parts,
 )
 from asynclm.bench.bfcl.timing import CallTimer, call_duration, canonical_args, get_profile
 from asynclm.engines.base import ChatMessage, Engine
-from asynclm.protocol import format_call
+from asynclm.protocol import format_call, render_trap
 from asynclm.runtime import CallRecord, Session, SessionConfig, SessionResult, get_strategy
 from asynclm.tools import Toolbox
 from asynclm.trace import SpanKind, Trace
@@ -91,6 +95,11 @@ class BenchConfig:
     max_tokens: int = 384
     deadline_s: float | None = 120.0
     threads: int | None = None
+    write_ahead: bool = False
+    """Multi-turn, simulator: the oracle writes a call on an instance right after the previous
+    one was written (True), or only once its result is in (False, the paper's multi-step)."""
+    ordered: bool = True
+    """Multi-turn: calls on one BFCL instance keep emission order (``Ordered`` keys)."""
 
     @property
     def categories(self) -> list[str]:
@@ -98,15 +107,15 @@ class BenchConfig:
         return [c.strip() for c in self.category.split(",") if c.strip()]
 
     def validate(self) -> None:
+        runnable = (*RUNNABLE_CATEGORIES, *MULTI_TURN_CATEGORIES, MULTI_STEP_PARALLEL)
         if not self.categories:
             raise ValueError("no category")
         for category in self.categories:
-            if category in MULTI_TURN_CATEGORIES:
-                raise ValueError(f"{category}: multi-turn categories are not supported yet")
-            if category not in RUNNABLE_CATEGORIES:
+            if category not in runnable:
                 raise ValueError(
-                    f"category {category!r} is not runnable; choose one of "
-                    f"{', '.join(RUNNABLE_CATEGORIES)}")
+                    f"category {category!r} is not runnable; choose one of {', '.join(runnable)}")
+            if category not in RUNNABLE_CATEGORIES and BFCL_PROMPT in self.strategies:
+                raise ValueError(f"{BFCL_PROMPT} runs single-turn categories only")
         if self.engine not in ("sim", "llamacpp"):
             raise ValueError(f"unknown engine {self.engine!r}; choose sim or llamacpp")
         if not self.strategies:
@@ -189,9 +198,15 @@ def bfcl_chat(item: BfclItem, cfg: BenchConfig) -> list[ChatMessage]:
 
 
 def lower_bound(
-    result: SessionResult, tokens_of: Callable[[str], int]
+    result: SessionResult, tokens_of: Callable[[str], int], *,
+    order_key: Callable[[CallRecord], Hashable | None] | None = None, futures: bool = False,
 ) -> dict[str, float]:
-    """The run's lower bound (see the module docstring) and its parts, in seconds."""
+    """The run's lower bound (see the module docstring) and its parts, in seconds.
+
+    ``order_key``: calls with equal non-None keys must run one after another in emission order
+    (a stateful tool instance); each then depends on the previous one, and the bound takes the
+    longest such chain (``futures=True``: the model may write a call before its predecessor's
+    result is in). Trap blocks are not work: their decode time is left out of ``D``."""
     spans = result.trace.model_spans
     P = sum(s.duration for s in spans if s.kind is SpanKind.PREFILL)
     decode = [s for s in spans if s.kind is SpanKind.DECODE]
@@ -204,9 +219,20 @@ def lower_bound(
         A = sum(max(0.0, s.end - max(s.start, t)) for s in decode)
     G = [tau * tokens_of(c.raw) for c in result.calls]
     E = [c.duration_s or 0.0 for c in result.calls]
-    rest = max(0.0, D - A - sum(G))
-    lb = latency.lower_bound([*G, rest], [*E, 0.0], prefix=P, suffix=A)
+    deps: dict[int, tuple[int, ...]] = {}
+    if order_key is not None:
+        last: dict[Hashable, int] = {}
+        for i, c in enumerate(result.calls):
+            key = order_key(c)
+            if key is not None:
+                if key in last:
+                    deps[i] = (last[key],)
+                last[key] = i
+    T = tau * tokens_of(render_trap()) * result.counters.get("traps", 0)
+    rest = max(0.0, D - A - sum(G) - T)
+    lb = latency.lower_bound([*G, rest], [*E, 0.0], deps, futures=futures, prefix=P, suffix=A)
     return {"lb_s": lb, "prefill_s": P, "decode_s": D, "answer_s": A, "sum_G_s": sum(G),
+            "trap_decode_s": T,
             "max_G_plus_E_s": max((g + e for g, e in zip(G, E, strict=True)), default=0.0)}
 
 
@@ -360,6 +386,10 @@ def bfcl_record(
 
 
 def _sim_run(item: BfclItem, strategy: str, cfg: BenchConfig) -> dict[str, Any]:
+    if item.multi_turn:
+        from asynclm.bench.bfcl.run_multi import sim_conversation
+
+        return sim_conversation(item, strategy, cfg)
     from asynclm.engines.sim import (
         OraclePolicy, ScriptedPolicy, SimCall, SimCosts, SimEngine, SimTask,
     )
@@ -393,10 +423,12 @@ def _sim_run(item: BfclItem, strategy: str, cfg: BenchConfig) -> dict[str, Any]:
 
 
 def _session(engine: Engine, tools: Toolbox, strategy: str, cfg: BenchConfig,
-             item: BfclItem) -> Session:
+             item: BfclItem, system: str | None = None) -> Session:
+    """A session for one run (or turn); a joined item gets ``max_tokens`` per sample."""
+    budget = cfg.max_tokens * len(parts(item))
     return Session(
-        engine, tools, strategy=strategy,
-        config=SessionConfig(max_tokens=cfg.max_tokens, deadline_s=cfg.deadline_s),
+        engine, tools, strategy=strategy, system=system,
+        config=SessionConfig(max_tokens=budget, deadline_s=cfg.deadline_s),
         trace_meta={"benchmark": "bfcl", "item": item.id, "engine": cfg.engine},
     )
 
@@ -409,6 +441,10 @@ async def _llama_warmup(engine: Engine) -> None:
 
 async def _llama_run(engine: Engine, item: BfclItem, strategy: str,
                      cfg: BenchConfig) -> dict[str, Any]:
+    if item.multi_turn:
+        from asynclm.bench.bfcl.run_multi import llama_conversation
+
+        return await llama_conversation(engine, item, strategy, cfg)
     tools = build_tools(item, cfg)
     if strategy == BFCL_PROMPT:
         messages = bfcl_chat(item, cfg)
@@ -461,8 +497,11 @@ def run_bfcl(
         "n_items": len(items),
         "strategies": summarize(items, records, cfg.strategies),
         "items": [
-            {"id": it.id, "question": it.question, "n_expected_calls": len(it.ground_truth),
-             "ground_truth": [{fn: a} for fn, a in ground_truth_calls(it)],
+            {"id": it.id, "question": it.question,
+             "n_expected_calls": (sum(len(t) for t in it.ground_truth) if it.multi_turn
+                                  else len(it.ground_truth)),
+             "ground_truth": ([list(t) for t in it.ground_truth] if it.multi_turn
+                              else [{fn: a} for fn, a in ground_truth_calls(it)]),
              "runs": records[it.id]}
             for it in items
         ],
