@@ -24,6 +24,7 @@ import json
 import random
 import shutil
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,7 +57,8 @@ class TrainConfig:
     limit: int | None = None
     """Use only the first ``limit`` examples of the file (tests)."""
     model_path: Path | None = None
-    """A GGUF file to use instead of the bundled ``model`` (tests)."""
+    """A GGUF file, or a Hugging Face model directory (tests), instead of the bundled
+    ``model``."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -69,10 +71,13 @@ def _gguf(cfg: TrainConfig) -> Path:
 
 
 def load_tokenizer(gguf: Path, cache: Path | None = None) -> Any:
-    """The GGUF file's tokenizer as a Hugging Face tokenizer (converting it takes ~20 s; with
-    ``cache`` the converted tokenizer is saved there and reused)."""
+    """The GGUF file's tokenizer as a Hugging Face tokenizer (converting it takes ~20-60 s;
+    with ``cache`` the converted tokenizer is saved there and reused). A directory is loaded
+    as it is."""
     from transformers import AutoTokenizer
 
+    if gguf.is_dir():
+        return AutoTokenizer.from_pretrained(gguf)
     if cache is not None and (cache / "tokenizer_config.json").is_file():
         return AutoTokenizer.from_pretrained(cache)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -82,10 +87,12 @@ def load_tokenizer(gguf: Path, cache: Path | None = None) -> Any:
 
 
 def load_base(gguf: Path) -> Any:
-    """The dequantized base model (fp32)."""
+    """The dequantized base model (fp32); a directory is loaded as it is."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    if gguf.is_dir():
+        return AutoModelForCausalLM.from_pretrained(gguf, dtype=torch.float32)
     return AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
                                                 dtype=torch.float32)
 
@@ -138,7 +145,10 @@ def train(cfg: TrainConfig, console: Any | None = None) -> dict[str, Any]:
     base = load_base(gguf)
     lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                       target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
-    model = get_peft_model(base, lora).to(device)
+    with warnings.catch_warnings():  # peft still asks transformers a deprecated question
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
+                                category=FutureWarning)
+        model = get_peft_model(base, lora).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     load_s = time.perf_counter() - t_load
@@ -175,7 +185,7 @@ def train(cfg: TrainConfig, console: Any | None = None) -> dict[str, Any]:
                 out = model(input_ids=x, labels=y)
                 k = sum(1 for v in labels[1:] if v != IGNORE)  # tokens in HF's shifted loss
                 (out.loss * k / max(1, n_train)).backward()
-                total_loss += float(out.loss) * k
+                total_loss += float(out.loss.detach()) * k
                 n_tok += k
                 n_all += len(ids)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
