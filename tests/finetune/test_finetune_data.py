@@ -138,3 +138,15 @@ def test_user_interrupt_example_directly():
     ex = user_interrupt_example(a, b, DataConfig())
     assert check_example(ex) == []
     assert ex["sources"] == [a.id, b.id]
+
+
+def test_cli_writes_and_checks(tmp_path: Path):
+    typer_testing = pytest.importorskip("typer.testing")
+    from asynclm.cli import app
+
+    out = tmp_path / "t.jsonl"
+    r = typer_testing.CliRunner().invoke(app, ["finetune", "data", "--out", str(out),
+                                               "--limit", "4", "--user-interrupts", "1"])
+    assert r.exit_code == 0, r.output
+    assert '"check_failures": 0' in r.output
+    assert len(out.read_text().splitlines()) == 5
