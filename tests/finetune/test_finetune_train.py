@@ -97,3 +97,19 @@ def test_order_is_a_seeded_shuffle_per_epoch():
     assert sorted(first) == sorted(second) == [0, 1, 2, 3]
     it2 = order(4, 0)
     assert [next(it2) for _ in range(8)] == first + second
+
+
+def test_masked_loss_equals_the_usual_shifted_loss(tiny):
+    from peft import LoraConfig
+
+    from asynclm.finetune.tokens import encode_example
+    from asynclm.finetune.train import _masked_loss, load_base, load_tokenizer, with_lora
+
+    model_dir, _ = tiny
+    tok = load_tokenizer(model_dir)
+    ids, labels = encode_example(EX, tok)
+    model = with_lora(load_base(model_dir), LoraConfig(r=2, target_modules=["q_proj"]))
+    total, k = _masked_loss(model, ids, labels, "cpu")
+    ref = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss
+    assert k == sum(1 for v in labels[1:] if v != -100)
+    assert float(total.detach()) / k == pytest.approx(float(ref.detach()), rel=1e-5)
