@@ -79,6 +79,15 @@ def test_trains_checkpoints_and_resumes(tiny, tmp_path: Path):
     assert straight["history"][-1]["loss"] == pytest.approx(second["history"][-1]["loss"], rel=1e-4)
 
 
+def test_resume_refuses_other_settings(tiny, tmp_path: Path):
+    out = tmp_path / "run"
+    train(_cfg(tiny, out, 2))
+    model, data = tiny
+    with pytest.raises(ValueError, match="other data or settings"):
+        train(TrainConfig(data=data, out=out, model_path=model, steps=3, batch=1, max_len=256,
+                          save_every=2, rank=4, dropout=0.0))
+
+
 def test_loss_counts_only_trainable_tokens(tiny, tmp_path: Path):
     s = train(_cfg(tiny, tmp_path / "r", 1))
     h = s["history"][0]

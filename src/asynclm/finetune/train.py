@@ -157,6 +157,9 @@ def train(cfg: TrainConfig, console: Any | None = None) -> dict[str, Any]:
         set_peft_model_state_dict(model, load_file(str(last / "adapter_model.safetensors")))
         opt.load_state_dict(torch.load(last / "optimizer.pt", map_location=device))
         state = json.loads((last / "state.json").read_text())
+        if state.get("fingerprint") != _fingerprint(cfg):
+            raise ValueError(f"{last} was made with other data or settings; use another --out "
+                             "or --no-resume")
         start, history = int(state["step"]), list(state["history"])
     elif not cfg.resume and (cfg.out / "checkpoints").exists():
         shutil.rmtree(cfg.out / "checkpoints")
@@ -167,10 +170,11 @@ def train(cfg: TrainConfig, console: Any | None = None) -> dict[str, Any]:
     model.train()
     progress = _progress(console)
     step_times: list[float] = []
+    cpu_times: list[float] = []  # process CPU time: comparable on a shared machine
     with progress:
         task = progress.add_task("train", total=cfg.steps, completed=start, loss=float("nan"))
         for step in range(start, cfg.steps):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, cfg)
             total_loss, n_tok, n_all = 0.0, 0, 0
@@ -187,8 +191,10 @@ def train(cfg: TrainConfig, console: Any | None = None) -> dict[str, Any]:
             opt.zero_grad(set_to_none=True)
             dt = time.perf_counter() - t0
             step_times.append(dt)
+            cpu_times.append(time.process_time() - c0)
             loss = total_loss / max(1, n_tok)
-            history.append({"step": step + 1, "loss": loss, "seconds": dt, "tokens": n_all,
+            history.append({"step": step + 1, "loss": loss, "seconds": dt,
+                            "cpu_seconds": cpu_times[-1], "tokens": n_all,
                             "train_tokens": n_tok, "lr": _lr_at(step, cfg)})
             progress.update(task, advance=1, loss=loss)
             if console is not None and not console.is_terminal:  # logs get one line per step
@@ -211,6 +217,9 @@ def train(cfg: TrainConfig, console: Any | None = None) -> dict[str, Any]:
         "load_seconds": load_s,
         "steps_this_run": len(step_times),
         "seconds_per_step": sum(step_times) / len(step_times) if step_times else None,
+        "cpu_seconds_per_step": sum(cpu_times) / len(cpu_times) if cpu_times else None,
+        "tokens_per_cpu_second": (
+            sum(h["tokens"] for h in history[start:]) / sum(cpu_times) if cpu_times else None),
         "tokens_per_second": (
             sum(h["tokens"] for h in history[start:]) / sum(step_times) if step_times else None),
         "history": history,
@@ -248,6 +257,16 @@ def _masked_loss(model: Any, ids: Sequence[int], labels: Sequence[int],
     return F.cross_entropy(logits, target[keep], reduction="sum"), int(keep.numel())
 
 
+def _fingerprint(cfg: TrainConfig) -> dict[str, Any]:
+    """What must not change between a run and its resumption (the data order depends on it)."""
+    import hashlib
+
+    return {"data_sha256": hashlib.sha256(cfg.data.read_bytes()).hexdigest(),
+            "max_len": cfg.max_len, "batch": cfg.batch, "seed": cfg.seed, "limit": cfg.limit,
+            "rank": cfg.rank, "alpha": cfg.alpha, "target_modules": list(cfg.target_modules),
+            "model": str(cfg.model_path or cfg.model)}
+
+
 def _save(model: Any, opt: Any, cfg: TrainConfig, step: int, history: Sequence[dict]) -> None:
     import torch
 
@@ -257,7 +276,8 @@ def _save(model: Any, opt: Any, cfg: TrainConfig, step: int, history: Sequence[d
         shutil.rmtree(tmp)
     model.save_pretrained(tmp)
     torch.save(opt.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "history": list(history)}))
+    (tmp / "state.json").write_text(json.dumps(
+        {"step": step, "history": list(history), "fingerprint": _fingerprint(cfg)}))
     if d.exists():
         shutil.rmtree(d)
     tmp.rename(d)  # a checkpoint appears only once complete
