@@ -116,6 +116,13 @@ def test_broken_simulation_is_detected():
     bad = json.loads(json.dumps(ex))
     bad["sim"][0]["traps"] += 1
     assert check_example(bad)
+    bad = json.loads(json.dumps(ex))
+    bad["sim"][0]["calls"][0]["result"] = {"status": "ok", "value": -1}
+    assert "simulated result" in " ".join(check_example(bad))
+    bad = json.loads(json.dumps(ex))
+    c = bad["sim"][0]["calls"]
+    c[0]["injected_at"], c[1]["injected_at"] = c[1]["injected_at"] + 1, c[0]["injected_at"]
+    assert "order the simulation injected" in " ".join(check_example(bad))
 
 
 def test_deterministic_and_jsonl(tmp_path: Path):

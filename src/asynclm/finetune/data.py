@@ -390,13 +390,17 @@ def _check_turn(msg: Mapping[str, Any], sim: Mapping[str, Any]) -> list[str]:
             if json.dumps(c.args, sort_keys=True, default=str) != json.dumps(
                     s["args"], sort_keys=True, default=str):
                 out.append(f"{c.id}: arguments differ")
-    by_inj = sorted(simc, key=lambda c: (c["injected_at"], simc.index(c)))
     call_ids = [i.id for i in intrs if i.id != USER_ID]
     if sorted(call_ids) != sorted(c["id"] for c in simc):
         out.append("interrupts differ from the simulated calls")
-    elif [round(c["injected_at"], 9) for c in by_inj] != sorted(
-            round(c["injected_at"], 9) for c in simc):
-        out.append("injection times out of order")  # pragma: no cover - sorted by construction
+    else:
+        at = {c["id"]: c["injected_at"] for c in simc}
+        times = [at[i] for i in call_ids]
+        if times != sorted(times):
+            out.append("interrupts not in the order the simulation injected them")
+        results = {c["id"]: format_value(c["result"]) for c in simc}
+        if any(i.payload.strip() != results[i.id] for i in intrs if i.id != USER_ID):
+            out.append("an interrupt's payload is not its call's simulated result")
     pos = {c.id: c.start for c in calls}
     ipos = {i.id: i.start for i in intrs}
     for c in simc:
