@@ -47,7 +47,8 @@ def _fake_adapter(base: Path, d: Path, *, scale: float, rank: int = 4, seed: int
     save_file(tensors, str(d / "adapter_model.safetensors"))
     (d / "adapter_config.json").write_text(json.dumps({
         "peft_type": "LORA", "r": rank, "lora_alpha": 2 * rank,
-        "target_modules": ["q_proj", "v_proj"], "task_type": "CAUSAL_LM"}))
+        "target_modules": ["q_proj", "v_proj"], "layers_to_transform": [0, 1, 2, 3],
+        "task_type": "CAUSAL_LM"}))
     return d
 
 
@@ -92,3 +93,41 @@ def test_export_rejects_a_mismatched_adapter(base: Path, tmp_path: Path):
     (d / "adapter_config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="rank"):
         export_gguf_lora(d, tmp_path / "a.gguf", base_model=base)
+
+
+@pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
+def test_llamacpp_applies_the_same_change_as_peft(base: Path, tmp_path: Path):
+    """The exported adapter moves llama.cpp's next-token logits the way PEFT moves the
+    transformers model's (same orientation of A/B, same alpha/rank scale)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    import llama_cpp
+    import numpy as np
+
+    from asynclm.finetune.export import export_gguf_lora
+    from asynclm.finetune.train import load_base
+
+    torch.set_num_threads(1)
+    adapter = _fake_adapter(base, tmp_path / "a", scale=0.02)
+    export_gguf_lora(adapter, tmp_path / "a.gguf", base_model=base)
+    ids = [151644, 872, 198, 6023, 151645, 198, 151644, 77091, 198]  # ChatML "user: hi", assistant
+
+    def llama(lora: bool) -> np.ndarray:
+        kw = {"lora_path": str(tmp_path / "a.gguf")} if lora else {}
+        llm = llama_cpp.Llama(str(base), n_ctx=64, n_threads=1, verbose=False, **kw)
+        llm.eval(ids)
+        ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+        out = np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).copy()
+        llm.close()
+        return out
+
+    hf = load_base(base)
+    with torch.no_grad():
+        before = hf(input_ids=torch.tensor([ids])).logits[0, -1].numpy().copy()
+        model = peft.PeftModel.from_pretrained(hf, str(adapter))
+        after = model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
+    d_hf, d_llama = after - before, llama(True) - llama(False)
+    assert np.linalg.norm(d_hf) > 1.0  # the adapter matters
+    assert np.corrcoef(d_hf, d_llama)[0, 1] > 0.95
+    assert 0.8 < np.linalg.norm(d_llama) / np.linalg.norm(d_hf) < 1.25
