@@ -14,7 +14,7 @@ TEST_MODEL ?= qwen2.5-coder-0.5b
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: install browser demo demo-sim test test-fast bench clean
+.PHONY: install browser demo demo-sim test test-fast bench finetune-data clean
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -54,6 +54,10 @@ test-fast: install
 bench: install
 	$(BIN)/asynclm models pull $(DEMO_MODEL)
 	$(BIN)/python benchmarks/run_all.py
+
+# Training transcripts for `asynclm finetune train` (needs only the core and bfcl-eval).
+finetune-data: install
+	$(BIN)/asynclm finetune data --out finetune/train.jsonl
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

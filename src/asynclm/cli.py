@@ -21,6 +21,9 @@ if typer is not None:
     models_app = typer.Typer(no_args_is_help=True, help="Bundled models.")
     app.add_typer(bench_app, name="bench")
     app.add_typer(models_app, name="models")
+    from asynclm.finetune.cli import finetune_app
+
+    app.add_typer(finetune_app, name="finetune")
     console = Console(soft_wrap=True)
 
     def _command() -> str:
