@@ -501,12 +501,10 @@ class HttpEngine:
         """Read until a token is pending or the stream has ended (then resume once if it ended
         for length with nothing pending, or hand out EOS for a stop)."""
         for _ in range(4):
+            while not self._pending and self._stream is not None and not self._stream.done:
+                await self._read(self._stream)  # a failed stream is replaced by its resume
             s = self._stream
-            if s is None:
-                return
-            while not self._pending and not s.done:
-                await self._read(s)
-            if self._pending:
+            if self._pending or s is None:
                 return
             if s.stats.finish != "length" or s.stats.received:
                 return
@@ -519,8 +517,11 @@ class HttpEngine:
         try:
             line = await asyncio.wait_for(anext(s.lines), self.read_timeout_s)
         except StopAsyncIteration:
+            if s.stats.finish is None:  # cut short: no finish reason, no [DONE]
+                await self._stream_failed(s, ServerUnavailable(
+                    f"{self.base_url}: the {self.mode} stream ended without a finish reason"))
+                return
             s.done = True
-            s.stats.finish = s.stats.finish or "stop"
             s.stats.ended_at = loop.time()
             return
         except (TimeoutError, self._httpx.TimeoutException) as e:
@@ -562,9 +563,7 @@ class HttpEngine:
         s.stats.finish = "error"
         s.stats.attrs["error"] = str(err)
         await self._close_stream()
-        if s.stats.retries >= self.retries or self._pending:
-            if self._pending:
-                return  # hand out what arrived; the next step resumes
+        if s.stats.retries >= self.retries:
             raise err
         await asyncio.sleep(self.backoff_s * 2**s.stats.retries)
         await self._open("resume", retries=s.stats.retries + 1)
