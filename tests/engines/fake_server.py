@@ -294,6 +294,7 @@ class FakeServer:
     def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
+            self._server.force_exit = True  # do not wait for hanging handlers
             assert self._thread is not None
             self._thread.join(10)
             self._server = None
