@@ -70,6 +70,7 @@ __all__ = [
     "ServerTimeout",
     "ServerUnavailable",
     "Tokenizer",
+    "connect",
 ]
 
 # ServerError (RuntimeError)
@@ -798,3 +799,11 @@ def _capabilities(mode: Mode) -> Capabilities:
         true_injection=False, rollback=True, token_ids=exact, prefix_cache=mode is not Mode.CHAT,
         reports_cached_tokens=exact,
     )
+
+
+async def connect(base_url: str, model: str | os.PathLike[str], **kwargs: Any) -> HttpEngine:
+    """:meth:`HttpEngine.connect` with the tokenizer of ``model``: a GGUF file path, or a
+    bundled model name (see ``asynclm models list``). The CLI's ``--engine openai`` uses this."""
+    path = os.fspath(model)
+    tok = GGUFTokenizer(path) if os.path.isfile(path) else GGUFTokenizer.from_name(path)
+    return await HttpEngine.connect(base_url, tok, **kwargs)

@@ -78,7 +78,7 @@ SIM_ANSWER = "Done: every requested call was made."
 @dataclass(frozen=True, slots=True)
 class BenchConfig:
     category: str = "parallel"
-    engine: Literal["sim", "llamacpp"] = "sim"
+    engine: Literal["sim", "llamacpp", "openai"] = "sim"
     model: str = "qwen2.5-coder-1.5b"
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES
     limit: int | None = None
@@ -91,6 +91,8 @@ class BenchConfig:
     max_tokens: int = 384
     deadline_s: float | None = 120.0
     threads: int | None = None
+    base_url: str | None = None
+    """``openai`` engine: the server (its tokenizer comes from ``model``)."""
 
     def validate(self) -> None:
         if self.category in MULTI_TURN_CATEGORIES:
@@ -99,8 +101,10 @@ class BenchConfig:
             raise ValueError(
                 f"category {self.category!r} is not runnable; choose one of "
                 f"{', '.join(RUNNABLE_CATEGORIES)}")
-        if self.engine not in ("sim", "llamacpp"):
-            raise ValueError(f"unknown engine {self.engine!r}; choose sim or llamacpp")
+        if self.engine not in ("sim", "llamacpp", "openai"):
+            raise ValueError(f"unknown engine {self.engine!r}; choose sim, llamacpp or openai")
+        if self.engine == "openai" and not self.base_url:
+            raise ValueError("--engine openai needs --base-url")
         if not self.strategies:
             raise ValueError("no strategies")
         if len(set(self.strategies)) != len(self.strategies):
@@ -468,7 +472,12 @@ async def _llama_all(
 ) -> dict[str, Any]:
     own = engine is None
     t = time.perf_counter()
-    if engine is None:
+    if engine is None and cfg.engine == "openai":
+        from asynclm.engines.openai_http import connect
+
+        assert cfg.base_url is not None
+        engine = await connect(cfg.base_url, cfg.model)
+    elif engine is None:
         from asynclm.engines.llamacpp import LlamaCppEngine
 
         engine = await asyncio.to_thread(
