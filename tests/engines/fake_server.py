@@ -207,9 +207,10 @@ class FakeServer:
             Route("/get_model_info", model_info), Route("/version", version),
             Route("/completion", generate, methods=["POST"]),
             Route("/generate", generate, methods=["POST"]),
-            Route("/v1/completions", generate, methods=["POST"]),
             Route("/v1/chat/completions", generate, methods=["POST"]),
         ]
+        if self.flavor != "chat":  # a chat-only API has no /v1/completions at all
+            routes.append(Route("/v1/completions", generate, methods=["POST"]))
         return Starlette(routes=routes)
 
     async def _stream(self, rec: Record, prompt: list[int], start: int, n: int, ban: set[int],

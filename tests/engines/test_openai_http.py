@@ -58,11 +58,12 @@ def test_probe_picks_the_best_mode(flavor):
             engine = await connect(srv)
             try:
                 assert isinstance(engine, Engine)
-                return engine.mode, engine.capabilities
+                return engine.mode, engine.capabilities, list(srv.records)
             finally:
                 await engine.aclose()
 
-    mode, caps = run(go())
+    mode, caps, generated = run(go())
+    assert generated == []  # probing generates nothing (it would evict a server's cache)
     assert mode == Mode(flavor)
     assert caps.token_ids == (flavor in TOKEN_FLAVORS)
     assert caps.reports_cached_tokens == (flavor in TOKEN_FLAVORS)

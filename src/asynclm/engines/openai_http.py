@@ -363,12 +363,11 @@ class HttpEngine:
             return Mode.VLLM, info
         if models is None and props is None and sgl is None and ver is None:
             raise ServerUnavailable(f"no inference server answers at {self.base_url}")
-        try:
-            r = await self._client.post("/v1/completions", json={
-                "model": info.get("model"), "prompt": "a", "max_tokens": 1})
+        try:  # GET: an existing POST route answers 405, a missing one 404; nothing generates
+            r = await self._client.get("/v1/completions")
         except self._httpx.HTTPError as e:
             raise ServerUnavailable(f"{self.base_url}: {e!r}") from e
-        return (Mode.CHAT if r.status_code in (404, 405) else Mode.TEXT), info
+        return (Mode.CHAT if r.status_code == 404 else Mode.TEXT), info
 
     async def _get_json(self, path: str) -> Any:
         httpx = self._httpx
@@ -408,6 +407,8 @@ class HttpEngine:
         tokens = self.tokenizer.tokenize_chat(messages)
         if self.mode is Mode.CHAT:  # chat requests need the messages, not their tokens
             self._messages[tuple(tokens)] = list(messages)
+            while len(self._messages) > 16:
+                del self._messages[next(iter(self._messages))]
         return tokens
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
@@ -448,7 +449,7 @@ class HttpEngine:
             await self._fill()
             tok = self._pending.popleft() if self._pending else self.tokenizer.eos_id
             await self._close_stream()
-            if tok in ban:
+            if tok in ban and self.mode in _TOKEN_MODES:
                 raise ServerResponseError(f"the server returned banned token {tok}")
             self._ctx.append(tok)
             return tok
