@@ -146,6 +146,7 @@ def test_resume_is_served_from_the_servers_cache(server, tokenizer):
     resumes = [q for q in reqs if q["reason"] == "resume"]
     assert r.n_injected >= 1 and resumes, r.transcript
     assert len(hits) == len(reqs)  # every request of the run reused the cache
+    print("server-logged (cached, computed) per request:", hits)
     for (cached, computed), q in zip(hits, reqs):
         assert cached / (cached + computed) >= 0.9, (cached, computed, q)
         assert abs((cached + computed) - q["prompt_tokens"]) <= 2  # same context, same count
