@@ -86,7 +86,13 @@ if typer is not None:
                 finally:
                     await eng.aclose()
 
-            run = asyncio.run(go_http())
+            from asynclm.engines.openai_http import ServerError
+
+            try:
+                run = asyncio.run(go_http())
+            except ServerError as exc:
+                Console(stderr=True).print(f"[red]error:[/] {exc}")
+                raise typer.Exit(1) from None
         else:
             raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
         console.print(report(run), highlight=False)
