@@ -192,3 +192,40 @@ def test_closing_the_stream_stops_the_server(server, tokenizer):
     assert b"Disconnected from client" in log or b"disconnected" in log
     # what was left of the budget would have taken > 250 * per_token
     assert wait < 0.5 * 250 * per_token + 2, (wait, per_token)
+
+
+def test_server_killed_mid_session_is_a_clear_error_and_no_outcome_is_lost(
+        llama_model_path, tokenizer):
+    """The tool kills the server (SIGKILL) while the model waits for its result: the resume
+    fails fast with ServerUnavailable, and the call still has its one outcome."""
+    from collections import Counter
+
+    from asynclm.bench.server import LlamaCppServer
+    from asynclm.engines.openai_http import ServerUnavailable
+    from asynclm.runtime import events as ev
+
+    with LlamaCppServer(llama_model_path, n_threads=1, n_ctx=2048) as srv:
+
+        @tool
+        async def get_weather(city: str) -> dict:
+            """Weather in a city."""
+            srv.proc.kill()
+            srv.proc.wait()
+            return {"temp_c": 12}
+
+        async def go():
+            engine = await HttpEngine.connect(srv.url, tokenizer, retries=1, backoff_s=0.05)
+            s = Session(engine, [get_weather], strategy="sync", system=SYS,
+                        config=SessionConfig(max_tokens=60, deadline_s=120))
+            events: list = []
+            t = time.monotonic()
+            with pytest.raises(ServerUnavailable):
+                await s.run("Weather in Lisbon?", on_event=events.append)
+            await engine.aclose()
+            return events, time.monotonic() - t
+
+        events, took = run(go())
+    emitted = Counter(e.call_id for e in events if isinstance(e, ev.CallEmitted))
+    completed = Counter(e.call_id for e in events if isinstance(e, ev.CallCompleted))
+    assert emitted and emitted == completed
+    assert took < 60
