@@ -229,3 +229,25 @@ def test_server_killed_mid_session_is_a_clear_error_and_no_outcome_is_lost(
     completed = Counter(e.call_id for e in events if isinstance(e, ev.CallCompleted))
     assert emitted and emitted == completed
     assert took < 60
+
+
+def test_hf_tokenizer_agrees_with_the_gguf_tokenizer(tokenizer, llama_model_path):
+    """The transformers tokenizer (what vLLM/SGLang users have) built from the same GGUF file
+    gives the same ids, bytes, chat prompt and EOS as the GGUF vocabulary."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    from asynclm.engines.openai_http import HFTokenizer
+
+    hf = HFTokenizer.from_pretrained(str(llama_model_path.parent),
+                                     gguf_file=llama_model_path.name)
+    for text in ("def add(a, b):\n    return a + b", "héllo 世界 🙂", "x <|im_end|> y"):
+        for special in (False, True):
+            assert hf.tokenize(text, special=special) == tokenizer.tokenize(text, special=special)
+        ids = tokenizer.tokenize(text)
+        assert hf.detokenize(ids) == tokenizer.detokenize(ids) == text.encode()
+        assert b"".join(hf.detokenize([t]) for t in ids) == text.encode()  # byte-exact pieces
+    msgs = [ChatMessage("system", "sys <|im_start|>"), ChatMessage("user", "hi")]
+    assert hf.tokenize_chat(msgs) == tokenizer.tokenize_chat(msgs)
+    im_end = tokenizer.tokenize("<|im_end|>", special=True)[0]
+    assert hf.is_eos(im_end) and tokenizer.is_eos(im_end) and not hf.is_eos(ids[0])
+    assert im_end in hf.control_texts()

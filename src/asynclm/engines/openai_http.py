@@ -62,6 +62,7 @@ from asynclm.engines.base import Capabilities, ChatMessage
 
 __all__ = [
     "GGUFTokenizer",
+    "HFTokenizer",
     "HttpEngine",
     "Mode",
     "RequestStats",
@@ -188,6 +189,70 @@ class GGUFTokenizer:
 
     def close(self) -> None:
         self._vocab.close()
+
+
+class HFTokenizer:
+    """A Hugging Face ``transformers`` tokenizer: the one vLLM and SGLang load with the
+    checkpoint they serve (``HFTokenizer.from_pretrained("Qwen/Qwen2.5-Coder-7B-Instruct")``).
+    Byte-level BPE pieces are mapped back to exact bytes; other tokenizers fall back to
+    ``decode`` per token."""
+
+    _EOS_NAMES = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>")
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tok = tokenizer
+        added = {int(i): t for i, t in tokenizer.added_tokens_decoder.items()}
+        self._added = {i: t.content for i, t in added.items()}
+        self._controls = {i: t.content for i, t in added.items() if t.special}
+        vocab = tokenizer.get_vocab()
+        eos = {tokenizer.eos_token_id} | {vocab[n] for n in self._EOS_NAMES if n in vocab}
+        self._eos = frozenset(int(t) for t in eos if t is not None)
+        self.eos_id: int = int(tokenizer.eos_token_id)
+        try:
+            from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
+
+            self._byte_of: dict[str, int] | None = {c: b for b, c in bytes_to_unicode().items()}
+        except ImportError:  # pragma: no cover - very old transformers
+            self._byte_of = None
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **kwargs: Any) -> HFTokenizer:
+        from transformers import AutoTokenizer
+
+        return cls(AutoTokenizer.from_pretrained(name_or_path, **kwargs))
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=False,
+                                     split_special_tokens=not special))
+
+    def detokenize(self, tokens: Sequence[int]) -> bytes:
+        out: list[bytes] = []
+        byte_of = self._byte_of
+        for t in tokens:
+            t = int(t)
+            if t in self._added:
+                out.append(self._added[t].encode("utf-8"))
+                continue
+            piece = self._tok.convert_ids_to_tokens(t)
+            if byte_of is not None and piece is not None and all(c in byte_of for c in piece):
+                out.append(bytes(byte_of[c] for c in piece))
+            else:
+                out.append(self._tok.decode([t], skip_special_tokens=False).encode("utf-8"))
+        return b"".join(out)
+
+    def is_eos(self, token: int) -> bool:
+        return int(token) in self._eos
+
+    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
+        return str(self._tok.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in messages],
+            tokenize=False, add_generation_prompt=True))
+
+    def tokenize_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
+        return _tokenize_chat(self, messages)
+
+    def control_texts(self) -> dict[int, str]:
+        return dict(self._controls)
 
 
 _SENTINEL = re.compile("\ue000(\\d+)\ue001")
