@@ -47,6 +47,8 @@ COMMANDS = [
       for profile in ("paper", "web")),
     "bench overhead --sessions 50 --calls 20 "
     "--json benchmarks/results/overhead.json --report benchmarks/results/overhead.md",
+    "bench server --model qwen2.5-coder-0.5b --tasks 3 --threads 1 "
+    "--json benchmarks/results/server.json --report benchmarks/results/server.md",
 ]
 
 

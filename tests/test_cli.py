@@ -46,3 +46,12 @@ def test_unknown_model_is_a_clear_error():
     result = runner.invoke(app, ["models", "pull", "no-such-model"])
     assert result.exit_code == 1
     assert "unknown model" in result.output
+
+
+def test_engine_openai_needs_a_base_url():
+    for args in (["demo", "--engine", "openai"],
+                 ["bench", "bfcl", "--engine", "openai", "--limit", "1"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code != 0
+        assert "base-url" in result.output.replace("_", "-"), result.output
+

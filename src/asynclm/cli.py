@@ -41,10 +41,15 @@ if typer is not None:
     @app.command()
     def demo(
         out: Annotated[Path, typer.Option(help="Where traces and PNGs go.")] = Path("asynclm-demo"),
-        engine: Annotated[str, typer.Option(help="llama (in-process llama.cpp) or sim.")] = "llama",
-        model: Annotated[str, typer.Option(help="Bundled model name (asynclm models list).")] = (
+        engine: Annotated[str, typer.Option(
+            help="llama (in-process llama.cpp), sim, or openai (a server at --base-url).")] = "llama",
+        model: Annotated[str, typer.Option(help="Bundled model name (asynclm models list); "
+                                                "with openai, the server model's tokenizer "
+                                                "(a name or a GGUF path).")] = (
             "qwen2.5-coder-1.5b"),
         threads: Annotated[int | None, typer.Option(help="CPU threads for llama.cpp.")] = None,
+        base_url: Annotated[str | None, typer.Option(
+            help="openai: the server, e.g. http://127.0.0.1:8000 (vLLM, SGLang, llama.cpp).")] = None,
     ) -> None:
         """Run a multi-tool task sync then async; print answers, timelines and the speedup."""
         import asyncio
@@ -70,6 +75,27 @@ if typer is not None:
                     await eng.aclose()
 
             run = asyncio.run(go())
+        elif engine == "openai":
+            if not base_url:
+                raise typer.BadParameter("--engine openai needs --base-url", param_hint="--base-url")
+            from asynclm.engines.openai_http import connect
+
+            async def go_http():
+                eng = await connect(base_url, model)
+                console.print(f"[bold]asynclm demo[/] — {base_url} ({eng.mode} mode), real tools")
+                try:
+                    with console.status("running the task sync, then async…"):
+                        return await run_model_demo(eng, label=f"{eng.mode}:{base_url}")
+                finally:
+                    await eng.aclose()
+
+            from asynclm.engines.openai_http import ServerError
+
+            try:
+                run = asyncio.run(go_http())
+            except ServerError as exc:
+                Console(stderr=True).print(f"[red]error:[/] {exc}")
+                raise typer.Exit(1) from None
         else:
             raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
         console.print(report(run), highlight=False)
@@ -177,7 +203,8 @@ if typer is not None:
     @bench_app.command("bfcl")
     def bench_bfcl(
         category: str = "parallel",
-        engine: Annotated[str, typer.Option(help="sim (virtual time) or llamacpp.")] = "sim",
+        engine: Annotated[str, typer.Option(
+            help="sim (virtual time), llamacpp, or openai (a server at --base-url).")] = "sim",
         model: Annotated[str, typer.Option(help="Bundled model (llamacpp).")] = (
             "qwen2.5-coder-1.5b"),
         strategies: Annotated[str | None, typer.Option(
@@ -196,6 +223,8 @@ if typer is not None:
         write_ahead: Annotated[bool, typer.Option(
             help="Multi-turn, sim: the oracle writes a call on a tool instance without waiting"
                  " for the previous call's result.")] = False,
+        base_url: Annotated[str | None, typer.Option(
+            help="openai: the server; --model names its tokenizer.")] = None,
         json_path: Annotated[Path | None, typer.Option("--json")] = None,
         report: Annotated[Path | None, typer.Option("--report")] = None,
     ) -> None:
@@ -219,6 +248,7 @@ if typer is not None:
                 seed=seed, tpot_ms=tpot_ms, ttft_ms=ttft_ms, profile=profile,
                 cheat_sheet=cheat_sheet, max_tokens=max_tokens, threads=threads,
                 write_ahead=write_ahead,
+                **({"base_url": base_url} if base_url else {}),
                 **({"strategies": strategies} if strategies else {}))
             result = run_bfcl(cfg, progress=lambda m: err.print(m, highlight=False))
         except (BfclNotInstalled, ValueError) as exc:
@@ -280,6 +310,21 @@ if typer is not None:
 
             names = [p.name for p in write_plots(result, folder)]
         _write(result, json_path, report, markdown(result, result.get("command"), names))
+    @bench_app.command("server")
+    def bench_server(
+        model: str = "qwen2.5-coder-0.5b", tasks: int = 3,
+        threads: Annotated[int, typer.Option(help="Server threads.")] = 1,
+        max_tokens: int = 200,
+        json_path: Annotated[Path | None, typer.Option("--json")] = None,
+        report: Annotated[Path | None, typer.Option("--report")] = None,
+    ) -> None:
+        """Sync, Sync-Parallel, Async-Naive and Async-with-resume over a real
+        ``python -m llama_cpp.server``: median latency and server-side prefill tokens."""
+        from asynclm.bench.server import run_server_bench, server_report
+
+        result = run_server_bench(model, tasks=tasks, n_threads=threads, max_tokens=max_tokens)
+        result["command"] = _command()
+        _write(result, json_path, report, server_report(result))
 
     @bench_app.command("injection")
     def bench_injection(

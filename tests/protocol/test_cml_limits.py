@@ -56,7 +56,7 @@ def assert_linear(chunk: int, *, transcript: bool) -> None:
     repeated once; quadratic work (4x) fails both."""
     small, big = adversarial(1), adversarial(2)
     t1 = t2 = 0.0
-    for _ in range(2):
+    for _ in range(3):
         t1 = t2 = float("inf")
         worst = 0.0
         for _ in range(3):
@@ -95,18 +95,19 @@ GROWING_BLOCKS = {
 @pytest.mark.parametrize("name", list(GROWING_BLOCKS))
 def test_one_growing_block_is_linear(name: str) -> None:
     """A single block (or text run) of 2x the size, fed 16 characters at a time, takes at most
-    2.5x the time: nothing re-reads what a block has accumulated."""
+    3x the time (a re-read of what a block has accumulated would take 4x): nothing re-reads.
+    Best of three, up to three tries, so that a busy machine does not fail it."""
     build, transcript = GROWING_BLOCKS[name]
     small, big = build(100_000), build(200_000)
     t1 = t2 = 0.0
-    for _ in range(2):
+    for _ in range(3):
         t1 = t2 = float("inf")
         for _ in range(3):
             t1 = min(t1, feed_all(small, 16, transcript=transcript)[0])
             t2 = min(t2, feed_all(big, 16, transcript=transcript)[0])
-        if t2 <= 2.5 * t1:
+        if t2 <= 3.0 * t1:
             return
-    raise AssertionError(f"{name}: time for 2x input {t2:.3f}s > 2.5 x {t1:.3f}s")
+    raise AssertionError(f"{name}: time for 2x input {t2:.3f}s > 3 x {t1:.3f}s")
 
 
 def _events(stream: str, cuts: list[int]) -> list[Event]:

@@ -18,6 +18,11 @@ Contract, for every engine:
 - ``tokenize(text, special=False)``: untrusted text must be tokenized with ``special=False``, so
   that a payload spelling a control token never becomes one.
 - Every coroutine may be cancelled; ``aclose`` releases the engine and is idempotent.
+
+Optional: an engine that talks to a server may offer ``take_requests() -> list`` (the requests
+sent since the last call, each with ``reason``, ``prompt_tokens``, ``cached_tokens``,
+``sent_at``, ``first_at``...); a session then records them in its trace (see
+:class:`asynclm.engines.openai_http.HttpEngine`).
 """
 
 from __future__ import annotations

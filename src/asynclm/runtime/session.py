@@ -220,6 +220,10 @@ class _Run:
         self.first_token_at: float | None = None
         self.stop: StopReason = "eos"
         self.executor: Executor
+        # Engines that talk to a server log their requests (see HttpEngine.take_requests).
+        self._take_requests: Callable[[], list[Any]] | None = getattr(
+            self.engine, "take_requests", None)
+        self.requests: list[Any] = []
 
     # -- plumbing --------------------------------------------------------------------------
     def now(self) -> float:
@@ -271,6 +275,7 @@ class _Run:
         except BaseExceptionGroup as group_exc:  # only engine/loop failures get here
             raise group_exc.exceptions[0] if len(group_exc.exceptions) == 1 else group_exc
         t1 = self.now()
+        self._record_requests()
         self.trace.set_bounds(t0, t1)
         transcript = self.engine.detokenize(self.ctx[self.prompt_len:]).decode("utf-8", "replace")
         calls = tuple(
@@ -313,6 +318,8 @@ class _Run:
             ban = frozenset()
             t1 = self.now()
             self.n_generated += 1
+            if self._take_requests is not None:
+                t = self._request_span(t, t1)
             self.trace.add_span("decode", "decode", t, t1, tokens=1)
             if self.first_token_at is None:
                 self.first_token_at = t1
@@ -460,9 +467,43 @@ class _Run:
         return frozenset({removed[0]}) if removed[0] >= 0 else None
 
     # -- context edits -------------------------------------------------------------------------
+    def _request_span(self, t: float, t1: float) -> float:
+        """A step that sent a server request (a resume): the time to its first token is
+        recorded as a ``reprefill`` span; returns where the decode span starts."""
+        assert self._take_requests is not None
+        reqs = self._take_requests()
+        self.requests += reqs
+        if not reqs or reqs[-1].first_at is None or not t <= reqs[-1].first_at <= t1:
+            return t
+        r = reqs[-1]
+        self.trace.add_span("reprefill", f"server.{r.reason}", t, r.first_at,
+                            tokens=r.prompt_tokens, cached=r.cached_tokens)
+        return r.first_at
+
+    def _record_requests(self) -> None:
+        """Every server request of the run, as ``server.request`` instants (final figures),
+        and totals in the counters: prompt tokens sent, and those the server reported cached."""
+        if self._take_requests is None:
+            return
+        self.requests += self._take_requests()
+        cached = [r.cached_tokens for r in self.requests if r.cached_tokens is not None]
+        self.counters["server_requests"] = len(self.requests)
+        self.counters["server_prompt_tokens"] = sum(r.prompt_tokens for r in self.requests)
+        if cached:
+            self.counters["server_cached_tokens"] = sum(cached)
+        for r in self.requests:
+            self.trace.add_instant(
+                "server.request", r.sent_at, reason=r.reason, mode=r.mode,
+                prompt_tokens=r.prompt_tokens, cached_tokens=r.cached_tokens,
+                received=r.received, finish=r.finish, retries=r.retries,
+                first_s=None if r.first_at is None else r.first_at - r.sent_at,
+            )
+
     async def _prefill(self, tokens: list[int], kind: str) -> None:
         t = self.now()
         cached = await self.engine.prefill(tokens)
+        if self._take_requests is not None:
+            self.requests += self._take_requests()
         self.ctx = list(tokens)
         self.trace.add_span(kind, kind, t, self.now(), tokens=len(tokens), cached=cached)
 
@@ -530,6 +571,8 @@ class _Run:
             kind = "interrupt"
         else:  # an API client: a new request carrying the whole context, processed again
             await self.engine.prefill(self.ctx + tokens, reuse_prefix=False)
+            if self._take_requests is not None:
+                self.requests += self._take_requests()
             self.ctx.extend(tokens)
             kind = "reprefill"
         t1 = self.now()

@@ -82,7 +82,7 @@ SIM_ANSWER = "Done: every requested call was made."
 @dataclass(frozen=True, slots=True)
 class BenchConfig:
     category: str = "parallel"
-    engine: Literal["sim", "llamacpp"] = "sim"
+    engine: Literal["sim", "llamacpp", "openai"] = "sim"
     model: str = "qwen2.5-coder-1.5b"
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES
     limit: int | None = None
@@ -101,6 +101,9 @@ class BenchConfig:
     ordered: bool = True
     """Multi-turn: calls on one BFCL instance keep emission order (``Ordered`` keys)."""
 
+    base_url: str | None = None
+    """``openai`` engine: the server (its tokenizer comes from ``model``)."""
+
     @property
     def categories(self) -> list[str]:
         """``category`` may name several, comma-separated (``limit`` applies to each)."""
@@ -116,8 +119,10 @@ class BenchConfig:
                     f"category {category!r} is not runnable; choose one of {', '.join(runnable)}")
             if category not in RUNNABLE_CATEGORIES and BFCL_PROMPT in self.strategies:
                 raise ValueError(f"{BFCL_PROMPT} runs single-turn categories only")
-        if self.engine not in ("sim", "llamacpp"):
-            raise ValueError(f"unknown engine {self.engine!r}; choose sim or llamacpp")
+        if self.engine not in ("sim", "llamacpp", "openai"):
+            raise ValueError(f"unknown engine {self.engine!r}; choose sim, llamacpp or openai")
+        if self.engine == "openai" and not self.base_url:
+            raise ValueError("--engine openai needs --base-url")
         if not self.strategies:
             raise ValueError("no strategies")
         if len(set(self.strategies)) != len(self.strategies):
@@ -515,7 +520,12 @@ async def _llama_all(
 ) -> dict[str, Any]:
     own = engine is None
     t = time.perf_counter()
-    if engine is None:
+    if engine is None and cfg.engine == "openai":
+        from asynclm.engines.openai_http import connect
+
+        assert cfg.base_url is not None
+        engine = await connect(cfg.base_url, cfg.model)
+    elif engine is None:
         from asynclm.engines.llamacpp import LlamaCppEngine
 
         engine = await asyncio.to_thread(
