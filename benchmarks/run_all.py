@@ -41,10 +41,16 @@ COMMANDS = [
     "--json benchmarks/results/calls-1.5b.json --report benchmarks/results/calls-1.5b.md",
     *(f"bench bfcl --engine llamacpp --model qwen2.5-coder-1.5b --threads 2 "
       f"--category parallel,parallel_multiple --limit 10 --profile {profile} "
-      f"--strategies sync,sync-reprefill,sync-parallel,async "
+      f"--strategies sync,sync-parallel,async "
       f"--json benchmarks/results/bfcl-llama-1.5b-{profile}.json "
       f"--report benchmarks/results/bfcl-llama-1.5b-{profile}.md"
-      for profile in ("paper", "web")),
+      for profile in ("web", "paper")),
+    # re-prefilling the context per call costs about 20 s a call on this CPU: fewer items
+    "bench bfcl --engine llamacpp --model qwen2.5-coder-1.5b --threads 2 "
+    "--category parallel,parallel_multiple --limit 3 --profile web "
+    "--strategies sync,sync-reprefill "
+    "--json benchmarks/results/bfcl-llama-1.5b-reprefill.json "
+    "--report benchmarks/results/bfcl-llama-1.5b-reprefill.md",
     "bench overhead --sessions 50 --calls 20 "
     "--json benchmarks/results/overhead.json --report benchmarks/results/overhead.md",
     "bench server --model qwen2.5-coder-0.5b --tasks 3 --threads 1 "
