@@ -27,9 +27,10 @@ def add(a: int, b: int) -> int:
 
 def scripted(
     script: list[Any], tools: list[Any] | None = None, *, strategy: str = "async",
-    tpot_s: float = 0.01, config: SessionConfig | None = None, **kw: Any,
+    tpot_s: float = 0.01, config: SessionConfig | None = None,
+    costs: dict[str, float] | None = None, **kw: Any,
 ) -> SessionResult:
-    engine = SimEngine(ScriptedPolicy(script), SimCosts(tpot_s=tpot_s))
+    engine = SimEngine(ScriptedPolicy(script), SimCosts(tpot_s=tpot_s, **(costs or {})))
     session = Session(engine, tools if tools is not None else [sleepy, add], strategy=strategy,
                       system="test", config=config, **kw)
     return run_virtual(session.run("go"))

@@ -302,3 +302,14 @@ def test_repeats_run_again_when_asked():
         '[CALL] b [HEAD] sleepy(seconds=0.1, tag="one") [END]\n[TRAP][END]\n',
     ], config=SessionConfig(repeated_calls="run"))
     assert all(c.started_at is not None and c.repeat_of is None for c in r.calls)
+
+
+def test_a_result_that_lands_during_an_injection_follows_it_at_once():
+    # b completes while a's interrupt is being appended (appends are slow here): b goes in
+    # right after a, before the model writes another token.
+    r = scripted([
+        '[CALL] a [HEAD] sleepy(seconds=0.1, tag="a") [END]\n',
+        '[CALL] b [HEAD] sleepy(seconds=0.12, tag="b") [END]\n',
+        " ".join(["word"] * 60),  # still writing when a's result lands
+    ], tpot_s=0.01, costs={"append_tps": 20.0})
+    assert '[INTR] a [HEAD] "a" [END]\n[INTR] b [HEAD] "b" [END]\n' in r.transcript

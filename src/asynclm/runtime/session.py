@@ -546,9 +546,12 @@ class _Run:
         self.ctx.extend(tokens)
 
     async def _inject(self) -> None:
-        batch = self.interrupts.take()
-        if not batch:
-            return
+        """Inject every ready result; results that complete while an injection is being
+        appended follow at once (still a safe point), not after the model's next token."""
+        while self.interrupts.ready:
+            await self._inject_batch(self.interrupts.take())
+
+    async def _inject_batch(self, batch: list[CallRecord | Message]) -> None:
         segments = self.interrupts.render(batch)
         if not self.line_start:  # e.g. a call block the model ended with end-of-generation
             segments.insert(0, Segment("\n", trusted=True))
