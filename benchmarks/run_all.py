@@ -39,15 +39,19 @@ COMMANDS = [
     "--json benchmarks/results/injection.json --report benchmarks/results/injection.md",
     "bench calls --model qwen2.5-coder-1.5b --threads 2 "
     "--json benchmarks/results/calls-1.5b.json --report benchmarks/results/calls-1.5b.md",
-    *(f"bench bfcl --engine llamacpp --model qwen2.5-coder-1.5b --threads 2 "
-      f"--category parallel,parallel_multiple --limit 10 --profile {profile} "
-      f"--strategies sync,sync-parallel,async "
-      f"--json benchmarks/results/bfcl-llama-1.5b-{profile}.json "
-      f"--report benchmarks/results/bfcl-llama-1.5b-{profile}.md"
-      for profile in ("web", "paper")),
+    "bench bfcl --engine llamacpp --model qwen2.5-coder-1.5b --threads 2 "
+    "--category parallel,parallel_multiple --limit 10 --profile web "
+    "--strategies sync,sync-parallel,async "
+    "--json benchmarks/results/bfcl-llama-1.5b-web.json "
+    "--report benchmarks/results/bfcl-llama-1.5b-web.md",
+    "bench bfcl --engine llamacpp --model qwen2.5-coder-1.5b --threads 2 "
+    "--category parallel,parallel_multiple --limit 5 --profile paper "
+    "--strategies sync,sync-parallel,async "
+    "--json benchmarks/results/bfcl-llama-1.5b-paper.json "
+    "--report benchmarks/results/bfcl-llama-1.5b-paper.md",
     # re-prefilling the context per call costs about 20 s a call on this CPU: fewer items
     "bench bfcl --engine llamacpp --model qwen2.5-coder-1.5b --threads 2 "
-    "--category parallel,parallel_multiple --limit 3 --profile web "
+    "--category parallel,parallel_multiple --limit 2 --profile web "
     "--strategies sync,sync-reprefill "
     "--json benchmarks/results/bfcl-llama-1.5b-reprefill.json "
     "--report benchmarks/results/bfcl-llama-1.5b-reprefill.md",
