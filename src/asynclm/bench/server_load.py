@@ -1,5 +1,6 @@
 """Load on the HTTP server: many concurrent simulated sessions, each followed over SSE and sent
-one message right after it is created (it goes in at the session's first safe point). Checks that no event is lost and measures event-delivery latency
+one message right after it is created (it goes in at the session's first safe point). Checks
+that no event is lost and measures event-delivery latency
 (server publish → client receipt, both on this machine's monotonic clock)."""
 
 from __future__ import annotations
