@@ -236,6 +236,7 @@ def test_hf_tokenizer_agrees_with_the_gguf_tokenizer(tokenizer, llama_model_path
     gives the same ids, bytes, chat prompt and EOS as the GGUF vocabulary."""
     pytest.importorskip("transformers")
     pytest.importorskip("gguf")
+    pytest.importorskip("torch", reason="transformers reads GGUF files only with torch installed")
     from asynclm.engines.openai_http import HFTokenizer
 
     hf = HFTokenizer.from_pretrained(str(llama_model_path.parent),
