@@ -313,3 +313,32 @@ def test_a_result_that_lands_during_an_injection_follows_it_at_once():
         " ".join(["word"] * 60),  # still writing when a's result lands
     ], tpot_s=0.01, costs={"append_tps": 20.0})
     assert '[INTR] a [HEAD] "a" [END]\n[INTR] b [HEAD] "b" [END]\n' in r.transcript
+
+
+def test_a_repeated_failing_call_counts_as_a_repeat_and_the_loop_is_cut():
+    loop = scripted(
+        [f'[CALL] r{i} [HEAD] nosuch(x=1) [END]\n[TRAP][END]\n' for i in range(12)]
+        + ["done"], config=SessionConfig(max_repeats=3))
+    assert loop.stop_reason == "repeat_limit" and len(loop.calls) == 5
+    assert all(c.status == "error" for c in loop.calls)
+    # the same for a call that does not parse: keyed by its text
+    bad = scripted(
+        ['[CALL] b [HEAD] {"num1": 3} [END]\n[TRAP][END]\n'] * 12 + ["done"],
+        config=SessionConfig(max_repeats=3))
+    assert bad.stop_reason == "repeat_limit" and bad.counters["malformed"] == 5
+    # a corrected call is not a repeat
+    fixed = scripted([
+        '[CALL] a [HEAD] add(a=1) [END]\n[TRAP][END]\n',
+        '[CALL] b [HEAD] add(a=1, b=2) [END]\n[TRAP][END]\n', "done"])
+    assert fixed.stop_reason == "eos" and fixed.counters["repeats"] == 0
+
+
+def test_a_degenerate_cycle_ends_the_turn_long_before_the_token_cap():
+    # the simulator's tokenizer makes a token of each digit run and each space
+    r = scripted(["510! is 1551 ", "17 557 " * 400], config=SessionConfig(max_tokens=4000))
+    assert r.stop_reason == "repetition" and r.n_generated < 150
+    ok = scripted(["Primes: " + ", ".join(str(p) for p in range(2, 400)) + "."],
+                  config=SessionConfig(max_tokens=4000))
+    assert ok.stop_reason == "eos"
+    off = scripted(["ab " * 200], config=SessionConfig(max_tokens=100, loop_window=0))
+    assert off.stop_reason == "max_tokens"

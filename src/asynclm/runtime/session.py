@@ -31,6 +31,7 @@ from asynclm.protocol import (
 from asynclm.runtime import events as ev
 from asynclm.runtime.control import Message, RunControl
 from asynclm.runtime.executor import Executor
+from asynclm.runtime.guards import LoopDetector
 from asynclm.runtime.interrupts import InterruptManager, Segment
 from asynclm.runtime.records import CallRecord
 from asynclm.runtime.strategies import Strategy, get_strategy
@@ -38,7 +39,8 @@ from asynclm.tools import Tool, Toolbox
 from asynclm.trace import Trace
 
 StopReason = Literal[
-    "eos", "max_tokens", "deadline", "rollback_limit", "trap_limit", "repeat_limit"]
+    "eos", "max_tokens", "deadline", "rollback_limit", "trap_limit", "repeat_limit",
+    "repetition"]
 _ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
@@ -53,8 +55,12 @@ class SessionConfig:
     ``repeated_calls``: a call identical to an earlier one whose result the model already
     received (same tool and arguments, a tool without an ordering key, i.e. not stateful) is
     either answered with that result without running again (``reuse``; its interrupt says so)
-    or run again (``run``). More than ``max_repeats`` such repeats end the turn
-    (``repeat_limit``): small models otherwise loop on a call."""
+    or run again (``run``). A call identical to one whose *error* was delivered runs again
+    but counts as a repeat too. More than ``max_repeats`` repeats end the turn
+    (``repeat_limit``): small models otherwise loop on a call.
+    ``loop_window``: the last ``loop_window`` sampled tokens forming one short cycle
+    (``557117557117…``) end the turn (``repetition``) instead of running to ``max_tokens``;
+    0 disables the guard (see :class:`~asynclm.runtime.guards.LoopDetector`)."""
 
     max_tokens: int = 1024
     deadline_s: float | None = None
@@ -66,6 +72,7 @@ class SessionConfig:
     max_empty_traps: int = 4
     repeated_calls: Literal["reuse", "run"] = "reuse"
     max_repeats: int = 3
+    loop_window: int = 48
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +224,8 @@ class _Run:
         self.counters = {
             "rollbacks": 0, "empty_traps": 0, "traps": 0, "malformed": 0, "repeats": 0}
         self.delivered: dict[str, CallRecord] = {}  # call key -> first ok call injected
+        self.failed: set[str] = set()  # keys of calls whose error was injected
+        self.loop_guard = LoopDetector(self.cfg.loop_window)
         self.first_token_at: float | None = None
         self.stop: StopReason = "eos"
         self.executor: Executor
@@ -334,6 +343,9 @@ class _Run:
             self.tok_text.append(text)
             self.tok_id.append(tok)
             self.ctx.append(tok)
+            if self.loop_guard.feed(tok):
+                self.stop = "repetition"
+                return
             if not text:
                 continue
             self.line_start = text.endswith("\n")
@@ -354,7 +366,8 @@ class _Run:
             return await self._on_call(event.id, event.fn, event.args, event.pos, event.raw, None)
         elif isinstance(event, MalformedCall):
             self.counters["malformed"] += 1
-            await self._on_call(event.id, "", {}, (), event.raw, f"malformed call: {event.reason}")
+            return await self._on_call(
+                event.id, "", {}, (), event.raw, f"malformed call: {event.reason}")
         elif isinstance(event, Trap):
             self.counters["traps"] += 1
             return await self._trap("trap")
@@ -385,7 +398,9 @@ class _Run:
         raw: str, error: str | None,
     ) -> None | str:
         call_id, injectable, assigned = self._assign_id(written_id)
-        repeat_of = None if error is not None else self._repeat_of(fn, args, pos)
+        key = _call_key(fn if error is None else "", args, pos, raw) if (
+            self.delivered or self.failed) else ""
+        repeat_of = None if error is not None or not key else self._repeat_of(key, fn)
         t = self.now()
         self.trace.add_instant("call.emitted", t, call_id=call_id, fn=fn)
         if self.on_event is not None:
@@ -394,7 +409,7 @@ class _Run:
             call_id, fn, args, pos=pos, raw=raw, injectable=injectable, id_assigned=assigned,
             start=self.strategy.start_on_emit, error=error, repeat_of=repeat_of,
         )
-        if repeat_of is not None:
+        if repeat_of is not None or key in self.failed:
             self.counters["repeats"] += 1
             if self.counters["repeats"] > self.cfg.max_repeats:
                 self.stop = "repeat_limit"
@@ -405,10 +420,10 @@ class _Run:
             await self.executor.wait(call_id)
             self.trace.add_span("trap", "wait", t, self.now(), call_id=call_id)
 
-    def _repeat_of(self, fn: str, args: dict[str, Any], pos: tuple[Any, ...]) -> CallRecord | None:
+    def _repeat_of(self, key: str, fn: str) -> CallRecord | None:
         if self.cfg.repeated_calls != "reuse" or not self.delivered:
             return None
-        prev = self.delivered.get(_call_key(fn, args, pos))
+        prev = self.delivered.get(key)
         if prev is None or self.s.tools[fn].order_key(prev.args) is not None:
             return None  # never seen, or a stateful tool: calls are not interchangeable
         return prev
@@ -509,6 +524,7 @@ class _Run:
 
     async def _truncate(self, n: int) -> None:
         await self.engine.rollback(n)
+        self.loop_guard.reset()
         del self.ctx[n:]
         k = bisect_left(self.tok_ctx, n)
         del self.tok_start[k:], self.tok_ctx[k:], self.tok_text[k:], self.tok_id[k:]
@@ -583,18 +599,24 @@ class _Run:
         extra = {"messages": list(senders)} if senders else {}
         self.trace.add_span(kind, "inject", t, t1, call_ids=list(ids), tokens=len(tokens), **extra)
         self.trace.add_instant("interrupt.injected", t1, call_ids=list(ids), **extra)
+        self.loop_guard.reset()
         for rec in calls:
             self.injected_at[rec.id] = t1
             if rec.status == "ok" and not rec.depends_on:
-                self.delivered.setdefault(_call_key(rec.fn, rec.args, rec.pos), rec)
+                self.delivered.setdefault(_call_key(rec.fn, rec.args, rec.pos, rec.raw), rec)
+            elif rec.status == "error":
+                self.failed.add(_call_key(rec.fn, rec.args, rec.pos, rec.raw))
         self.n_injected += len(calls)
         if self.on_event is not None:
             self.emit(ev.InterruptInjected(
                 ids, "".join(s.text for s in segments), len(tokens), t1, messages=senders))
 
 
-def _call_key(fn: str, args: dict[str, Any], pos: tuple[Any, ...]) -> str:
-    """Identity of a call for spotting repeats: the tool and its arguments, canonical."""
+def _call_key(fn: str, args: dict[str, Any], pos: tuple[Any, ...], raw: str) -> str:
+    """Identity of a call for spotting repeats: the tool and its arguments, canonical; for a
+    call that did not parse (no ``fn``), its text with whitespace normalized."""
+    if not fn:
+        return " ".join(raw.split())
     return json.dumps([fn, args, pos], sort_keys=True, default=repr)
 
 
