@@ -160,6 +160,10 @@ if typer is not None:
         engine: Annotated[str, typer.Option(help="sim (virtual time) or llamacpp.")] = "sim",
         tasks: Annotated[int, typer.Option(help="Sim: tasks per shape.")] = 50,
         tpot_ms: float = 5.0, ttft_ms: float = 0.0, seed: int = 0,
+        multi_step_parallel: Annotated[bool, typer.Option(
+            "--multi-step-parallel",
+            help="Sim: also the first --tasks items of the multi-step-parallel set (BFCL "
+                 "multi_turn_base joined three at a time; needs bfcl-eval).")] = False,
         model: Annotated[str, typer.Option(help="llamacpp: bundled model.")] = (
             "qwen2.5-coder-1.5b"),
         limit: Annotated[int | None, typer.Option(help="llamacpp: first N tasks.")] = None,
@@ -173,7 +177,8 @@ if typer is not None:
         if engine == "sim":
             from asynclm.bench.dag import bench_dag as run, goals, markdown
 
-            result = run(tasks=tasks, tpot_ms=tpot_ms, ttft_ms=ttft_ms, seed=seed)
+            result = run(tasks=tasks, tpot_ms=tpot_ms, ttft_ms=ttft_ms, seed=seed,
+                         multi_step_parallel=tasks if multi_step_parallel else 0)
             result["goals"] = goals(result)
         elif engine == "llamacpp":
             from asynclm.bench.dag_real import bench_dag_real as run_real, markdown

@@ -8,8 +8,12 @@ takes the ``id`` field of each input's result: with futures the model writes ``$
 without, it waits for the result and copies the value (``"order-4821"``), as a real model must.
 Function times: 30 ms + Exp(mean 80 ms), capped at 500 ms (the paper's setup).
 
-The multi-step-parallel set (BFCL multi-step items joined three at a time) is not included yet:
-it is being built in ``bench/bfcl`` on another branch.
+With ``multi_step_parallel=N`` (CLI ``--multi-step-parallel``: ``--tasks`` items) the paper's
+multi-step-parallel set runs beside the synthetic shapes: BFCL ``multi_turn_base`` samples joined
+three at a time, the ground-truth calls of each turn, the calls of one sample chained in order
+(:mod:`.dag_bfcl`). Each item is one row: its turns run as separate sessions, one after another,
+and every figure (measured, bounds, analytic, optimum) is the sum over its turns. ``all`` in the
+summary is the synthetic shapes only.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Any, Literal
 
 from asynclm import latency
 from asynclm.bench._stats import quantile
+from asynclm.bench.bfcl.data import MULTI_STEP_PARALLEL  # the set's shape name (no BFCL import)
+from asynclm.bench.dag_bfcl import ChainBy, make_msp_tasks, report_intro, report_notes
 from asynclm.bench.synthetic import paper_duration
 from asynclm.engines.sim import (
     CompilerPolicy, OraclePolicy, SimCall, SimCosts, SimEngine, SimTask, SimTokenizer,
@@ -28,6 +34,7 @@ from asynclm.engines.sim import (
 from asynclm.protocol import Ref, render_call
 from asynclm.runtime import Session, SessionResult, run_virtual
 from asynclm.runtime.compiler import CompilerSession
+from asynclm.tools import Ordered, Toolbox
 
 Shape = Literal["chain", "fanout", "diamond", "random"]
 SHAPES: tuple[Shape, ...] = ("chain", "fanout", "diamond", "random")
@@ -36,7 +43,8 @@ STRATEGIES = ("sync", "sync-parallel", "llmcompiler", "async", "async-futures",
 """``async-futures`` writes calls longest-first (LPT, as ``async``); ``async-futures-cp`` by
 critical path (longest estimated path through the call's dependents first)."""
 BRUTE_FORCE_MAX = 7
-"""DAGs with at most this many calls get the exact optimum (every topological order)."""
+"""DAGs with at most this many calls get the exact optimum (every topological order); a
+multi-step-parallel item gets it when each of its turns has at most this many."""
 
 _WORDS = ("flight hotel order invoice customer account report city stock news weather rate "
           "booking seat ticket route").split()
@@ -89,15 +97,27 @@ def make_tasks(n_per_shape: int, seed: int, shapes: Sequence[Shape] = SHAPES) ->
     return tasks
 
 
+def task_tools(task: SimTask) -> Toolbox:
+    """The task's simulated tools (:func:`task_toolbox`); a tool named in ``task.meta["order"]``
+    declares ``Ordered(key)``, so calls of tools with equal keys run one after another, in
+    emission order (how stateful tools keep order without references)."""
+    tools = task_toolbox(task)
+    order = task.meta.get("order")
+    if not order:
+        return tools
+    return Toolbox([t.replace(order_by=Ordered(order[n])) if n in order else t
+                    for n, t in tools.items()])
+
+
 def run_task(task: SimTask, strategy: str, costs: SimCosts) -> SessionResult:
     """One task under one strategy (virtual time)."""
     if strategy == "llmcompiler":
         engine = SimEngine(CompilerPolicy(task), costs)
-        return run_virtual(CompilerSession(engine, task_toolbox(task)).run(task.prompt))
+        return run_virtual(CompilerSession(engine, task_tools(task)).run(task.prompt))
     futures = strategy.startswith("async-futures")
     order = "critical-path" if strategy == "async-futures-cp" else "lpt"
     engine = SimEngine(OraclePolicy(task, futures=futures, order=order), costs)
-    session = Session(engine, task_toolbox(task), strategy="async" if futures else strategy,
+    session = Session(engine, task_tools(task), strategy="async" if futures else strategy,
                       system="(dag)")
     return run_virtual(session.run(task.prompt))
 
@@ -109,7 +129,7 @@ def task_model(task: SimTask, tpot_s: float) -> dict[str, Any]:
     tok = SimTokenizer()
     idx = {c.id: i for i, c in enumerate(task.calls)}
     roots = [i for i, c in enumerate(task.calls) if not c.needs]
-    first = max(roots, key=lambda i: task.calls[i].estimate)
+    first = max(roots, key=lambda i: task.calls[i].estimate, default=-1)
 
     def g(i: int, args: dict[str, Any]) -> float:
         c = task.calls[i]
@@ -145,66 +165,100 @@ def ancestor_bound(
     return prefix + max(sum(G), max(end, default=0.0)) + suffix
 
 
+def _turn_row(task: SimTask, costs: SimCosts, strategies: Sequence[str]) -> dict[str, Any]:
+    """Bounds, analytic model, optimum (small DAGs) and measured latency of one task."""
+    m = task_model(task, costs.tpot_s)
+    suffix = (SimTokenizer().count(task.answer) + 1) * costs.tpot_s
+    aff = {"prefix": costs.ttft_s, "suffix": suffix}
+    g_min = [min(a, b) for a, b in zip(m["G_ref"], m["G_lit"], strict=True)]
+    row: dict[str, Any] = {
+        # No schedule of these calls, with or without futures, beats this bound.
+        "lower_bound_s": latency.lower_bound(g_min, m["E"], m["deps"], futures=True, **aff),
+        "lower_bound_no_futures_s": latency.lower_bound(m["G_lit"], m["E"], m["deps"], **aff),
+        "ancestor_bound_s": ancestor_bound(g_min, m["E"], m["deps"], **aff),
+        "analytic_s": {
+            "sync": latency.sync(m["G_lit"], m["E"], **aff),
+            "sync-parallel": latency.sync_parallel(m["G_lit"], m["E"], m["deps"], **aff),
+            "async": latency.async_lpt(m["G_lit"], m["E"], m["deps"], **aff),
+            "async-futures": latency.async_lpt(m["G_ref"], m["E"], m["deps"], futures=True,
+                                               **aff),
+            "async-futures-cp": latency.async_order(
+                m["G_ref"], m["E"], latency.critical_path_order(m["G_ref"], m["E"], m["deps"]),
+                m["deps"], futures=True, **aff),
+        },
+        "measured_s": {},
+    }
+    if len(task.calls) <= BRUTE_FORCE_MAX:
+        row["optimum_s"] = {
+            "async": latency.optimal_order(m["G_lit"], m["E"], m["deps"], **aff)[0],
+            "async-futures": latency.optimal_order(m["G_ref"], m["E"], m["deps"],
+                                                   futures=True, **aff)[0],
+        }
+    for s in strategies:
+        r = run_task(task, s, costs)
+        if len(r.calls) != len(task.calls) or any(not c.ok for c in r.calls):
+            raise RuntimeError(f"{task.name} under {s}: calls did not all succeed")
+        row["measured_s"][s] = r.latency_s
+    return row
+
+
+def task_row(turns: Sequence[SimTask], costs: SimCosts, strategies: Sequence[str]
+             ) -> dict[str, Any]:
+    """The result row of one task, or of one multi-step-parallel item given as its turns (run
+    one after another as separate sessions): every figure is the sum over the turns, and the
+    optimum is there only when every turn has one. A single task's row is that task's."""
+    parts = [_turn_row(t, costs, strategies) for t in turns]
+    first = turns[0]
+    row: dict[str, Any] = {"task": first.meta.get("item", first.name),
+                           "shape": first.meta["shape"],
+                           "calls": sum(len(t.calls) for t in turns)}
+    if "turn" in first.meta:
+        row["turns"] = len(turns)
+    for k in ("lower_bound_s", "lower_bound_no_futures_s", "ancestor_bound_s"):
+        row[k] = sum(p[k] for p in parts)
+    for k in ("analytic_s", "measured_s"):
+        row[k] = {s: sum(p[k][s] for p in parts) for s in parts[0][k]}
+    if all("optimum_s" in p for p in parts):
+        row["optimum_s"] = {s: sum(p["optimum_s"][s] for p in parts)
+                            for s in ("async", "async-futures")}
+    return row
+
+
 def bench_dag(
     *, tasks: int = 50, tpot_ms: float = 5.0, ttft_ms: float = 0.0, seed: int = 0,
     shapes: Sequence[Shape] = SHAPES, strategies: Sequence[str] = STRATEGIES,
+    multi_step_parallel: int = 0, chain_by: ChainBy = "sample",
 ) -> dict[str, Any]:
-    """Run every strategy on ``tasks`` DAGs of each shape; returns the JSON-ready result."""
+    """Run every strategy on ``tasks`` DAGs of each shape, and on the first
+    ``multi_step_parallel`` items of the multi-step-parallel set (needs ``bfcl-eval``; calls
+    chained per ``chain_by``, see :mod:`.dag_bfcl`); returns the JSON-ready result."""
     costs = SimCosts(tpot_s=tpot_ms / 1000, ttft_s=ttft_ms / 1000)
-    task_list = make_tasks(tasks, seed, shapes)
-    tok = SimTokenizer()
-    rows: list[dict[str, Any]] = []
-    for task in task_list:
-        m = task_model(task, costs.tpot_s)
-        suffix = (tok.count(task.answer) + 1) * costs.tpot_s
-        aff = {"prefix": costs.ttft_s, "suffix": suffix}
-        g_min = [min(a, b) for a, b in zip(m["G_ref"], m["G_lit"], strict=True)]
-        row: dict[str, Any] = {
-            "task": task.name, "shape": task.meta["shape"], "calls": len(task.calls),
-            # No schedule of these calls, with or without futures, beats this bound.
-            "lower_bound_s": latency.lower_bound(g_min, m["E"], m["deps"], futures=True, **aff),
-            "lower_bound_no_futures_s": latency.lower_bound(m["G_lit"], m["E"], m["deps"], **aff),
-            "ancestor_bound_s": ancestor_bound(g_min, m["E"], m["deps"], **aff),
-            "analytic_s": {
-                "sync": latency.sync(m["G_lit"], m["E"], **aff),
-                "sync-parallel": latency.sync_parallel(m["G_lit"], m["E"], m["deps"], **aff),
-                "async": latency.async_lpt(m["G_lit"], m["E"], m["deps"], **aff),
-                "async-futures": latency.async_lpt(m["G_ref"], m["E"], m["deps"], futures=True,
-                                                   **aff),
-                "async-futures-cp": latency.async_order(
-                    m["G_ref"], m["E"], latency.critical_path_order(m["G_ref"], m["E"], m["deps"]),
-                    m["deps"], futures=True, **aff),
-            },
-            "measured_s": {},
-        }
-        if len(task.calls) <= BRUTE_FORCE_MAX:
-            row["optimum_s"] = {
-                "async": latency.optimal_order(m["G_lit"], m["E"], m["deps"], **aff)[0],
-                "async-futures": latency.optimal_order(m["G_ref"], m["E"], m["deps"],
-                                                       futures=True, **aff)[0],
-            }
-        for s in strategies:
-            r = run_task(task, s, costs)
-            if len(r.calls) != len(task.calls) or any(not c.ok for c in r.calls):
-                raise RuntimeError(f"{task.name} under {s}: calls did not all succeed")
-            row["measured_s"][s] = r.latency_s
-        rows.append(row)
+    units: list[Sequence[SimTask]] = [(t,) for t in make_tasks(tasks, seed, shapes)]
+    params: dict[str, Any] = {}
+    if multi_step_parallel:
+        units += make_msp_tasks(multi_step_parallel, seed, chain_by)
+        params["multi_step_parallel"] = {
+            "items": multi_step_parallel, "chain_by": chain_by,
+            "turns": "separate sessions, one after another; figures summed over turns",
+            "durations": "bench bfcl's CallTimer, profile paper (same law)"}
+    rows = [task_row(u, costs, strategies) for u in units]
     return {
         "benchmark": "dag",
         "params": {"tasks_per_shape": tasks, "shapes": list(shapes), "tpot_ms": tpot_ms,
                    "ttft_ms": ttft_ms, "seed": seed, "strategies": list(strategies),
                    "durations": "30 ms + Exp(mean 80 ms), capped at 500 ms",
-                   "brute_force_max_calls": BRUTE_FORCE_MAX},
+                   "brute_force_max_calls": BRUTE_FORCE_MAX, **params},
         "summary": summarize(rows, strategies),
         "tasks": rows,
     }
 
 
 def summarize(rows: list[dict[str, Any]], strategies: Sequence[str]) -> dict[str, Any]:
-    """Medians per shape (and ``all``): latency, efficiency (lower bound ÷ measured), ratio to
-    the brute-force optimum, and the futures speedup over async."""
+    """Medians per shape (and ``all``: the synthetic shapes' rows): latency, efficiency (lower
+    bound ÷ measured), ratio to the brute-force optimum, and the futures speedup over async."""
     out: dict[str, Any] = {}
-    groups = {"all": rows}
+    synthetic = [r for r in rows if r["shape"] in SHAPES]
+    groups = {"all": synthetic} if synthetic else {}
     for r in rows:
         groups.setdefault(r["shape"], []).append(r)
     for name, rs in groups.items():
@@ -234,20 +288,15 @@ def summarize(rows: list[dict[str, Any]], strategies: Sequence[str]) -> dict[str
             g["small_dags"] = len(small)
             g["optimum_median_s"] = {k: quantile([r["optimum_s"][k] for r in small], .5)
                                      for k in ("async", "async-futures")}
-        if "async" in strategies and "async-futures" in strategies:
-            ratios = [r["measured_s"]["async"] / r["measured_s"]["async-futures"] for r in rs]
-            g["futures_speedup_vs_async"] = {
-                "of_medians": g["strategies"]["async"]["median_s"]
-                / g["strategies"]["async-futures"]["median_s"],
-                "per_task_median": quantile(ratios, .5), "per_task_min": min(ratios),
-                "per_task_slower": sum(x < 1 for x in ratios)}
-        if "async" in strategies and "async-futures-cp" in strategies:
-            ratios = [r["measured_s"]["async"] / r["measured_s"]["async-futures-cp"] for r in rs]
-            g["futures_cp_speedup_vs_async"] = {
-                "of_medians": g["strategies"]["async"]["median_s"]
-                / g["strategies"]["async-futures-cp"]["median_s"],
-                "per_task_median": quantile(ratios, .5), "per_task_min": min(ratios),
-                "per_task_slower": sum(x < 1 for x in ratios)}
+        for key, fut in (("futures_speedup_vs_async", "async-futures"),
+                         ("futures_cp_speedup_vs_async", "async-futures-cp")):
+            if "async" in strategies and fut in strategies:
+                ratios = [r["measured_s"]["async"] / r["measured_s"][fut] for r in rs]
+                g[key] = {
+                    "of_medians": g["strategies"]["async"]["median_s"]
+                    / g["strategies"][fut]["median_s"],
+                    "per_task_median": quantile(ratios, .5), "per_task_min": min(ratios),
+                    "per_task_slower": sum(x < 1 for x in ratios)}
         out[name] = g
     return out
 
@@ -255,29 +304,38 @@ def summarize(rows: list[dict[str, Any]], strategies: Sequence[str]) -> dict[str
 def goals(result: dict[str, Any]) -> dict[str, Any]:
     """The issue's goals, checked against the measurement (never adjusted)."""
     s = result["summary"]
-    eff = s["all"]["strategies"]["async-futures"]["efficiency_median"]
+    eff = s.get("all", {}).get("strategies", {}).get("async-futures", {}).get(
+        "efficiency_median")
     chain = s.get("chain", {}).get("futures_speedup_vs_async", {}).get("of_medians")
     return {
         "futures_efficiency_median": eff, "futures_efficiency_goal": 0.9,
-        "futures_efficiency_met": eff >= 0.9,
+        "futures_efficiency_met": eff is not None and eff >= 0.9,
         "chain_speedup_vs_async": chain, "chain_speedup_goal": 1.15,
         "chain_speedup_met": chain is not None and chain >= 1.15,
     }
 
 
 def markdown(result: dict[str, Any], command: str) -> str:
+    """The report: tables per shape, futures speedups, goals and notes."""
     p = result["params"]
     s = result["summary"]
+    msp = p.get("multi_step_parallel")
     lines = [
-        f"# DAG benchmark ({p['tasks_per_shape']} tasks per shape, {p['tpot_ms']:g} ms/token, "
-        f"TTFT {p['ttft_ms']:g} ms)",
+        f"# DAG benchmark ({p['tasks_per_shape']} tasks per shape"
+        + (f", {msp['items']} multi-step-parallel items" if msp else "")
+        + f", {p['tpot_ms']:g} ms/token, TTFT {p['ttft_ms']:g} ms)",
         "",
         f"Command: `{command}`",
         "",
         "Simulator on virtual time, the real runtime and executor. Shapes: chain (3-5 calls), "
         "fanout (root, 2-4 branches, a joining call), diamond (4-5 calls), random (4-7 calls, "
-        "edge p=0.35). Function times: " + p["durations"] + ". Traps cost their two tokens.",
+        "edge p=0.35). Function times: " + p["durations"] + ". Traps cost their two tokens. "
+        "`all` = these four shapes.",
         "",
+    ]
+    if msp:
+        lines += [report_intro(msp), ""]
+    lines += [
         "Efficiency = lower bound ÷ measured, per task, median. The lower bound is the same for "
         "every strategy: `max(ΣG, longest path)` with futures allowed "
         "(`latency.lower_bound(..., futures=True)`), G = the fewer tokens of the two ways to "
@@ -314,18 +372,20 @@ def markdown(result: dict[str, Any], command: str) -> str:
             if not f:
                 continue
             o = g.get("optimum_median_s", {})
+            unit = "items" if shape == MULTI_STEP_PARALLEL else "DAGs"
             lines.append(
                 f"| {shape} | {label} | {f['of_medians']:.2f}x | {f['per_task_median']:.2f}x | "
                 f"{f['per_task_min']:.2f}x | {f['per_task_slower']} of {g['tasks']} | "
-                + (f"{o['async']:.3f} / {o['async-futures']:.3f} ({g['small_dags']} DAGs)"
+                + (f"{o['async']:.3f} / {o['async-futures']:.3f} ({g['small_dags']} {unit})"
                    if o else "") + " |")
     gl = result.get("goals")
     if gl:
         lines += [
             "", "## Goals", "",
-            "- Async with futures, median efficiency ≥ 0.9: "
-            f"**{gl['futures_efficiency_median']:.3f}"
-            f"** ({'met' if gl['futures_efficiency_met'] else 'missed'}).",
+            "- Async with futures, median efficiency ≥ 0.9 (`all`): **"
+            + ("n/a" if gl["futures_efficiency_median"] is None
+               else f"{gl['futures_efficiency_median']:.3f}")
+            + f"** ({'met' if gl['futures_efficiency_met'] else 'missed'}).",
             f"- Async with futures ≥ 1.15x faster than Async on chains: **"
             + ("n/a" if gl["chain_speedup_vs_async"] is None
                else f"{gl['chain_speedup_vs_async']:.2f}x")
@@ -340,6 +400,10 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "after the last result, and with a time to first token a new request for the joiner.",
         "- async-futures writes calls longest-first (as async does); async-futures-cp by "
         "critical path. sync-parallel is slower than sync on chains: each round costs a trap.",
-        "- Not included: the multi-step-parallel set (being built in `bench/bfcl` on another "
-        "branch).", ""]
+    ]
+    if msp:
+        lines += report_notes(msp, p["brute_force_max_calls"])
+    else:
+        lines.append("- Not in this run: the multi-step-parallel set (`--multi-step-parallel`).")
+    lines.append("")
     return "\n".join(lines)
