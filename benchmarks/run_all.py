@@ -25,9 +25,9 @@ COMMANDS = [
     "--strategies sync,sync-parallel,async-naive,async --tpot-ms 5 --ttft-ms 59 "
     "--json benchmarks/results/bfcl-sim-parallel.json "
     "--report benchmarks/results/bfcl-sim-parallel.md",
-    "bench dag --tasks 50 --tpot-ms 5 --seed 0 "
+    "bench dag --tasks 50 --tpot-ms 5 --seed 0 --multi-step-parallel "
     "--json benchmarks/results/dag.json --report benchmarks/results/dag.md",
-    "bench dag --tasks 50 --tpot-ms 5 --ttft-ms 59 --seed 0 "
+    "bench dag --tasks 50 --tpot-ms 5 --ttft-ms 59 --seed 0 --multi-step-parallel "
     "--json benchmarks/results/dag-ttft59.json --report benchmarks/results/dag-ttft59.md",
     "bench bfcl --engine sim --category multi_turn_base --write-ahead "
     "--strategies sync,sync-parallel,async-naive,async --tpot-ms 5 --ttft-ms 59 "
@@ -55,6 +55,9 @@ COMMANDS = [
     "--strategies sync,sync-reprefill "
     "--json benchmarks/results/bfcl-llama-1.5b-reprefill.json "
     "--report benchmarks/results/bfcl-llama-1.5b-reprefill.md",
+    "bench dag --engine llamacpp --model qwen2.5-coder-1.5b --threads 2 --repeats 3 "
+    "--json benchmarks/results/dag-llama-1.5b.json "
+    "--report benchmarks/results/dag-llama-1.5b.md",
     "bench overhead --sessions 50 --calls 20 "
     "--json benchmarks/results/overhead.json --report benchmarks/results/overhead.md",
     "bench server --model qwen2.5-coder-0.5b --tasks 3 --threads 1 "

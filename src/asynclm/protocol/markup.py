@@ -361,11 +361,27 @@ def _safe_in_context(text: str, markers: Markers, pats: list[str]) -> bool:
     return True
 
 
+_Spec = tuple[list[str], re.Pattern[str], str, str, frozenset[str], list[str]]
+_last_spec: tuple[Markers, Iterable[str], _Spec | None] | None = None
+
+
+def _spec_for(markers: Markers, extra: Iterable[str]) -> _Spec | None:
+    """:func:`_escape_spec` for these arguments; the last answer is kept by identity, since
+    hashing a :class:`Markers` for the cache costs more than the fast path it serves."""
+    global _last_spec
+    last = _last_spec
+    if last is not None and last[0] is markers and last[1] is extra:
+        return last[2]
+    spec = _escape_spec(markers, tuple(extra))
+    _last_spec = (markers, extra, spec)
+    return spec
+
+
 @functools.lru_cache(maxsize=64)
-def _escape_spec(
-    markers: Markers, extra: tuple[str, ...]
-) -> tuple[list[str], re.Pattern[str], str, str, frozenset[str]] | None:
-    """Normalized patterns (longest first), their overlapping finder, normalized context."""
+def _escape_spec(markers: Markers, extra: tuple[str, ...]) -> _Spec | None:
+    """Normalized patterns (longest first), their overlapping finder, normalized context,
+    the patterns' first characters, and the patterns that could begin in the left context
+    and end inside a payload."""
     pats = sorted(
         {_norm(p) for p in (*markers.all(), *markers.forbidden, *extra)} - {""},
         key=len,
@@ -375,7 +391,8 @@ def _escape_spec(
         return None
     rx = re.compile("(?=(" + "|".join(map(re.escape, pats)) + "))")
     left, right = _norm(markers.head + " "), _norm(" " + markers.end)
-    return pats, rx, left, right, frozenset(p[0] for p in pats)
+    from_left = [p for p in pats if any(left.endswith(p[:k]) for k in range(1, len(p)))]
+    return pats, rx, left, right, frozenset(p[0] for p in pats), from_left
 
 
 def escape_payload(
@@ -393,20 +410,22 @@ def escape_payload(
     """
     if not (text.isascii() and text.isprintable()):  # printable ASCII has nothing to replace
         text = _CONTROL_RE.sub("\ufffd", text.replace("\r\n", "\n").replace("\r", "\n"))
-    spec = _escape_spec(markers, tuple(extra))
+    spec = _spec_for(markers, extra)
     if spec is None:
         return text
-    pats, rx, left, right, firsts = spec
+    pats, rx, left, right, firsts, from_left = spec
     if text.isascii():
         low = text.lower()
         longest = len(pats[0])
-        if not any(f in low for f in firsts) and not _crosses(
+        # Fast path: no pattern can start in the text, and none that begins in the left
+        # context reaches into it.
+        if not any(f in low for f in firsts) and not (from_left and _crosses(
             left + low[:longest] + (right if len(low) <= longest else ""),
-            pats,
+            from_left,
             len(left),
             len(left) + min(len(low), longest),
-        ):
-            return text  # fast path: nothing that could start a pattern
+        )):
+            return text
     for _ in range(4):
         view, vmap = _view(text)
         full = left + view + right

@@ -29,7 +29,7 @@ class _Call:
 
     __slots__ = (
         "id", "fn", "args", "pos", "raw", "injectable", "emitted_at", "started_at", "task",
-        "done", "record", "refs", "order_key", "ctx", "deferred", "call_args", "cancel_reason",
+        "_done", "record", "refs", "order_key", "ctx", "deferred", "call_args", "cancel_reason",
         "tool", "id_assigned",
     )
 
@@ -41,7 +41,7 @@ class _Call:
         self.injectable, self.emitted_at = injectable, emitted_at
         self.started_at: float | None = None
         self.task: asyncio.Task[None] | None = None
-        self.done: asyncio.Future[CallRecord] = asyncio.get_running_loop().create_future()
+        self._done: asyncio.Future[CallRecord] | None = None  # made when someone waits
         self.record: CallRecord | None = None
         self.refs: list[Ref] = find_refs([args, pos])
         self.order_key: Hashable | None = None
@@ -51,6 +51,16 @@ class _Call:
         self.cancel_reason = "cancelled"
         self.tool: Tool | None = None
         self.id_assigned = False
+
+    @property
+    def done(self) -> asyncio.Future[CallRecord]:
+        """Resolves with the record when the call ends (created on first use: most calls are
+        never waited for one by one)."""
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+            if self.record is not None:
+                self._done.set_result(self.record)
+        return self._done
 
 
 class Executor:
@@ -287,11 +297,12 @@ class Executor:
             value=value, error=error, error_type=error_type, injectable=call.injectable,
             id_assigned=call.id_assigned,
             emitted_at=call.emitted_at, started_at=call.started_at, ended_at=self._loop.time(),
-            depends_on=tuple(dict.fromkeys(r.id for r in call.refs)),
+            depends_on=tuple(dict.fromkeys(r.id for r in call.refs)) if call.refs else (),
             resolved_args=dict(call.call_args) if call.started_at is not None else None,
             repeat_of=repeat_of,
         )
-        call.done.set_result(call.record)
+        if call._done is not None:
+            call._done.set_result(call.record)
         self._on_end(call.record)
 
 

@@ -12,18 +12,26 @@ class ReferenceError_(LookupError):
     """A reference path does not exist in the referenced result."""
 
 
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
 def find_refs(value: Any) -> list[Ref]:
     """All references in ``value`` (nested in lists/tuples/dicts), in order of appearance."""
     out: list[Ref] = []
     stack = [value]
     while stack:
         v = stack.pop()
-        if isinstance(v, Ref):
+        kind = type(v)
+        if kind in _ATOMS:  # the common case: skip the isinstance checks (once per call argument)
+            continue
+        if kind is Ref:
             out.append(v)
-        elif isinstance(v, Mapping):
+        elif kind is dict or isinstance(v, Mapping):
             stack.extend(reversed(list(v.values())))
-        elif isinstance(v, (list, tuple)):
+        elif kind is list or kind is tuple or isinstance(v, (list, tuple)):
             stack.extend(reversed(v))
+        elif isinstance(v, Ref):
+            out.append(v)
     return out
 
 

@@ -617,7 +617,12 @@ def _call_key(fn: str, args: dict[str, Any], pos: tuple[Any, ...], raw: str) -> 
     call that did not parse (no ``fn``), its text with whitespace normalized."""
     if not fn:
         return " ".join(raw.split())
+    if not pos and all(type(v) in _PLAIN for v in args.values()):  # the common case, cheap
+        return f"{fn}{sorted(args.items())!r}"
     return json.dumps([fn, args, pos], sort_keys=True, default=repr)
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def run_sync(

@@ -234,8 +234,10 @@ class Tool:
 async def _run(
     fn: Callable[..., Any], is_async: bool, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    result = fn(*args, **kwargs) if is_async else await asyncio.to_thread(fn, *args, **kwargs)
-    if inspect.isawaitable(result):
+    if is_async:
+        return await fn(*args, **kwargs)
+    result = await asyncio.to_thread(fn, *args, **kwargs)
+    if inspect.isawaitable(result):  # a sync function that returned a coroutine
         result = await result
     return result
 

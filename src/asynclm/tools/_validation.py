@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,7 +25,7 @@ class ArgumentValidator:
     only the arguments given, dumped back to plain JSON-like data.
     """
 
-    __slots__ = ("_fields", "fill_defaults", "model", "params")
+    __slots__ = ("_fields", "_plain", "fill_defaults", "model", "params")
 
     def __init__(
         self, model: type[BaseModel], params: Sequence[str], *, fill_defaults: bool
@@ -32,11 +34,16 @@ class ArgumentValidator:
         self.params = tuple(params)
         self.fill_defaults = fill_defaults
         self._fields = tuple(model.model_fields)  # synthetic field names, same order as params
+        self._plain = _plain_signature(model, self.params) if fill_defaults else None
 
     def validate(
         self, tool_name: str, args: Mapping[str, Any], pos: Sequence[Any] = ()
     ) -> dict[str, Any]:
         """Validated keyword arguments; raises :class:`ToolArgumentError` listing every problem."""
+        if self._plain is not None and not pos and type(args) is dict:
+            fast = _validate_plain(self._plain, args)
+            if fast is not None:
+                return fast
         if not isinstance(args, Mapping):
             raise ToolArgumentError(
                 tool_name, [f"arguments must be a mapping, not {type(args).__name__}"]
@@ -65,6 +72,50 @@ class ArgumentValidator:
                 for name, field in zip(self.params, self._fields, strict=True)
             }
         return instance.model_dump(mode="python", by_alias=True, exclude_unset=True)
+
+
+_PLAIN_TYPES = frozenset({int, str, float, bool})
+_REQUIRED = object()
+_Plain = tuple[tuple[str, type, bool, Any], ...]
+
+
+def _plain_signature(model: type[BaseModel], params: tuple[str, ...]) -> _Plain | None:
+    """``(name, type, optional, default)`` per parameter if every parameter is a bare ``int``,
+    ``str``, ``float`` or ``bool`` (or that ``| None``) with no constraint, else None."""
+    out = []
+    for name, field in zip(params, model.model_fields.values(), strict=True):
+        ann, optional = field.annotation, False
+        args = typing.get_args(ann)
+        if args and len(args) == 2 and type(None) in args and typing.get_origin(ann) in (
+                typing.Union, types.UnionType):
+            ann, optional = next(a for a in args if a is not type(None)), True
+        if ann not in _PLAIN_TYPES or field.metadata or field.default_factory is not None:
+            return None
+        default = _REQUIRED if field.is_required() else field.default
+        if default is not _REQUIRED and default is not None and type(default) is not ann:
+            return None
+        out.append((name, ann, optional, default))
+    return tuple(out)
+
+
+def _validate_plain(plain: _Plain, args: dict[str, Any]) -> dict[str, Any] | None:
+    """The fast path: when every argument already has its parameter's exact type (what
+    validation would return unchanged), the arguments with defaults filled in; else None
+    (the caller validates with pydantic, which also reports every problem)."""
+    out: dict[str, Any] = {}
+    given = 0
+    for name, kind, optional, default in plain:
+        value = args.get(name, _REQUIRED)
+        if value is _REQUIRED:
+            if default is _REQUIRED:
+                return None
+            out[name] = default
+        elif type(value) is kind or (value is None and optional):
+            out[name] = value
+            given += 1
+        else:
+            return None
+    return out if given == len(args) else None
 
 
 def _describe(exc: ValidationError, data: dict[str, Any], params: tuple[str, ...]) -> list[str]:
