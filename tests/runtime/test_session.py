@@ -34,8 +34,8 @@ def _interrupts(transcript):
     return [e for e in p.feed(transcript) + p.close() if isinstance(e, Interrupt)]
 
 
-@pytest.mark.parametrize("strategy", ["sync", "sync-parallel", "async", "async-naive", "sync-reprefill",
-                                      "sync-parallel-reprefill"])
+@pytest.mark.parametrize("strategy", ["sync", "sync-parallel", "async", "async-lazy", "async-naive",
+                                      "sync-reprefill", "sync-parallel-reprefill"])
 def test_every_strategy_completes_every_call_once(strategy):
     task = _task([0.3, 0.05, 0.2, 0.1])
     r = _run(task, strategy)
@@ -342,3 +342,34 @@ def test_a_degenerate_cycle_ends_the_turn_long_before_the_token_cap():
     assert ok.stop_reason == "eos"
     off = scripted(["ab " * 200], config=SessionConfig(max_tokens=100, loop_window=0))
     assert off.stop_reason == "max_tokens"
+
+
+def test_async_lazy_runs_calls_at_once_but_delivers_only_when_the_model_waits():
+    script = [
+        '[CALL] a [HEAD] sleepy(seconds=0.05, tag="a") [END]\n',
+        '[CALL] b [HEAD] sleepy(seconds=0.3, tag="b") [END]\n',
+        " ".join(f"w{i}" for i in range(40)) + "\n",  # a's result is ready long before this ends
+        "[TRAP][END]\n", "done",
+    ]
+    lazy = scripted(script, strategy="async-lazy")
+    eager = scripted(script, strategy="async")
+    for r in (lazy, eager):
+        assert r.stop_reason == "eos" and [c.status for c in r.calls] == ["ok", "ok"]
+        assert r.calls[0].started_at == r.calls[0].emitted_at  # started on emission
+    # async injects a's result mid-text; async-lazy holds it until the trap
+    assert eager.transcript.index("[INTR] a") < eager.transcript.index("[TRAP]")
+    words_end = lazy.transcript.index("w39\n")
+    assert lazy.transcript.index("[INTR] a") > words_end
+    assert lazy.transcript.index("[INTR] b") > words_end
+
+
+def test_async_lazy_waits_at_a_trap_for_the_next_result_not_for_all():
+    r = scripted([
+        '[CALL] a [HEAD] sleepy(seconds=0.5, tag="a") [END]\n',
+        '[CALL] b [HEAD] sleepy(seconds=2.0, tag="b") [END]\n',
+        "[TRAP][END]\n", "done",
+    ], strategy="async-lazy")
+    assert r.stop_reason == "eos"
+    a, b = r.calls
+    assert a.injected_at is not None and b.injected_at is not None
+    assert a.injected_at < b.ended_at  # sync-parallel would hold a until b ends

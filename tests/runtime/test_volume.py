@@ -68,6 +68,7 @@ def _script(rng: random.Random) -> tuple[list[str], int]:
 
 def test_thousand_randomized_sessions():
     rng = random.Random(1234)
+    strategies = random.Random(99)  # its own stream: the scripts stay as they were
 
     async def main():
         baseline = len(asyncio.all_tasks())
@@ -75,7 +76,8 @@ def test_thousand_randomized_sessions():
         for _ in range(1000):
             items, n = _script(rng)
             engine = SimEngine(ScriptedPolicy(items), SimCosts(tpot_s=rng.choice([0.001, 0.01])))
-            session = Session(engine, [work, delete_all], system="t",
+            strategy = strategies.choice(["async", "async", "async-lazy", "sync", "sync-parallel"])
+            session = Session(engine, [work, delete_all], system="t", strategy=strategy,
                               config=SessionConfig(deadline_s=30))
             outcomes: list[str] = []
             r = await session.run("go", on_event=lambda e: outcomes.append(e.call_id)

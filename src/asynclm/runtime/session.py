@@ -433,7 +433,7 @@ class _Run:
         t = self.now()
         if self.executor.deferred():
             self.executor.start_deferred()
-        if not self.strategy.deliver_anytime:
+        if self.strategy.trap_waits_for == "all":
             await self.executor.wait_all()
         elif not self.interrupts.ready and (
             self.executor.pending(injectable_only=True)

@@ -15,13 +15,15 @@ class Strategy:
     ``block_on_call``: the model waits for each call's result before decoding on.
     ``deliver_anytime``: results are injected at any safe point (else only at a trap/end).
     ``resume``: ``append`` extends the live context; ``reprefill`` emulates an API client that
-    sends a new request with the whole context (paying time-to-first-token and prefill again)."""
+    sends a new request with the whole context (paying time-to-first-token and prefill again).
+    ``trap_waits_for``: at a trap, wait for the ``next`` result or for ``all`` pending calls."""
 
     name: str
     start_on_emit: bool
     block_on_call: bool
     deliver_anytime: bool
     resume: Resume = "append"
+    trap_waits_for: Literal["next", "all"] = "next"
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -29,9 +31,14 @@ STRATEGIES: dict[str, Strategy] = {
     for s in (
         Strategy("sync", start_on_emit=True, block_on_call=True, deliver_anytime=True),
         Strategy("sync-reprefill", True, True, True, resume="reprefill"),
-        Strategy("sync-parallel", start_on_emit=False, block_on_call=False, deliver_anytime=False),
-        Strategy("sync-parallel-reprefill", False, False, False, resume="reprefill"),
+        Strategy("sync-parallel", start_on_emit=False, block_on_call=False, deliver_anytime=False,
+                 trap_waits_for="all"),
+        Strategy("sync-parallel-reprefill", False, False, False, resume="reprefill",
+                 trap_waits_for="all"),
         Strategy("async", start_on_emit=True, block_on_call=False, deliver_anytime=True),
+        # Calls run at once, but results wait until the model waits (a trap, end of text, or a
+        # forged interrupt): small prompt-only models stop writing calls when a result lands.
+        Strategy("async-lazy", start_on_emit=True, block_on_call=False, deliver_anytime=False),
         Strategy("async-naive", True, False, True, resume="reprefill"),
     )
 }

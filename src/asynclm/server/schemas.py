@@ -25,7 +25,8 @@ class SimOptions(_Strict):
 class CreateSession(_Strict):
     prompt: str = Field(min_length=1)
     tools: str = Field("demo", max_length=200, description="demo, none, or an allowed module")
-    strategy: Literal["async", "sync", "sync-parallel", "async-naive", "sync-reprefill"] = "async"
+    strategy: Literal[
+        "async", "async-lazy", "sync", "sync-parallel", "async-naive", "sync-reprefill"] = "async"
     engine: Literal["sim", "llamacpp"] = "sim"
     model: str = Field("qwen2.5-coder-0.5b", max_length=100)
     max_tokens: int = Field(512, ge=1)
