@@ -37,16 +37,16 @@ COMMANDS = [
     "--report benchmarks/results/bfcl-reproduce.md",
     "bench injection --model qwen2.5-coder-1.5b --repeats 3 "
     "--json benchmarks/results/injection.json --report benchmarks/results/injection.md",
-    "bench calls --model qwen2.5-coder-1.5b --threads 2 "
+    "bench calls --model qwen2.5-coder-1.5b --threads 2 --strategies sync,async,async-lazy "
     "--json benchmarks/results/calls-1.5b.json --report benchmarks/results/calls-1.5b.md",
     "bench bfcl --engine llamacpp --model qwen2.5-coder-1.5b --threads 2 "
     "--category parallel,parallel_multiple --limit 10 --profile web "
-    "--strategies sync,sync-parallel,async "
+    "--strategies sync,sync-parallel,async,async-lazy "
     "--json benchmarks/results/bfcl-llama-1.5b-web.json "
     "--report benchmarks/results/bfcl-llama-1.5b-web.md",
     "bench bfcl --engine llamacpp --model qwen2.5-coder-1.5b --threads 2 "
-    "--category parallel,parallel_multiple --limit 5 --profile paper "
-    "--strategies sync,sync-parallel,async "
+    "--category parallel,parallel_multiple --limit 10 --profile paper "
+    "--strategies sync,sync-parallel,async,async-lazy "
     "--json benchmarks/results/bfcl-llama-1.5b-paper.json "
     "--report benchmarks/results/bfcl-llama-1.5b-paper.md",
     # re-prefilling the context per call costs about 20 s a call on this CPU: fewer items

@@ -7,7 +7,7 @@ import pytest
 
 from asynclm import latency
 from asynclm.bench.dag import (
-    SHAPES, STRATEGIES, bench_dag, goals, make_tasks, markdown, run_task, task_model,
+    SHAPES, STRATEGIES, analytic, bench_dag, goals, make_tasks, markdown, run_task, task_model,
 )
 from asynclm.engines.sim import OraclePolicy, SimCall, SimCosts, SimEngine, SimTask, task_toolbox
 from asynclm.protocol import Ref
@@ -53,17 +53,7 @@ def test_simulator_matches_the_latency_model_on_dags(seed):
     for task in make_tasks(2, seed=seed):
         m = task_model(task, TPOT)
         aff = {"suffix": (len(SimEngine(OraclePolicy(task)).tokenize(task.answer)) + 1) * TPOT}
-        want = {
-            "sync": latency.sync(m["G_lit"], m["E"], **aff),
-            "sync-parallel": latency.sync_parallel(m["G_lit"], m["E"], m["deps"], **aff),
-            "async": latency.async_lpt(m["G_lit"], m["E"], m["deps"], **aff),
-            "async-futures": latency.async_lpt(m["G_ref"], m["E"], m["deps"], futures=True,
-                                               **aff),
-            "async-futures-cp": latency.async_order(
-                m["G_ref"], m["E"], latency.critical_path_order(m["G_ref"], m["E"], m["deps"]),
-                m["deps"], futures=True, **aff),
-        }
-        for s, w in want.items():
+        for s, w in analytic(m, **aff).items():
             got = run_task(task, s, costs).latency_s
             assert got == pytest.approx(w, rel=0.01), (task.name, s, got, w)
 

@@ -165,6 +165,19 @@ def ancestor_bound(
     return prefix + max(sum(G), max(end, default=0.0)) + suffix
 
 
+def analytic(m: dict[str, Any], **aff: float) -> dict[str, float]:
+    """The latency model's value per strategy it covers, for :func:`task_model` ``m``."""
+    return {
+        "sync": latency.sync(m["G_lit"], m["E"], **aff),
+        "sync-parallel": latency.sync_parallel(m["G_lit"], m["E"], m["deps"], **aff),
+        "async": latency.async_lpt(m["G_lit"], m["E"], m["deps"], **aff),
+        "async-futures": latency.async_lpt(m["G_ref"], m["E"], m["deps"], futures=True, **aff),
+        "async-futures-cp": latency.async_order(
+            m["G_ref"], m["E"], latency.critical_path_order(m["G_ref"], m["E"], m["deps"]),
+            m["deps"], futures=True, **aff),
+    }
+
+
 def _turn_row(task: SimTask, costs: SimCosts, strategies: Sequence[str]) -> dict[str, Any]:
     """Bounds, analytic model, optimum (small DAGs) and measured latency of one task."""
     m = task_model(task, costs.tpot_s)
@@ -176,16 +189,7 @@ def _turn_row(task: SimTask, costs: SimCosts, strategies: Sequence[str]) -> dict
         "lower_bound_s": latency.lower_bound(g_min, m["E"], m["deps"], futures=True, **aff),
         "lower_bound_no_futures_s": latency.lower_bound(m["G_lit"], m["E"], m["deps"], **aff),
         "ancestor_bound_s": ancestor_bound(g_min, m["E"], m["deps"], **aff),
-        "analytic_s": {
-            "sync": latency.sync(m["G_lit"], m["E"], **aff),
-            "sync-parallel": latency.sync_parallel(m["G_lit"], m["E"], m["deps"], **aff),
-            "async": latency.async_lpt(m["G_lit"], m["E"], m["deps"], **aff),
-            "async-futures": latency.async_lpt(m["G_ref"], m["E"], m["deps"], futures=True,
-                                               **aff),
-            "async-futures-cp": latency.async_order(
-                m["G_ref"], m["E"], latency.critical_path_order(m["G_ref"], m["E"], m["deps"]),
-                m["deps"], futures=True, **aff),
-        },
+        "analytic_s": analytic(m, **aff),
         "measured_s": {},
     }
     if len(task.calls) <= BRUTE_FORCE_MAX:
