@@ -35,7 +35,7 @@ COMMANDS = [
     "--report benchmarks/results/bfcl-sim-multi_turn_base.md",
     "bench reproduce --json benchmarks/results/bfcl-reproduce.json "
     "--report benchmarks/results/bfcl-reproduce.md",
-    "bench injection --model qwen2.5-coder-1.5b --repeats 3 "
+    "bench injection --model qwen2.5-coder-1.5b --repeats 3 --threads 2 "
     "--json benchmarks/results/injection.json --report benchmarks/results/injection.md",
     "bench calls --model qwen2.5-coder-1.5b --threads 2 --strategies sync,async,async-lazy "
     "--json benchmarks/results/calls-1.5b.json --report benchmarks/results/calls-1.5b.md",
