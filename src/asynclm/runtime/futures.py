@@ -12,7 +12,8 @@ class ReferenceError_(LookupError):
     """A reference path does not exist in the referenced result."""
 
 
-_ATOMS = frozenset({str, int, float, bool, type(None)})
+ATOMIC_TYPES = frozenset({str, int, float, bool, type(None)})
+"""Types of plain values: they hold no reference, and compare and print canonically."""
 
 
 def find_refs(value: Any) -> list[Ref]:
@@ -21,17 +22,14 @@ def find_refs(value: Any) -> list[Ref]:
     stack = [value]
     while stack:
         v = stack.pop()
-        kind = type(v)
-        if kind in _ATOMS:  # the common case: skip the isinstance checks (once per call argument)
+        if type(v) in ATOMIC_TYPES:  # the common case: no isinstance checks
             continue
-        if kind is Ref:
+        if isinstance(v, Ref):
             out.append(v)
-        elif kind is dict or isinstance(v, Mapping):
+        elif isinstance(v, Mapping):
             stack.extend(reversed(list(v.values())))
-        elif kind is list or kind is tuple or isinstance(v, (list, tuple)):
+        elif isinstance(v, (list, tuple)):
             stack.extend(reversed(v))
-        elif isinstance(v, Ref):
-            out.append(v)
     return out
 
 

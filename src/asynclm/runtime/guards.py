@@ -17,12 +17,11 @@ class LoopDetector:
     A check costs O(max_period) comparisons per token until a period matches the newest
     token, so the common case (no repetition) stays cheap."""
 
-    __slots__ = ("window", "max_period", "min_repeats", "_tail")
+    __slots__ = ("window", "_periods", "_tail")
 
     def __init__(self, window: int = 48, max_period: int = 12, min_repeats: int = 4) -> None:
         self.window = window
-        self.max_period = max_period
-        self.min_repeats = min_repeats
+        self._periods = range(1, min(max_period, window // min_repeats) + 1)
         self._tail: deque[int] = deque(maxlen=max(window, 1))
 
     def reset(self) -> None:
@@ -37,7 +36,7 @@ class LoopDetector:
         n = len(tail)
         if n < self.window:
             return False
-        for period in range(1, min(self.max_period, n // self.min_repeats) + 1):
+        for period in self._periods:
             if tail[n - 1 - period] != token:
                 continue
             if all(tail[i] == tail[i + period] for i in range(n - period)):

@@ -31,6 +31,7 @@ from asynclm.protocol import (
 from asynclm.runtime import events as ev
 from asynclm.runtime.control import Message, RunControl
 from asynclm.runtime.executor import Executor
+from asynclm.runtime.futures import ATOMIC_TYPES
 from asynclm.runtime.guards import LoopDetector
 from asynclm.runtime.interrupts import InterruptManager, Segment
 from asynclm.runtime.records import CallRecord
@@ -398,9 +399,9 @@ class _Run:
         raw: str, error: str | None,
     ) -> None | str:
         call_id, injectable, assigned = self._assign_id(written_id)
-        key = _call_key(fn if error is None else "", args, pos, raw) if (
-            self.delivered or self.failed) else ""
-        repeat_of = None if error is not None or not key else self._repeat_of(key, fn)
+        # A malformed call comes with fn "": its key is its text.
+        key = _call_key(fn, args, pos, raw) if self.delivered or self.failed else ""
+        repeat_of = self._repeat_of(key, fn) if key and error is None else None
         t = self.now()
         self.trace.add_instant("call.emitted", t, call_id=call_id, fn=fn)
         if self.on_event is not None:
@@ -617,12 +618,9 @@ def _call_key(fn: str, args: dict[str, Any], pos: tuple[Any, ...], raw: str) -> 
     call that did not parse (no ``fn``), its text with whitespace normalized."""
     if not fn:
         return " ".join(raw.split())
-    if not pos and all(type(v) in _PLAIN for v in args.values()):  # the common case, cheap
+    if not pos and all(type(v) in ATOMIC_TYPES for v in args.values()):  # the common case
         return f"{fn}{sorted(args.items())!r}"
     return json.dumps([fn, args, pos], sort_keys=True, default=repr)
-
-
-_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def run_sync(
