@@ -288,7 +288,7 @@ def test_audit_hook_sees_no_execution() -> None:
     if not _hook_installed:
         sys.addaudithook(_hook)  # cannot be removed; inert unless _recording is set
         _hook_installed = True
-    bodies = [*HOSTILE, "open('/etc/passwd')", "f(a=1)"]
+    bodies = [*HOSTILE, "open('/etc/passwd')", "f(a=[1])", "f(a=1)"]
     per_body: list[list[tuple[str, tuple[Any, ...]]]] = []
     for src in bodies:
         _recording = []
@@ -307,9 +307,10 @@ def test_audit_hook_sees_no_execution() -> None:
         for args in compiles:
             source = args[0]
             assert source in (src, src.encode()), (src, source)
-    # the bodies that pass the pre-scan reach ast.parse exactly once
-    assert len([a for e, a in per_body[-1] if e == "compile"]) == 1
+    # the bodies that pass the pre-scan reach ast.parse exactly once; a plain one never does
     assert len([a for e, a in per_body[-2] if e == "compile"]) == 1
+    assert len([a for e, a in per_body[-3] if e == "compile"]) == 1
+    assert per_body[-1] == []
 
 
 # ---------------------------------------------------------------------------------------------

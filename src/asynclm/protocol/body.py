@@ -568,6 +568,52 @@ def _parse_json_body(text: str) -> ParsedBody:
 
 
 # --------------------------------------------------------------------------------------------
+# fast path: the common body, ``fn(key=literal, ...)`` with plain literals only
+
+_FAST_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+# decimal ints and floats written plainly; strings without escapes, CR/LF, NUL or surrogates
+_FAST_VALUE = (
+    r'"[^"\\\r\n\x00\ud800-\udfff]*"|\'[^\'\\\r\n\x00\ud800-\udfff]*\''
+    r"|-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,17})?(?![0-9A-Za-z_.])|True|False|None|true|false|null"
+)
+_FAST_ARG = rf"({_FAST_NAME})[ \t\n]*=[ \t\n]*({_FAST_VALUE})[ \t\n]*"
+_FAST_CALL = re.compile(
+    rf"({_FAST_NAME}(?:\.{_FAST_NAME})*)\([ \t\n]*((?:{_FAST_ARG},[ \t\n]*)*(?:{_FAST_ARG})?)\)"
+)
+_FAST_ARG_RE = re.compile(_FAST_ARG)
+_FAST_CONST = {"True": True, "False": False, "None": None, "true": True, "false": False,
+               "null": None}
+
+
+def _fast_value(v: str) -> Any:
+    c = v[0]
+    if c == '"' or c == "'":
+        return v[1:-1]
+    if v in _FAST_CONST:
+        return _FAST_CONST[v]
+    return float(v) if "." in v else int(v)
+
+
+def _parse_fast(text: str) -> ParsedBody | None:
+    """``fn(key=literal, ...)`` with decimal numbers, plain strings and the constants, parsed
+    without :mod:`ast`; None for anything else (the full path decides). Gives exactly what the
+    full path gives (property-tested)."""
+    m = _FAST_CALL.fullmatch(text)
+    if m is None:
+        return None
+    fn = m.group(1)
+    if len(fn) > MAX_FN_CHARS or any(keyword.iskeyword(part) for part in fn.split(".")):
+        return None
+    args: dict[str, Any] = {}
+    for a in _FAST_ARG_RE.finditer(m.group(2)):
+        name = a.group(1)
+        if name in args:
+            return None
+        args[name] = _fast_value(a.group(2))
+    return ParsedBody(fn, args, ())
+
+
+# --------------------------------------------------------------------------------------------
 
 
 def parse_body(text: str) -> ParsedBody:
@@ -583,6 +629,11 @@ def parse_body(text: str) -> ParsedBody:
         _fail("empty call body")
     if text[0] == "{":
         return _parse_json_body(text)
+    return _parse_fast(text) or _parse_python_body(text)
+
+
+def _parse_python_body(text: str) -> ParsedBody:
+    """The full path for Python-call bodies: pre-scan, :func:`ast.parse`, whitelist walk."""
     scan = _prescan(text)
     try:
         tree = ast.parse(scan.source, mode="eval")
