@@ -127,3 +127,11 @@ def test_cli_writes_json_and_markdown(tmp_path, monkeypatch) -> None:
     bad = typer_testing.CliRunner().invoke(
         app, ["bench", "bfcl", "--prompt", "bfcl", "--strategies", "async"])
     assert bad.exit_code != 0
+
+
+def test_bfcl_prompt_runs_in_its_own_pass_before_the_cml_strategies() -> None:
+    from asynclm.bench.bfcl.run import _prompt_groups
+
+    assert _prompt_groups(("sync", "bfcl-prompt", "async")) == [["bfcl-prompt"], ["sync", "async"]]
+    assert _prompt_groups(("sync", "async")) == [["sync", "async"]]
+    assert _prompt_groups(("bfcl-prompt",)) == [["bfcl-prompt"]]

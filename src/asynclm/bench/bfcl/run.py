@@ -13,7 +13,8 @@ Engines:
 - ``llamacpp``: one in-process model for the whole run, loaded once and warmed up once. Before
   *every* measured run the run's exact prompt is prefilled (unmeasured), so every strategy starts
   from the same cache state — the whole prompt cached but its last token — whatever ran before;
-  the order of strategies also rotates from item to item.
+  the order of strategies also rotates from item to item. ``bfcl-prompt`` runs in a pass of its
+  own before the CML strategies, so that each prompt format's instructions stay cached.
 
 Strategy ``bfcl-prompt`` is BFCL's own synchronous reference: BFCL's system prompt, one plain
 generation (no runtime, no tools run), the answer parsed as a Python list of calls
@@ -464,6 +465,15 @@ async def _llama_run(engine: Engine, item: BfclItem, strategy: str,
                           lambda s: len(engine.tokenize(s, special=True)))
 
 
+def _prompt_groups(strategies: Sequence[str]) -> list[list[str]]:
+    """Strategies grouped by prompt format (BFCL's own, CML), each group run as one pass over
+    the items: consecutive runs then share their format's instructions in the KV cache, which
+    spares re-processing them for every item (not measured either way)."""
+    groups = [[s for s in strategies if s == BFCL_PROMPT],
+              [s for s in strategies if s != BFCL_PROMPT]]
+    return [g for g in groups if g]
+
+
 def _error_record(exc: BaseException) -> dict[str, Any]:
     return {"error": f"{type(exc).__name__}: {exc}"[:500], "valid": False, "latency_s": None,
             "n_calls": 0, "n_well_formed": 0, "n_error": 0}
@@ -534,21 +544,22 @@ async def _llama_all(
                            "threads": getattr(engine, "n_threads", None)}
     try:
         await _llama_warmup(engine)
-        k = len(cfg.strategies)
-        for n, item in enumerate(items):
-            order = [cfg.strategies[(n + j) % k] for j in range(k)]  # rotate the order
-            line = []
-            for s in order:
-                try:
-                    rec = await _llama_run(engine, item, s, cfg)
-                except Exception as exc:  # noqa: BLE001 - one failing run never ends the benchmark
-                    rec = _error_record(exc)
-                rec["run_order"] = order.index(s)
-                records[item.id][s] = rec
-                lat = rec.get("latency_s")
-                line.append(f"{s} {lat:.2f}s {'ok' if rec['valid'] else 'x'}"
-                            if lat is not None else f"{s} error")
-            say(f"[{n + 1}/{len(items)}] {item.id}: " + ", ".join(line))
+        for group in _prompt_groups(cfg.strategies):
+            k = len(group)
+            for n, item in enumerate(items):
+                order = [group[(n + j) % k] for j in range(k)]  # rotate the order
+                line = []
+                for s in order:
+                    try:
+                        rec = await _llama_run(engine, item, s, cfg)
+                    except Exception as exc:  # noqa: BLE001 - one failing run never ends the run
+                        rec = _error_record(exc)
+                    rec["run_order"] = order.index(s)
+                    records[item.id][s] = rec
+                    lat = rec.get("latency_s")
+                    line.append(f"{s} {lat:.2f}s {'ok' if rec['valid'] else 'x'}"
+                                if lat is not None else f"{s} error")
+                say(f"[{n + 1}/{len(items)}] {item.id}: " + ", ".join(line))
     finally:
         if own:
             await engine.aclose()
