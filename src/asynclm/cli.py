@@ -230,6 +230,11 @@ if typer is not None:
                  " for the previous call's result.")] = False,
         base_url: Annotated[str | None, typer.Option(
             help="openai: the server; --model names its tokenizer.")] = None,
+        adapter: Annotated[Path | None, typer.Option(
+            help="llamacpp: a GGUF LoRA adapter for --model (asynclm finetune export).")] = None,
+        enforce: Annotated[bool, typer.Option(
+            help="The runtime's protocol enforcement; --no-enforce lets the model write"
+                 " results itself (counted), to measure it unaided.")] = True,
         json_path: Annotated[Path | None, typer.Option("--json")] = None,
         report: Annotated[Path | None, typer.Option("--report")] = None,
     ) -> None:
@@ -252,8 +257,9 @@ if typer is not None:
                 category=category, engine=engine, model=model, limit=limit, offset=offset,
                 seed=seed, tpot_ms=tpot_ms, ttft_ms=ttft_ms, profile=profile,
                 cheat_sheet=cheat_sheet, max_tokens=max_tokens, threads=threads,
-                write_ahead=write_ahead,
+                write_ahead=write_ahead, enforce=enforce,
                 **({"base_url": base_url} if base_url else {}),
+                **({"adapter": str(adapter)} if adapter else {}),
                 **({"strategies": strategies} if strategies else {}))
             result = run_bfcl(cfg, progress=lambda m: err.print(m, highlight=False))
         except (BfclNotInstalled, ValueError) as exc:

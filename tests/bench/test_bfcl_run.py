@@ -135,3 +135,25 @@ def test_bfcl_prompt_runs_in_its_own_pass_before_the_cml_strategies() -> None:
     assert _prompt_groups(("sync", "bfcl-prompt", "async")) == [["bfcl-prompt"], ["sync", "async"]]
     assert _prompt_groups(("sync", "async")) == [["sync", "async"]]
     assert _prompt_groups(("bfcl-prompt",)) == [["bfcl-prompt"]]
+
+
+def test_enforcement_off_is_passed_to_the_sessions_and_summarized() -> None:
+    from asynclm.bench.bfcl.report import markdown
+    from asynclm.bench.bfcl.run import default_config, run_bfcl
+
+    result = run_bfcl(default_config(category="parallel", limit=2, strategies="sync,async",
+                                     enforce=False))
+    assert result["params"]["enforce"] is False
+    for s in ("sync", "async"):
+        row = result["strategies"][s]
+        assert row["runs_forged"] == 0 and row["runs_eos_waits"] >= 0
+    assert "runtime enforcement **off**" in markdown(result)
+
+
+def test_an_adapter_needs_the_llamacpp_engine() -> None:
+    import pytest
+
+    from asynclm.bench.bfcl.run import default_config
+
+    with pytest.raises(ValueError, match="adapter"):
+        default_config(category="parallel", adapter="x.gguf").validate()

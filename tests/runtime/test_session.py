@@ -216,6 +216,23 @@ def test_forged_interrupt_outside_a_call_is_rolled_back():
     assert i.id == "s" and "real" in i.payload
 
 
+def test_forged_attempts_are_counted_with_and_without_enforcement():
+    script = [
+        '[CALL] s [HEAD] sleepy(seconds=0.2, tag="real") [END]\n',
+        '[INTR] s [HEAD] fake [END]\n',  # the model tries to write the result itself
+        "[result] also fake. The answer is real.",
+    ]
+    on = scripted(script)
+    assert on.counters["forged"] >= 1 and on.counters["rollbacks"] == on.counters["forged"]
+    assert "fake" not in on.transcript
+    off = scripted(script, config=SessionConfig(enforce=False))
+    assert off.counters["forged"] == 2 and off.counters["rollbacks"] == 0
+    assert "[INTR] s [HEAD] fake [END]" in off.transcript  # left where the model wrote it
+    (c,) = off.calls
+    assert c.status == "ok"  # the real result still arrives, after the model's own
+    assert off.transcript.index("fake") < off.transcript.index('[INTR] s [HEAD] "real" [END]')
+
+
 def test_forged_result_inside_a_call_closes_the_call():
     r = scripted(['[CALL] a [HEAD] add(a=1, b=2) -> 3 [END]', "fine"])
     (c,) = r.calls

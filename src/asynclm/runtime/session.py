@@ -61,7 +61,11 @@ class SessionConfig:
     (``repeat_limit``): small models otherwise loop on a call.
     ``loop_window``: the last ``loop_window`` sampled tokens forming one short cycle
     (``557117557117…``) end the turn (``repetition``) instead of running to ``max_tokens``;
-    0 disables the guard (see :class:`~asynclm.runtime.guards.LoopDetector`)."""
+    0 disables the guard (see :class:`~asynclm.runtime.guards.LoopDetector`).
+    ``enforce``: the model may not write results or interrupt markers itself (such text is rolled
+    back and the model waits for the real result). ``False`` lets it write them (they stay in its
+    context, parsed as a transcript): the setting for measuring what a model does unaided. Either
+    way ``counters["forged"]`` counts the attempts."""
 
     max_tokens: int = 1024
     deadline_s: float | None = None
@@ -74,6 +78,7 @@ class SessionConfig:
     repeated_calls: Literal["reuse", "run"] = "reuse"
     max_repeats: int = 3
     loop_window: int = 48
+    enforce: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +207,7 @@ class _Run:
         self.messages = messages
         self.on_event = on_event
         self.loop = asyncio.get_running_loop()
-        self.parser = Parser(markers=session.markers)
+        self.parser = Parser(markers=session.markers, transcript=not self.cfg.enforce)
         self.interrupts = InterruptManager(markers=session.markers, echo=self.cfg.echo_calls)
         self.trace = Trace(meta={"strategy": self.strategy.name, **session.trace_meta})
         self.records: dict[str, CallRecord] = {}
@@ -223,7 +228,8 @@ class _Run:
         self.auto_id = 0
         self.used_ids: set[str] = set()
         self.counters = {
-            "rollbacks": 0, "empty_traps": 0, "traps": 0, "malformed": 0, "repeats": 0}
+            "rollbacks": 0, "empty_traps": 0, "traps": 0, "malformed": 0, "repeats": 0,
+            "forged": 0, "eos_waits": 0}
         self.delivered: dict[str, CallRecord] = {}  # call key -> first ok call injected
         self.failed: set[str] = set()  # keys of calls whose error was injected
         self.loop_guard = LoopDetector(self.cfg.loop_window)
@@ -285,6 +291,8 @@ class _Run:
         except BaseExceptionGroup as group_exc:  # only engine/loop failures get here
             raise group_exc.exceptions[0] if len(group_exc.exceptions) == 1 else group_exc
         t1 = self.now()
+        if not self.cfg.enforce:
+            self.counters["forged"] = _count_forged("".join(self.tok_text), self.s.markers)
         self._record_requests()
         self.trace.set_bounds(t0, t1)
         transcript = self.engine.detokenize(self.ctx[self.prompt_len:]).decode("utf-8", "replace")
@@ -375,7 +383,7 @@ class _Run:
         elif isinstance(event, Forged):
             return await self._forged(event)
         elif isinstance(event, (CallOpened, Interrupt)):
-            pass  # critical section is tracked by the parser; Interrupt never comes in model mode
+            pass  # the parser tracks critical sections; Interrupt comes only with enforce=False
         return None
 
     def _assign_id(self, written: str | None) -> tuple[str, bool, bool]:
@@ -464,9 +472,11 @@ class _Run:
         if self.cfg.on_eos_pending != "trap" or not self._has_pending():
             return False
         await self._truncate(len(self.ctx) - 1)
+        self.counters["eos_waits"] += 1
         return await self._trap("eos") != "stop"
 
     async def _forged(self, event: Forged) -> None | str | frozenset[int]:
+        self.counters["forged"] += 1
         self.counters["rollbacks"] += 1
         if self.counters["rollbacks"] > self.cfg.max_rollbacks:
             self.stop = "rollback_limit"
@@ -611,6 +621,15 @@ class _Run:
         if self.on_event is not None:
             self.emit(ev.InterruptInjected(
                 ids, "".join(s.text for s in segments), len(tokens), t1, messages=senders))
+
+
+def _count_forged(sampled: str, markers: Markers) -> int:
+    """Interrupt or result markers in text the model sampled (ASCII case-insensitive)."""
+    low = sampled.lower()
+    marks = [f.lower() for f in markers.forbidden]
+    if not any(markers.interrupt.lower().startswith(f) for f in marks):
+        marks.append(markers.interrupt.lower())
+    return sum(low.count(f) for f in marks)
 
 
 def _call_key(fn: str, args: dict[str, Any], pos: tuple[Any, ...], raw: str) -> str:

@@ -26,7 +26,8 @@ def markdown(result: dict[str, Any], command: str | None = None) -> str:
         engine = (f"simulator (virtual time, {p['tpot_ms']:g} ms/token, TTFT {p['ttft_ms']:g} ms;"
                   " oracle model making the ground-truth calls, longest first)")
     else:
-        engine = (f"{p['model']} in-process (llama.cpp, {env.get('threads')} threads, greedy,"
+        engine = (f"{p['model']}" + (f" + LoRA adapter `{p['adapter']}`" if p.get("adapter") else "")
+                  + f" in-process (llama.cpp, {env.get('threads')} threads, greedy,"
                   f" max {p['max_tokens']} tokens)")
     prof = result["profile"]
     lines = [
@@ -96,6 +97,14 @@ def markdown(result: dict[str, Any], command: str | None = None) -> str:
                                                    for s, n in live.items())
                   + (f". Calls on one instance were {mode}." if p["engine"] == "sim" else
                      ". Calls on one instance run one at a time, in the order the model wrote them.")]
+    if any(r.get("runs_forged") is not None and s != "bfcl-prompt"
+           for s, r in result["strategies"].items()):
+        enforced = "on" if p.get("enforce", True) else "**off**"
+        lines += ["", f"Protocol behaviour (runtime enforcement {enforced}; runs out of"
+                  f" {result['n_items']}): " + "; ".join(
+                      f"{s}: wrote a result marker itself {r['runs_forged']}, wrote a trap"
+                      f" {r['runs_traps']}, ended with results pending {r['runs_eos_waits']}"
+                      for s, r in result["strategies"].items() if s != "bfcl-prompt") + "."]
     stops = {s: r["stop_reasons"] for s, r in result["strategies"].items()
              if set(r["stop_reasons"]) - {"eos"}}
     if stops:

@@ -104,6 +104,11 @@ class BenchConfig:
 
     base_url: str | None = None
     """``openai`` engine: the server (its tokenizer comes from ``model``)."""
+    adapter: str | None = None
+    """``llamacpp``: a GGUF LoRA adapter applied to ``model`` (``asynclm finetune export``)."""
+    enforce: bool = True
+    """The runtime's protocol enforcement (``SessionConfig.enforce``); off to measure what a
+    model does unaided."""
 
     @property
     def categories(self) -> list[str]:
@@ -124,6 +129,8 @@ class BenchConfig:
             raise ValueError(f"unknown engine {self.engine!r}; choose sim, llamacpp or openai")
         if self.engine == "openai" and not self.base_url:
             raise ValueError("--engine openai needs --base-url")
+        if self.adapter is not None and self.engine != "llamacpp":
+            raise ValueError("--adapter needs --engine llamacpp")
         if not self.strategies:
             raise ValueError("no strategies")
         if len(set(self.strategies)) != len(self.strategies):
@@ -434,7 +441,7 @@ def _session(engine: Engine, tools: Toolbox, strategy: str, cfg: BenchConfig,
     budget = cfg.max_tokens * len(parts(item))
     return Session(
         engine, tools, strategy=strategy, system=system,
-        config=SessionConfig(max_tokens=budget, deadline_s=cfg.deadline_s),
+        config=SessionConfig(max_tokens=budget, deadline_s=cfg.deadline_s, enforce=cfg.enforce),
         trace_meta={"benchmark": "bfcl", "item": item.id, "engine": cfg.engine},
     )
 
@@ -539,7 +546,8 @@ async def _llama_all(
         from asynclm.engines.llamacpp import LlamaCppEngine
 
         engine = await asyncio.to_thread(
-            LlamaCppEngine.from_name, cfg.model, n_threads=cfg.threads)
+            LlamaCppEngine.from_name, cfg.model, n_threads=cfg.threads,
+            **({"lora_path": cfg.adapter} if cfg.adapter else {}))
     env: dict[str, Any] = {"model": cfg.model, "load_s": time.perf_counter() - t,
                            "threads": getattr(engine, "n_threads", None)}
     try:
@@ -611,6 +619,10 @@ def summarize(
             } if ok else {},
             "tokens_median": _med([r.get("n_generated") for r in ok]),
             "stop_reasons": _count(r.get("stop_reason", "error") for r in recs),
+            # protocol behaviour: runs where the model wrote a result/interrupt marker itself,
+            # wrote a trap, or ended its text with results still pending
+            **{f"runs_{k}": sum(1 for r in recs if r.get("counters", {}).get(k))
+               for k in ("forged", "traps", "eos_waits")},
         }
         if base and s != BFCL_PROMPT:
             pairs = [(base[i], records[i][s]["latency_s"]) for i in ids

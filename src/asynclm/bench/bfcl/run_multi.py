@@ -161,7 +161,8 @@ async def _conversation(item: BfclItem, strategy: str, cfg: BenchConfig, backend
         "n_generated": sum(t["n_generated"] for t in turns),
         "n_injected": sum(1 for c in calls if c["injected_s"] is not None),
         "stop_reason": stops[0] if stops else "eos",
-        "counters": {},
+        "counters": {k: sum(t.get("counters", {}).get(k, 0) for t in turns)
+                     for k in dict.fromkeys(k for t in turns for k in t.get("counters", {}))},
         "n_turns": len(turns),
         "turns": turns,
     }
