@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 ASYNCLM = str(Path(sys.executable).with_name("asynclm"))
 
+ACCURACY_CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple")
+
 COMMANDS = [
     "bench synthetic --tasks 200 --calls 4 --tpot-ms 5 --seed 0 "
     "--json benchmarks/results/synthetic.json --report benchmarks/results/synthetic.md",
@@ -58,6 +60,15 @@ COMMANDS = [
     "bench dag --engine llamacpp --model qwen2.5-coder-1.5b --threads 2 --repeats 3 "
     "--json benchmarks/results/dag-llama-1.5b.json "
     "--report benchmarks/results/dag-llama-1.5b.md",
+    # the analogue of the paper's Table 1: four categories, 50 items each (about 1.5 h)
+    *(f"bench bfcl --engine llamacpp --model qwen2.5-coder-1.5b --threads 2 --category {c} "
+      "--limit 50 --strategies bfcl-prompt,sync,async "
+      f"--json benchmarks/results/bfcl-accuracy-1.5b-{c}.json "
+      f"--report benchmarks/results/bfcl-accuracy-1.5b-{c}.md"
+      for c in ACCURACY_CATEGORIES),
+    "python benchmarks/bfcl_accuracy_table.py "
+    + " ".join(f"benchmarks/results/bfcl-accuracy-1.5b-{c}.json" for c in ACCURACY_CATEGORIES)
+    + " --out benchmarks/results/bfcl-accuracy-1.5b",
     "bench overhead --sessions 50 --calls 20 "
     "--json benchmarks/results/overhead.json --report benchmarks/results/overhead.md",
     "bench server --model qwen2.5-coder-0.5b --tasks 3 --threads 1 "
@@ -68,8 +79,11 @@ COMMANDS = [
 def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     for cmd in COMMANDS:
-        print(f"$ asynclm {cmd}", flush=True)
-        rc = subprocess.call([ASYNCLM, *shlex.split(cmd)], cwd=ROOT.parent)
+        script = cmd.startswith("python ")
+        print(f"$ {cmd}" if script else f"$ asynclm {cmd}", flush=True)
+        argv = ([sys.executable, *shlex.split(cmd)[1:]] if script
+                else [ASYNCLM, *shlex.split(cmd)])
+        rc = subprocess.call(argv, cwd=ROOT.parent)
         if rc:
             return rc
     return 0
