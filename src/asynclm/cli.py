@@ -225,6 +225,7 @@ if typer is not None:
             help="cml, or bfcl (= --strategies bfcl-prompt).")] = "cml",
         max_tokens: int = 384,
         threads: Annotated[int | None, typer.Option(help="llama.cpp threads.")] = None,
+        n_ctx: Annotated[int, typer.Option(help="llama.cpp context window, in tokens.")] = 8192,
         write_ahead: Annotated[bool, typer.Option(
             help="Multi-turn, sim: the oracle writes a call on a tool instance without waiting"
                  " for the previous call's result.")] = False,
@@ -257,7 +258,7 @@ if typer is not None:
                 category=category, engine=engine, model=model, limit=limit, offset=offset,
                 seed=seed, tpot_ms=tpot_ms, ttft_ms=ttft_ms, profile=profile,
                 cheat_sheet=cheat_sheet, max_tokens=max_tokens, threads=threads,
-                write_ahead=write_ahead, enforce=enforce,
+                write_ahead=write_ahead, enforce=enforce, n_ctx=n_ctx,
                 **({"base_url": base_url} if base_url else {}),
                 **({"adapter": str(adapter)} if adapter else {}),
                 **({"strategies": strategies} if strategies else {}))

@@ -104,6 +104,9 @@ class BenchConfig:
 
     base_url: str | None = None
     """``openai`` engine: the server (its tokenizer comes from ``model``)."""
+    n_ctx: int = 8192
+    """``llamacpp``: the context window (multi-turn prompts with BFCL's function documents need
+    more than the default)."""
     adapter: str | None = None
     """``llamacpp``: a GGUF LoRA adapter applied to ``model`` (``asynclm finetune export``)."""
     enforce: bool = True
@@ -546,7 +549,7 @@ async def _llama_all(
         from asynclm.engines.llamacpp import LlamaCppEngine
 
         engine = await asyncio.to_thread(
-            LlamaCppEngine.from_name, cfg.model, n_threads=cfg.threads,
+            LlamaCppEngine.from_name, cfg.model, n_threads=cfg.threads, n_ctx=cfg.n_ctx,
             **({"lora_path": cfg.adapter} if cfg.adapter else {}))
     env: dict[str, Any] = {"model": cfg.model, "load_s": time.perf_counter() - t,
                            "threads": getattr(engine, "n_threads", None)}
