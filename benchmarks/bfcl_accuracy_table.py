@@ -79,8 +79,10 @@ def markdown(t: dict[str, Any], command: str) -> str:
         "",
         *[f"- `{row['command']}`" for row in t["categories"]],
         "",
-        "Accuracy is BFCL's own AST checker on the calls the model made (for `sync` and `async`,"
-        " the calls as the runtime ran them). `bfcl-prompt` is BFCL's one-shot prompt: the model"
+        "Accuracy is BFCL's own AST checker on the calls the model made: for `sync` and `async`"
+        " every call that did not end in an error (a failed call the model then corrected does"
+        " not count against it; a repeated call, even one the runtime answered from the earlier"
+        " result, counts as a second call, as BFCL would count it). `bfcl-prompt` is BFCL's one-shot prompt: the model"
         " writes a Python list of calls and nothing runs, so its latency is generation only."
         " `sync` and `async` use the CML prompt and run real (sleeping) tools with the paper's"
         " times (30–500 ms). Greedy decoding, one in-process model, strategy order rotated per"
