@@ -238,12 +238,25 @@ if typer is not None:
                  " results itself (counted), to measure it unaided.")] = True,
         json_path: Annotated[Path | None, typer.Option("--json")] = None,
         report: Annotated[Path | None, typer.Option("--report")] = None,
+        from_json: Annotated[list[Path] | None, typer.Option(
+            help="Instead of running: saved results of one configuration over different items"
+                 " (e.g. --offset runs), merged into one result and report. Repeatable.")] = None,
     ) -> None:
         """BFCL items through every strategy: latency, breakdown, BFCL accuracy, lower bound.
         Multi-turn categories (and multi-step-parallel) run on BFCL's real tool classes."""
         from asynclm.bench.bfcl._pkg import BfclNotInstalled
         from asynclm.bench.bfcl.report import markdown
-        from asynclm.bench.bfcl.run import BFCL_PROMPT, default_config, run_bfcl
+        from asynclm.bench.bfcl.run import BFCL_PROMPT, default_config, merge_results, run_bfcl
+
+        if from_json:
+            try:
+                merged = merge_results([json.loads(p.read_text()) for p in from_json])
+            except (OSError, ValueError, KeyError) as exc:
+                Console(stderr=True).print(f"[red]error:[/] {exc}")
+                raise typer.Exit(1) from None
+            merged["command"] = _command()
+            _write(merged, json_path, report, markdown(merged, merged["command"]))
+            return
 
         if prompt not in ("cml", "bfcl"):
             raise typer.BadParameter("choose cml or bfcl", param_hint="--prompt")

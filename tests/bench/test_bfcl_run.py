@@ -157,3 +157,32 @@ def test_an_adapter_needs_the_llamacpp_engine() -> None:
 
     with pytest.raises(ValueError, match="adapter"):
         default_config(category="parallel", adapter="x.gguf").validate()
+
+
+def test_results_over_different_items_merge_into_one(tmp_path) -> None:
+    import json
+
+    import pytest
+    from typer.testing import CliRunner
+
+    from asynclm.bench.bfcl.run import default_config, merge_results, run_bfcl
+    from asynclm.cli import app
+
+    whole = run_bfcl(default_config(category="parallel", limit=3, strategies="sync,async"))
+    parts = [run_bfcl(default_config(category="parallel", offset=o, limit=n,
+                                     strategies="sync,async")) for o, n in ((0, 2), (2, 1))]
+    merged = merge_results(parts)
+    assert [it["id"] for it in merged["items"]] == [it["id"] for it in whole["items"]]
+    assert merged["strategies"]["async"]["median_s"] == whole["strategies"]["async"]["median_s"]
+    with pytest.raises(ValueError, match="two results"):
+        merge_results([parts[0], parts[0]])
+    other = run_bfcl(default_config(category="parallel", limit=1, strategies="sync"))
+    with pytest.raises(ValueError, match="not mergeable"):
+        merge_results([parts[0], other])
+    paths = []
+    for k, p in enumerate(parts):
+        paths += ["--from-json", str(tmp_path / f"{k}.json")]
+        (tmp_path / f"{k}.json").write_text(json.dumps(p))
+    out = CliRunner().invoke(app, ["bench", "bfcl", *paths, "--report", str(tmp_path / "m.md")])
+    assert out.exit_code == 0, out.output
+    assert "Merged from the runs" in (tmp_path / "m.md").read_text()

@@ -38,6 +38,8 @@ def markdown(result: dict[str, Any], command: str | None = None) -> str:
     cmd = command or result.get("command")
     if cmd:
         lines += [f"Command: `{cmd}`", ""]
+    if result.get("merged_from"):
+        lines += ["Merged from the runs:", "", *(f"- `{c}`" for c in result["merged_from"]), ""]
     lines += [
         f"Tool times: profile `{prof['name']}` ({prof['law']}, mean {prof['mean_s'] * 1000:.0f} ms),"
         f" seed {p['seed']}; every strategy sees the same time for the same call."

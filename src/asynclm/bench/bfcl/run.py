@@ -70,7 +70,7 @@ from asynclm.trace import SpanKind, Trace
 
 __all__ = [
     "BFCL_PROMPT", "DEFAULT_STRATEGIES", "MALFORMED_ERRORS", "BenchConfig", "lower_bound",
-    "run_bfcl", "summarize",
+    "merge_results", "run_bfcl", "summarize",
 ]
 
 DEFAULT_STRATEGIES = ("sync", "sync-reprefill", "sync-parallel", "async")
@@ -534,6 +534,34 @@ def run_bfcl(
     return result
 
 
+def merge_results(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Several results of the same configuration over different items (e.g. ``--offset`` runs)
+    as one: items concatenated, summaries recomputed, wall times added."""
+    if not results:
+        raise ValueError("nothing to merge")
+    first = results[0]
+    keep = {k: v for k, v in first["params"].items() if k not in ("limit", "offset")}
+    for r in results[1:]:
+        if {k: v for k, v in r["params"].items() if k not in ("limit", "offset")} != keep:
+            raise ValueError("results differ in more than limit/offset: not mergeable")
+    items = [it for r in results for it in r["items"]]
+    ids = [it["id"] for it in items]
+    if len(set(ids)) != len(ids):
+        raise ValueError("an item occurs in two results")
+    strategies = first["params"]["strategies"]
+    records = {it["id"]: it["runs"] for it in items}
+    env = dict(first.get("environment", {}))
+    env["wall_s"] = sum(r.get("environment", {}).get("wall_s", 0.0) for r in results)
+    return {**first, "environment": env, "n_items": len(items), "items": items,
+            "strategies": summarize([_Id(i) for i in ids], records, strategies),
+            "merged_from": [r.get("command") for r in results]}
+
+
+@dataclass(frozen=True, slots=True)
+class _Id:
+    id: str
+
+
 async def _llama_all(
     cfg: BenchConfig, items: list[BfclItem], records: dict[str, dict[str, dict[str, Any]]],
     say: Callable[[str], None], engine: Engine | None,
@@ -586,7 +614,7 @@ def _med(xs: Sequence[float | None]) -> float | None:
 
 
 def summarize(
-    items: Sequence[BfclItem], records: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    items: Sequence[BfclItem | _Id], records: Mapping[str, Mapping[str, Mapping[str, Any]]],
     strategies: Sequence[str],
 ) -> dict[str, dict[str, Any]]:
     """Per strategy: latency median/p10/p90, speedup vs sync, accuracy, well-formed call rate,
