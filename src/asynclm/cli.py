@@ -275,7 +275,13 @@ if typer is not None:
                 **({"base_url": base_url} if base_url else {}),
                 **({"adapter": str(adapter)} if adapter else {}),
                 **({"strategies": strategies} if strategies else {}))
-            result = run_bfcl(cfg, progress=lambda m: err.print(m, highlight=False))
+            def checkpoint(partial: dict[str, Any]) -> None:
+                if json_path is not None:  # the report waits for the whole run
+                    json_path.parent.mkdir(parents=True, exist_ok=True)
+                    json_path.write_text(json.dumps(partial, indent=1) + "\n")
+
+            result = run_bfcl(cfg, progress=lambda m: err.print(m, highlight=False),
+                              checkpoint=checkpoint)
         except (BfclNotInstalled, ValueError) as exc:
             err.print(f"[red]error:[/] {exc}")
             raise typer.Exit(1) from None

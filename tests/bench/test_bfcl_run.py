@@ -186,3 +186,25 @@ def test_results_over_different_items_merge_into_one(tmp_path) -> None:
     out = CliRunner().invoke(app, ["bench", "bfcl", *paths, "--report", str(tmp_path / "m.md")])
     assert out.exit_code == 0, out.output
     assert "Merged from the runs" in (tmp_path / "m.md").read_text()
+
+
+def test_a_real_engine_run_checkpoints_after_every_item(monkeypatch) -> None:
+    from asynclm.bench.bfcl import run as bfcl_run
+
+    async def fake_all(cfg, items, records, say, engine, on_item):
+        for it in items:
+            records[it.id]["sync"] = {"latency_s": 1.0, "valid": True, "n_calls": 1,
+                                      "n_well_formed": 1,
+                                      "breakdown": dict.fromkeys(
+                                          ("decode_s", "prefill_s", "interrupt_s", "idle_s",
+                                           "tool_s", "tool_busy_s", "overlap_s"), 0.0)}
+            on_item()
+        return {"model": cfg.model}
+
+    monkeypatch.setattr(bfcl_run, "_llama_all", fake_all)
+    seen: list[dict] = []
+    cfg = bfcl_run.default_config(category="parallel", engine="llamacpp", limit=3,
+                                  strategies="sync")
+    final = bfcl_run.run_bfcl(cfg, checkpoint=seen.append)
+    assert [c["n_items"] for c in seen] == [1, 2, 3] and all(c["partial"] for c in seen)
+    assert "partial" not in final and final["n_items"] == 3

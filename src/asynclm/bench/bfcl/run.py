@@ -494,10 +494,12 @@ def _error_record(exc: BaseException) -> dict[str, Any]:
 
 def run_bfcl(
     cfg: BenchConfig, *, progress: Callable[[str], None] | None = None,
-    engine: Engine | None = None,
+    engine: Engine | None = None, checkpoint: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark; returns the JSON-ready result (``items`` holds every run's record,
-    ``strategies`` the summaries). ``engine``: an already loaded engine for ``llamacpp``."""
+    ``strategies`` the summaries). ``engine``: an already loaded engine for ``llamacpp``.
+    ``checkpoint`` (real engines) gets the result so far, marked ``partial``, after every item:
+    a long run that is stopped keeps what it measured."""
     cfg.validate()
     items = [it for c in cfg.categories for it in load(c, limit=cfg.limit, offset=cfg.offset)]
     say = progress or (lambda _msg: None)
@@ -510,15 +512,26 @@ def run_bfcl(
                 records[item.id][s] = _sim_run(item, s, cfg)
             say(f"[{n}/{len(items)}] {item.id}")
     else:
-        env.update(asyncio.run(_llama_all(cfg, items, records, say, engine)))
+        def save() -> None:
+            if checkpoint is not None:
+                done = [it for it in items if records[it.id]]
+                checkpoint({**_result(cfg, done, records, env), "partial": True})
+
+        env.update(asyncio.run(_llama_all(cfg, items, records, say, engine, save)))
     env["wall_s"] = time.perf_counter() - wall0
+    return _result(cfg, items, records, env)
+
+
+def _result(cfg: BenchConfig, items: Sequence[BfclItem],
+            records: Mapping[str, Mapping[str, Mapping[str, Any]]],
+            env: Mapping[str, Any]) -> dict[str, Any]:
     p = get_profile(cfg.profile)
     result: dict[str, Any] = {
         "benchmark": "bfcl",
         "params": {**asdict(cfg), "strategies": list(cfg.strategies)},
         "profile": {"name": p.name, "law": p.description, "mean_s": p.mean_s,
                     "range_s": [p.lo_s, p.hi_s]},
-        "environment": env,
+        "environment": dict(env),
         "n_items": len(items),
         "strategies": summarize(items, records, cfg.strategies),
         "items": [
@@ -565,6 +578,7 @@ class _Id:
 async def _llama_all(
     cfg: BenchConfig, items: list[BfclItem], records: dict[str, dict[str, dict[str, Any]]],
     say: Callable[[str], None], engine: Engine | None,
+    on_item: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     own = engine is None
     t = time.perf_counter()
@@ -599,6 +613,7 @@ async def _llama_all(
                     line.append(f"{s} {lat:.2f}s {'ok' if rec['valid'] else 'x'}"
                                 if lat is not None else f"{s} error")
                 say(f"[{n + 1}/{len(items)}] {item.id}: " + ", ".join(line))
+                on_item()
     finally:
         if own:
             await engine.aclose()
