@@ -133,8 +133,9 @@ def main() -> int:
     t = table(results)
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     t["command"] = command
-    args.out.with_suffix(".json").write_text(json.dumps(t, indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(t, command))
+    stem = str(args.out)  # not with_suffix: "…-1.5b" has a dot of its own
+    Path(stem + ".json").write_text(json.dumps(t, indent=1) + "\n")
+    Path(stem + ".md").write_text(markdown(t, command))
     return 0
 
 
