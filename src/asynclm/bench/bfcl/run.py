@@ -533,7 +533,7 @@ def _result(cfg: BenchConfig, items: Sequence[BfclItem],
                     "range_s": [p.lo_s, p.hi_s]},
         "environment": dict(env),
         "n_items": len(items),
-        "strategies": summarize(items, records, cfg.strategies),
+        "strategies": summarize([it.id for it in items], records, cfg.strategies),
         "items": [
             {"id": it.id, "question": it.question,
              "n_expected_calls": (sum(len(t) for t in it.ground_truth) if it.multi_turn
@@ -553,10 +553,12 @@ def merge_results(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if not results:
         raise ValueError("nothing to merge")
     first = results[0]
-    keep = {k: v for k, v in first["params"].items() if k not in ("limit", "offset")}
-    for r in results[1:]:
-        if {k: v for k, v in r["params"].items() if k not in ("limit", "offset")} != keep:
-            raise ValueError("results differ in more than limit/offset: not mergeable")
+
+    def setup(r: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in r["params"].items() if k not in ("limit", "offset")}
+
+    if any(setup(r) != setup(first) for r in results[1:]):
+        raise ValueError("results differ in more than limit/offset: not mergeable")
     items = [it for r in results for it in r["items"]]
     ids = [it["id"] for it in items]
     if len(set(ids)) != len(ids):
@@ -566,13 +568,8 @@ def merge_results(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     env = dict(first.get("environment", {}))
     env["wall_s"] = sum(r.get("environment", {}).get("wall_s", 0.0) for r in results)
     return {**first, "environment": env, "n_items": len(items), "items": items,
-            "strategies": summarize([_Id(i) for i in ids], records, strategies),
+            "strategies": summarize(ids, records, strategies),
             "merged_from": [r.get("command") for r in results]}
-
-
-@dataclass(frozen=True, slots=True)
-class _Id:
-    id: str
 
 
 async def _llama_all(
@@ -629,13 +626,12 @@ def _med(xs: Sequence[float | None]) -> float | None:
 
 
 def summarize(
-    items: Sequence[BfclItem | _Id], records: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    ids: Sequence[str], records: Mapping[str, Mapping[str, Mapping[str, Any]]],
     strategies: Sequence[str],
 ) -> dict[str, dict[str, Any]]:
-    """Per strategy: latency median/p10/p90, speedup vs sync, accuracy, well-formed call rate,
-    efficiency and the medians of the time breakdown."""
+    """Per strategy over the items ``ids``: latency median/p10/p90, speedup vs sync, accuracy,
+    well-formed call rate, efficiency and the medians of the time breakdown."""
     out: dict[str, dict[str, Any]] = {}
-    ids = [it.id for it in items]
     base = {i: records[i]["sync"]["latency_s"] for i in ids
             if "sync" in records[i] and records[i]["sync"].get("latency_s")}
     for s in strategies:
