@@ -343,6 +343,11 @@ def test_a_repeated_failing_call_counts_as_a_repeat_and_the_loop_is_cut():
         ['[CALL] b [HEAD] {"num1": 3} [END]\n[TRAP][END]\n'] * 12 + ["done"],
         config=SessionConfig(max_repeats=3))
     assert bad.stop_reason == "repeat_limit" and bad.counters["malformed"] == 5
+    # ... under a fresh id each time (as the 1.5B writes it): the id is not part of the key
+    renamed = scripted(
+        [f'[CALL] b{i} [HEAD] add(a=x["k"], b=1) [END]\n[TRAP][END]\n' for i in range(12)]
+        + ["done"], config=SessionConfig(max_repeats=3))
+    assert renamed.stop_reason == "repeat_limit" and renamed.counters["malformed"] == 5
     # a corrected call is not a repeat
     fixed = scripted([
         '[CALL] a [HEAD] add(a=1) [END]\n[TRAP][END]\n',

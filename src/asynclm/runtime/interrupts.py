@@ -98,8 +98,11 @@ class InterruptManager:
 
     def body(self, rec: CallRecord) -> str:
         """The call as the model wrote it (between ``[HEAD]`` and ``[END]``)."""
+        return self.body_of(rec.raw)
+
+    def body_of(self, raw: str) -> str:
+        """The part of a call block's text between ``[HEAD]`` and ``[END]`` (its id left out)."""
         m = self._markers
-        raw = rec.raw
         if raw.startswith(m.call):
             raw = raw[len(m.call):]
         if raw.rstrip().endswith(m.end):

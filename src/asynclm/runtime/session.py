@@ -408,7 +408,7 @@ class _Run:
     ) -> None | str:
         call_id, injectable, assigned = self._assign_id(written_id)
         # A malformed call comes with fn "": its key is its text.
-        key = _call_key(fn, args, pos, raw) if self.delivered or self.failed else ""
+        key = self._key(fn, args, pos, raw) if self.delivered or self.failed else ""
         repeat_of = self._repeat_of(key, fn) if key and error is None else None
         t = self.now()
         self.trace.add_instant("call.emitted", t, call_id=call_id, fn=fn)
@@ -428,6 +428,11 @@ class _Run:
             t = self.now()
             await self.executor.wait(call_id)
             self.trace.add_span("trap", "wait", t, self.now(), call_id=call_id)
+
+    def _key(self, fn: str, args: dict[str, Any], pos: tuple[Any, ...], raw: str) -> str:
+        """:func:`_call_key`; a call that did not parse is known by its body, not its id (small
+        models write the same broken call again and again under fresh ids)."""
+        return _call_key(fn, args, pos, raw if fn else self.interrupts.body_of(raw))
 
     def _repeat_of(self, key: str, fn: str) -> CallRecord | None:
         if self.cfg.repeated_calls != "reuse" or not self.delivered:
@@ -614,9 +619,9 @@ class _Run:
         for rec in calls:
             self.injected_at[rec.id] = t1
             if rec.status == "ok" and not rec.depends_on:
-                self.delivered.setdefault(_call_key(rec.fn, rec.args, rec.pos, rec.raw), rec)
+                self.delivered.setdefault(self._key(rec.fn, rec.args, rec.pos, rec.raw), rec)
             elif rec.status == "error":
-                self.failed.add(_call_key(rec.fn, rec.args, rec.pos, rec.raw))
+                self.failed.add(self._key(rec.fn, rec.args, rec.pos, rec.raw))
         self.n_injected += len(calls)
         if self.on_event is not None:
             self.emit(ev.InterruptInjected(
