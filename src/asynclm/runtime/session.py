@@ -407,7 +407,7 @@ class _Run:
         raw: str, error: str | None,
     ) -> None | str:
         call_id, injectable, assigned = self._assign_id(written_id)
-        # A malformed call comes with fn "": its key is its text.
+        # A malformed call comes with fn "": its key is its body (see _key).
         key = self._key(fn, args, pos, raw) if self.delivered or self.failed else ""
         repeat_of = self._repeat_of(key, fn) if key and error is None else None
         t = self.now()
