@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
+from asynclm.protocol import Interrupt, Parser, Text
+
 GOAL_FORGED = 2  # the tuned model attempts to write an interrupt in at most 2 of 40 items
-_BLOCKS = re.compile(r"\[(CALL|INTR)\].*?\[END\]|\[TRAP\]\[END\]", re.S)
 
 
 def wrote_before_results(run: dict[str, Any]) -> bool:
     """The model wrote prose (not calls or traps) before the last result was injected: it
     answered, or guessed, before its results were in. Only meaningful for runs without
     forged markers (a forged ``[INTR]`` would count as a result here)."""
-    t = run["transcript"]
-    last = t.rfind("[INTR]")
-    return last >= 0 and bool(_BLOCKS.sub("", t[:last]).strip())
+    parser = Parser(transcript=True)
+    events = [*parser.feed(run["transcript"]), *parser.close()]
+    last = max((k for k, e in enumerate(events) if isinstance(e, Interrupt)), default=0)
+    return any(isinstance(e, Text) and e.text.strip() for e in events[:last])
 
 
 def _early(result: dict[str, Any], strategy: str) -> int:
