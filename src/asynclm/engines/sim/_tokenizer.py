@@ -18,29 +18,29 @@ class SimTokenizer:
         self._specials = markers.all()
         self._plain = re.compile(_WORD)
         self._special = re.compile("|".join(map(re.escape, self._specials)) + "|" + _WORD)
-        self._ids: dict[str, int] = {"": EOS}
+        self._ids: dict[str, int] = {"": EOS}  # plain pieces
+        self._special_ids: dict[str, int] = {}  # marker strings, each one token
         self._pieces: list[str] = [""]
         for s in self._specials:
             self._intern(s, special=True)
 
     def _intern(self, piece: str, *, special: bool = False) -> int:
-        key = ("\x00" if special else "") + piece
-        tid = self._ids.get(key)
+        ids = self._special_ids if special else self._ids
+        tid = ids.get(piece)
         if tid is None:
-            tid = self._ids[key] = len(self._pieces)
+            tid = ids[piece] = len(self._pieces)
             self._pieces.append(piece)
         return tid
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
-        pattern = self._special if special else self._plain
-        out = []
-        for m in pattern.finditer(text):
-            piece = m.group()
-            out.append(self._intern(piece, special=special and piece in self._specials))
-        return out
+        ids, intern = self._ids, self._intern
+        if special:
+            sp = self._special_ids
+            return [sp.get(p) or ids.get(p) or intern(p) for p in self._special.findall(text)]
+        return [ids.get(p) or intern(p) for p in self._plain.findall(text)]
 
     def detokenize(self, tokens: Sequence[int]) -> bytes:
-        return "".join(self._pieces[t] for t in tokens).encode()
+        return "".join(map(self._pieces.__getitem__, tokens)).encode()
 
     def count(self, text: str, *, special: bool = True) -> int:
         return len(self.tokenize(text, special=special))
