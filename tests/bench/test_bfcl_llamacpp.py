@@ -40,7 +40,8 @@ def test_llamacpp_smoke_one_parallel_item(small_model: str) -> None:
         assert "error" not in run, run.get("error")
         assert run["latency_s"] > 0 and run["n_generated"] > 0
         assert run["first_token_s"] is not None and run["first_token_s"] < run["latency_s"]
-        assert run["lb_s"] <= run["latency_s"] + 1e-6
+        assert run["lb_s"] <= run["lb_ingest_s"] <= run["latency_s"] + 1e-6
+        assert (run["ingest_s"] > 0) == (run["n_injected"] > 0)  # appending results costs time
         assert run["breakdown"]["decode_s"] > 0
         assert isinstance(run["valid"], bool) and run["transcript"]
     assert r["environment"]["threads"] == 1

@@ -47,6 +47,9 @@ def test_records_are_complete_and_bounded(parallel3: dict) -> None:
                 continue
             assert r["first_token_s"] == pytest.approx(0.045)  # 40 ms TTFT + one 5 ms token
             assert 0 < r["efficiency"] <= 1 + 1e-9
+            # counting result ingest as work raises the bound, never past the measured time
+            assert r["lb_s"] <= r["lb_ingest_s"] <= r["latency_s"] + 1e-9
+            assert r["lb_ingest_s"] - r["lb_s"] <= r["ingest_s"] + 1e-9
             # every call ran for its seeded time, the same under every strategy
             assert all(c["status"] == "ok" and c["exec_s"] > 0 for c in r["calls"])
         times = {s: sorted(round(c["exec_s"], 9) for c in r["calls"])
@@ -186,6 +189,8 @@ def test_results_over_different_items_merge_into_one(tmp_path) -> None:
     out = CliRunner().invoke(app, ["bench", "bfcl", *paths, "--report", str(tmp_path / "m.md")])
     assert out.exit_code == 0, out.output
     assert "Merged from the runs" in (tmp_path / "m.md").read_text()
+    # summarizing a merged result again keeps the commands of the runs it came from
+    assert merge_results([merged])["merged_from"] == merged["merged_from"]
 
 
 def test_a_real_engine_run_checkpoints_after_every_item(monkeypatch) -> None:
@@ -208,3 +213,29 @@ def test_a_real_engine_run_checkpoints_after_every_item(monkeypatch) -> None:
     final = bfcl_run.run_bfcl(cfg, checkpoint=seen.append)
     assert [c["n_items"] for c in seen] == [1, 2, 3] and all(c["partial"] for c in seen)
     assert "partial" not in final and final["n_items"] == 3
+
+
+def test_a_call_written_after_the_last_injection_is_counted_once() -> None:
+    """Its tokens are part of the answer's decode A, not also a G_i: the bound stays below the
+    measured time (and the result it never delivered holds nothing up)."""
+    from types import SimpleNamespace
+
+    from asynclm.bench.bfcl.run import lower_bound
+    from asynclm.runtime import CallRecord
+    from asynclm.trace import Trace
+
+    trace = Trace()
+    trace.add_span("prefill", "prefill", 0.0, 1.0)
+    trace.add_span("decode", "decode", 1.0, 3.0, tokens=20)
+    trace.add_span("interrupt", "inject", 3.0, 4.0)
+    trace.add_span("decode", "decode", 4.0, 6.0, tokens=20)
+    a = CallRecord(id="a", fn="f", args={}, raw="a", status="ok", emitted_at=3.0,
+                   started_at=3.0, ended_at=3.5, injected_at=4.0)
+    b = CallRecord(id="b", fn="f", args={}, raw="b", status="ok", emitted_at=6.0,
+                   started_at=6.0, ended_at=6.2)
+    result = SimpleNamespace(trace=trace, n_generated=40, calls=[a, b], counters={})
+    lb = lower_bound(result, lambda raw: 20)  # type: ignore[arg-type]
+    assert lb["answer_s"] == 2.0 and lb["sum_G_s"] == 2.0  # b's 20 tokens only in A
+    assert lb["lb_s"] == pytest.approx(1.0 + 2.5 + 2.0)  # P + (G_a + E_a) + A
+    assert lb["lb_ingest_s"] == pytest.approx(1.0 + 3.0 + 2.0)  # P + (D − A + I) + A: 6 s
+    assert lb["ingest_s"] == 1.0

@@ -39,7 +39,9 @@ def markdown(result: dict[str, Any], command: str | None = None) -> str:
     if cmd:
         lines += [f"Command: `{cmd}`", ""]
     if result.get("merged_from"):
-        lines += ["Merged from the runs:", "", *(f"- `{c}`" for c in result["merged_from"]), ""]
+        head = ("Merged from the runs:" if len(result["merged_from"]) > 1
+                else "Summarized again from the saved result of the run:")
+        lines += [head, "", *(f"- `{c}`" for c in result["merged_from"]), ""]
     lines += [
         f"Tool times: profile `{prof['name']}` ({prof['law']}, mean {prof['mean_s'] * 1000:.0f} ms),"
         f" seed {p['seed']}; every strategy sees the same time for the same call."
@@ -47,8 +49,9 @@ def markdown(result: dict[str, Any], command: str | None = None) -> str:
            and p["engine"] != "sim" else ""),
         "",
         "| strategy | median (s) | p10 (s) | p90 (s) | speedup vs sync (medians / per-item) |"
-        " BFCL accuracy | well-formed calls | calls/item | efficiency (LB÷measured) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        " BFCL accuracy | well-formed calls | calls/item | efficiency (LB÷measured) |"
+        " efficiency, ingest counted | bound vs sync |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s, r in result["strategies"].items():
         acc = f"{r['n_valid']}/{r['n']}" + (f" ({_pct(r['accuracy'])})" if r["n"] else "")
@@ -56,10 +59,13 @@ def markdown(result: dict[str, Any], command: str | None = None) -> str:
               if "speedup_vs_sync" in r else "—")
         eff = (f"{_s(r['efficiency_median'], 2)} (p10 {_s(r['efficiency_p10'], 2)})"
                if r.get("efficiency_median") is not None else "—")
+        eff_i = (f"{_s(r['efficiency_ingest_median'], 2)} (p10 {_s(r['efficiency_ingest_p10'], 2)})"
+                 if r.get("efficiency_ingest_median") is not None else "—")
         err = f" ({r['n_errors']} failed)" if r.get("n_errors") else ""
         lines.append(
             f"| {s}{err} | {_s(r['median_s'])} | {_s(r['p10_s'])} | {_s(r['p90_s'])} | {sp} |"
-            f" {acc} | {_pct(r['well_formed_rate'])} | {_s(r['calls_per_item'], 1)} | {eff} |")
+            f" {acc} | {_pct(r['well_formed_rate'])} | {_s(r['calls_per_item'], 1)} | {eff} |"
+            f" {eff_i} | {_x(r.get('bound_vs_sync_per_item_median'))} |")
     lines += [
         "",
         "Time breakdown, medians over items (s): model track = decode + prefill + interrupt +"
@@ -81,7 +87,11 @@ def markdown(result: dict[str, Any], command: str | None = None) -> str:
         "Lower bound of a run (its own measurements): P + max(D − T − A, maxᵢ(Gᵢ + Eᵢ)) + A, with P"
         " the prefill, D all decode time, T the decode time of trap blocks, A the decode after"
         " the last interrupt (the answer), Gᵢ = decode time per token × tokens of call i, Eᵢ its"
-        " measured execution time; calls on one tool instance count as a chain."
+        " measured execution time; calls on one tool instance count as a chain. Ingest counted:"
+        " the same bound with the run's interrupt time I (result tokens appended to the context)"
+        " as model-track work, P + max(D − T − A + I, maxᵢ(Gᵢ + Eᵢ)) + A. Bound vs sync: per"
+        " item, the measured sync latency ÷ this strategy's ingest-counted bound (median): the"
+        " most any schedule doing the same work could gain over sync."
         + (" `bfcl-prompt` is BFCL's own one-shot prompt: no tool runs, so its latency is"
            " generation only." if "bfcl-prompt" in result["strategies"] else ""),
     ]

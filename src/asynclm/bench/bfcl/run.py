@@ -24,7 +24,9 @@ Lower bound of a run (``lb_s``), from that run's own measurements, in the paper'
 (``latency.lower_bound``): with ``P`` the initial prefill, ``D`` the run's total decode time over
 ``N`` generated tokens (``τ = D / N``), ``A`` the decode time after the last interrupt was
 injected (the answer, which needs every result), ``G_i = τ · tokens(call block i)`` and ``E_i``
-call ``i``'s measured execution time (``started_at → ended_at``; 0 if it never ran)::
+call ``i``'s measured execution time (``started_at → ended_at``; 0 if it never ran or its result
+was never injected), over the calls written before the last injection (later ones are decoded
+within ``A``)::
 
     LB = P + max(D − T − A, max_i (G_i + E_i)) + A
 
@@ -34,6 +36,17 @@ computed with ``latency.lower_bound(G + [D − T − A − ΣG], E + [0], prefix
 calls must keep their order (one tool instance), each depends on the previous one and the
 longest chain counts too.
 Efficiency = LB ÷ measured latency.
+
+The paper's bound takes injections as free, as they nearly are on a GPU. On a CPU, appending a
+result's tokens to the context costs about as much per token as prefill, and every strategy
+that shows the model its results pays it. ``lb_ingest_s`` is therefore also reported: the same
+bound with ``I``, the run's measured interrupt time (result tokens appended), counted as
+model-track work that cannot overlap decoding::
+
+    LB_ingest = P + max(D − T − A + I, max_i (G_i + E_i)) + A
+
+(``I`` is 0 for strategies that re-send the whole context: that re-prefill is the strategy's
+cost, not necessary work). ``efficiency_ingest`` = LB_ingest ÷ measured latency.
 
 Multi-turn categories (``multi_turn_*``) and the joined ``multi-step-parallel`` set run in
 :mod:`.run_multi`: one session per turn over the accumulated conversation, tools backed by the
@@ -230,25 +243,34 @@ def lower_bound(
     tau = D / result.n_generated if result.n_generated else 0.0
     injected = [c.injected_at for c in result.calls if c.injected_at is not None]
     A = 0.0
+    calls = result.calls
     if injected:
         t = max(injected)
         A = sum(max(0.0, s.end - max(s.start, t)) for s in decode)
-    G = [tau * tokens_of(c.raw) for c in result.calls]
-    E = [c.duration_s or 0.0 for c in result.calls]
+        # a call written after the last injection is part of A's decode; its result never
+        # reached the model, so it holds nothing up
+        calls = [c for c in calls if c.emitted_at <= t]
+    G = [tau * tokens_of(c.raw) for c in calls]
+    E = [(c.duration_s or 0.0) if c.injected_at is not None else 0.0 for c in calls]
     deps: dict[int, tuple[int, ...]] = {}
     if order_key is not None:
         last: dict[Hashable, int] = {}
-        for i, c in enumerate(result.calls):
+        for i, c in enumerate(calls):
             key = order_key(c)
             if key is not None:
                 if key in last:
                     deps[i] = (last[key],)
                 last[key] = i
     T = tau * tokens_of(render_trap()) * result.counters.get("traps", 0)
+    I = sum(s.duration for s in spans if s.kind is SpanKind.INTERRUPT)  # noqa: E741
     rest = max(0.0, D - A - sum(G) - T)
-    lb = latency.lower_bound([*G, rest], [*E, 0.0], deps, futures=futures, prefix=P, suffix=A)
-    return {"lb_s": lb, "prefill_s": P, "decode_s": D, "answer_s": A, "sum_G_s": sum(G),
-            "trap_decode_s": T,
+
+    def bound(extra: float) -> float:
+        return latency.lower_bound([*G, rest + extra], [*E, 0.0], deps, futures=futures,
+                                   prefix=P, suffix=A)
+
+    return {"lb_s": bound(0.0), "lb_ingest_s": bound(I), "ingest_s": I,
+            "prefill_s": P, "decode_s": D, "answer_s": A, "sum_G_s": sum(G), "trap_decode_s": T,
             "max_G_plus_E_s": max((g + e for g, e in zip(G, E, strict=True)), default=0.0)}
 
 
@@ -307,6 +329,8 @@ def session_record(
         "check_error": error[:500] if error else None,
         **lb,
         "efficiency": lb["lb_s"] / result.latency_s if result.latency_s > 0 else None,
+        "efficiency_ingest": (lb["lb_ingest_s"] / result.latency_s if result.latency_s > 0
+                              else None),
         "n_generated": result.n_generated,
         "n_injected": result.n_injected,
         "stop_reason": result.stop_reason,
@@ -569,7 +593,7 @@ def merge_results(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     env["wall_s"] = sum(r.get("environment", {}).get("wall_s", 0.0) for r in results)
     return {**first, "environment": env, "n_items": len(items), "items": items,
             "strategies": summarize(ids, records, strategies),
-            "merged_from": [r.get("command") for r in results]}
+            "merged_from": [c for r in results for c in r.get("merged_from") or [r.get("command")]]}
 
 
 async def _llama_all(
@@ -638,6 +662,9 @@ def summarize(
         recs = [records[i][s] for i in ids if s in records[i]]
         ok = [r for r in recs if r.get("latency_s") is not None]
         lat = [r["latency_s"] for r in ok]
+        lb_i = {i: records[i][s]["lb_ingest_s"] for i in ids if s in records[i]
+                and records[i][s].get("latency_s") and records[i][s].get("lb_ingest_s")}
+        eff_i = [lb_i[i] / records[i][s]["latency_s"] for i in lb_i]
         st = {k: (None if v != v else v) for k, v in summary(lat).items()}  # NaN -> None
         n_calls = sum(r["n_calls"] for r in recs)
         row: dict[str, Any] = {
@@ -654,6 +681,9 @@ def summarize(
             "efficiency_p10": (quantile([r["efficiency"] for r in ok if r.get("efficiency")], 0.1)
                                if any(r.get("efficiency") for r in ok) else None),
             "lb_median_s": _med([r.get("lb_s") for r in ok]),
+            "efficiency_ingest_median": _med(eff_i),
+            "efficiency_ingest_p10": quantile(eff_i, 0.1) if eff_i else None,
+            "lb_ingest_median_s": _med(list(lb_i.values())),
             "breakdown_median_s": {
                 k: _med([r["breakdown"][k] for r in ok])
                 for k in ("decode_s", "prefill_s", "interrupt_s", "idle_s", "tool_s",
@@ -672,6 +702,10 @@ def summarize(
             if pairs and st["median"]:
                 row["speedup_vs_sync"] = quantile(list(base.values()), 0.5) / st["median"]
                 row["speedup_vs_sync_per_item_median"] = quantile([a / b for a, b in pairs], 0.5)
+            # the most any schedule doing this run's work could gain over the measured sync
+            ceil = [base[i] / b for i, b in lb_i.items() if i in base and b]
+            if ceil:
+                row["bound_vs_sync_per_item_median"] = quantile(ceil, 0.5)
         out[s] = row
     return out
 
