@@ -191,6 +191,10 @@ def test_results_over_different_items_merge_into_one(tmp_path) -> None:
     assert "Merged from the runs" in (tmp_path / "m.md").read_text()
     # summarizing a merged result again keeps the commands of the runs it came from
     assert merge_results([merged])["merged_from"] == merged["merged_from"]
+    # a merge is partial (a stopped run's checkpoint in it) iff one of its parts is
+    assert "partial" not in merged
+    assert "partial" not in merge_results([{**parts[0], "partial": False}, parts[1]])
+    assert merge_results([parts[0], {**parts[1], "partial": True}])["partial"] is True
 
 
 def test_a_real_engine_run_checkpoints_after_every_item(monkeypatch) -> None:

@@ -591,7 +591,10 @@ def merge_results(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     records = {it["id"]: it["runs"] for it in items}
     env = dict(first.get("environment", {}))
     env["wall_s"] = sum(r.get("environment", {}).get("wall_s", 0.0) for r in results)
-    return {**first, "environment": env, "n_items": len(items), "items": items,
+    merged = {k: v for k, v in first.items() if k != "partial"}
+    if any(r.get("partial") for r in results):  # a stopped run's checkpoint
+        merged["partial"] = True
+    return {**merged, "environment": env, "n_items": len(items), "items": items,
             "strategies": summarize(ids, records, strategies),
             "merged_from": [c for r in results for c in r.get("merged_from") or [r.get("command")]]}
 
