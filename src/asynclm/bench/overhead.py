@@ -214,6 +214,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
         f"loop hop), measured beside it, median | {result['asyncio_floor_us']['median']:.1f} µs "
         f"(p10 {result['asyncio_floor_us']['p10']:.1f}, p90 {result['asyncio_floor_us']['p90']:.1f})"
         f" | — |",
+        f"| per call ÷ asyncio alone (medians, same run) | "
+        f"{pc['median'] / result['asyncio_floor_us']['median']:.2f} | — |",
         f"| decode-loop cost per token (parser, bookkeeping, trace), median | "
         f"{result['per_token_loop_us']['median']:.1f} µs | — |",
         *(f"| parser throughput, model-like text fed in {c}-char chunks | {v:.1f} MB/s | ≥ 5 MB/s |"
