@@ -195,13 +195,15 @@ if typer is not None:
     @bench_app.command("overhead")
     def bench_overhead(
         sessions: int = 50, calls: int = 20,
+        rounds: Annotated[int, typer.Option(
+            help="Rounds the sessions are split into, alternating with the asyncio floor.")] = 5,
         json_path: Annotated[Path | None, typer.Option("--json")] = None,
         report: Annotated[Path | None, typer.Option("--report")] = None,
     ) -> None:
         """Runtime overhead per call, parser throughput and linearity (real time)."""
         from asynclm.bench.overhead import bench_overhead as run, markdown
 
-        result = run(sessions=sessions, calls=calls)
+        result = run(sessions=sessions, calls=calls, rounds=rounds)
         result["command"] = _command()
         _write(result, json_path, report, markdown(result, result["command"]))
 
