@@ -45,8 +45,8 @@ model-track work that cannot overlap decoding::
 
     LB_ingest = P + max(D − T − A + I, max_i (G_i + E_i)) + A
 
-(``I`` is 0 for strategies that re-send the whole context: that re-prefill is the strategy's
-cost, not necessary work). ``efficiency_ingest`` = LB_ingest ÷ measured latency.
+``efficiency_ingest`` = LB_ingest ÷ measured latency. Summaries leave both out for strategies
+that re-send the whole context: their result ingest is inside a re-prefill, not measured apart.
 
 Multi-turn categories (``multi_turn_*``) and the joined ``multi-step-parallel`` set run in
 :mod:`.run_multi`: one session per turn over the accumulated conversation, tools backed by the
@@ -665,7 +665,8 @@ def summarize(
         recs = [records[i][s] for i in ids if s in records[i]]
         ok = [r for r in recs if r.get("latency_s") is not None]
         lat = [r["latency_s"] for r in ok]
-        lb_i = {i: records[i][s]["lb_ingest_s"] for i in ids if s in records[i]
+        appends = s != BFCL_PROMPT and get_strategy(s).resume == "append"
+        lb_i = {i: records[i][s]["lb_ingest_s"] for i in ids if appends and s in records[i]
                 and records[i][s].get("latency_s") and records[i][s].get("lb_ingest_s")}
         eff_i = [lb_i[i] / records[i][s]["latency_s"] for i in lb_i]
         st = {k: (None if v != v else v) for k, v in summary(lat).items()}  # NaN -> None
