@@ -262,14 +262,14 @@ def lower_bound(
                     deps[i] = (last[key],)
                 last[key] = i
     T = tau * tokens_of(render_trap()) * result.counters.get("traps", 0)
-    I = sum(s.duration for s in spans if s.kind is SpanKind.INTERRUPT)  # noqa: E741
+    ingest = sum(s.duration for s in spans if s.kind is SpanKind.INTERRUPT)  # I
     rest = max(0.0, D - A - sum(G) - T)
 
     def bound(extra: float) -> float:
         return latency.lower_bound([*G, rest + extra], [*E, 0.0], deps, futures=futures,
                                    prefix=P, suffix=A)
 
-    return {"lb_s": bound(0.0), "lb_ingest_s": bound(I), "ingest_s": I,
+    return {"lb_s": bound(0.0), "lb_ingest_s": bound(ingest), "ingest_s": ingest,
             "prefill_s": P, "decode_s": D, "answer_s": A, "sum_G_s": sum(G), "trap_decode_s": T,
             "max_G_plus_E_s": max((g + e for g, e in zip(G, E, strict=True)), default=0.0)}
 
@@ -668,7 +668,7 @@ def summarize(
         appends = s != BFCL_PROMPT and get_strategy(s).resume == "append"
         lb_i = {i: records[i][s]["lb_ingest_s"] for i in ids if appends and s in records[i]
                 and records[i][s].get("latency_s") and records[i][s].get("lb_ingest_s")}
-        eff_i = [lb_i[i] / records[i][s]["latency_s"] for i in lb_i]
+        eff_i = [records[i][s]["efficiency_ingest"] for i in lb_i]
         st = {k: (None if v != v else v) for k, v in summary(lat).items()}  # NaN -> None
         n_calls = sum(r["n_calls"] for r in recs)
         row: dict[str, Any] = {
@@ -707,7 +707,7 @@ def summarize(
                 row["speedup_vs_sync"] = quantile(list(base.values()), 0.5) / st["median"]
                 row["speedup_vs_sync_per_item_median"] = quantile([a / b for a, b in pairs], 0.5)
             # the most any schedule doing this run's work could gain over the measured sync
-            ceil = [base[i] / b for i, b in lb_i.items() if i in base and b]
+            ceil = [base[i] / b for i, b in lb_i.items() if i in base]
             if ceil:
                 row["bound_vs_sync_per_item_median"] = quantile(ceil, 0.5)
         out[s] = row

@@ -140,7 +140,9 @@ async def _conversation(item: BfclItem, strategy: str, cfg: BenchConfig, backend
         history += [*user, ChatMessage("assistant", result.transcript)]
     valid, error = backend.check()
     lat = sum(t["latency_s"] for t in turns)
-    lb_s = sum(t["lb_s"] for t in turns)
+    sums = {k: sum(t[k] for t in turns) for k in ("lb_s", "lb_ingest_s", "ingest_s", "prefill_s",
+                                                   "decode_s", "answer_s", "sum_G_s",
+                                                   "trap_decode_s")}
     stops = [t["stop_reason"] for t in turns if t["stop_reason"] != "eos"]
     return {
         "latency_s": lat,
@@ -154,12 +156,10 @@ async def _conversation(item: BfclItem, strategy: str, cfg: BenchConfig, backend
         "check_error": error,
         "live_state_ok": live_ok,
         "live_state_error": live_error,
-        **{k: sum(t[k] for t in turns) for k in ("lb_s", "lb_ingest_s", "ingest_s", "prefill_s",
-                                                  "decode_s", "answer_s", "sum_G_s",
-                                                  "trap_decode_s")},
+        **sums,
         "max_G_plus_E_s": max((t["max_G_plus_E_s"] for t in turns), default=0.0),
-        "efficiency": lb_s / lat if lat > 0 else None,
-        "efficiency_ingest": sum(t["lb_ingest_s"] for t in turns) / lat if lat > 0 else None,
+        "efficiency": sums["lb_s"] / lat if lat > 0 else None,
+        "efficiency_ingest": sums["lb_ingest_s"] / lat if lat > 0 else None,
         "n_generated": sum(t["n_generated"] for t in turns),
         "n_injected": sum(1 for c in calls if c["injected_s"] is not None),
         "stop_reason": stops[0] if stops else "eos",
