@@ -26,7 +26,9 @@ Lower bound of a run (``lb_s``), from that run's own measurements, in the paper'
 injected (the answer, which needs every result), ``G_i = τ · tokens(call block i)`` and ``E_i``
 call ``i``'s measured execution time (``started_at → ended_at``; 0 if it never ran or its result
 was never injected), over the calls written before the last injection (later ones are decoded
-within ``A``)::
+within ``A``). ``G_i`` is an estimate (mean ``τ``, the call's text tokenized on its own); where
+the estimates sum to more than the measured decode they are part of (``D − T − A``), they are
+scaled down to it, so the bound never exceeds the measured time::
 
     LB = P + max(D − T − A, max_i (G_i + E_i)) + A
 
@@ -250,7 +252,7 @@ def lower_bound(
         # a call written after the last injection is part of A's decode; its result never
         # reached the model, so it holds nothing up
         calls = [c for c in calls if c.emitted_at <= t]
-    G = [tau * tokens_of(c.raw) for c in calls]
+    T = tau * tokens_of(render_trap()) * result.counters.get("traps", 0)
     E = [(c.duration_s or 0.0) if c.injected_at is not None else 0.0 for c in calls]
     deps: dict[int, tuple[int, ...]] = {}
     if order_key is not None:
@@ -261,9 +263,24 @@ def lower_bound(
                 if key in last:
                     deps[i] = (last[key],)
                 last[key] = i
-    T = tau * tokens_of(render_trap()) * result.counters.get("traps", 0)
     ingest = sum(s.duration for s in spans if s.kind is SpanKind.INTERRUPT)  # I
-    rest = max(0.0, D - A - sum(G) - T)
+    return bound_parts(P=P, D=D, A=A, T=T, ingest=ingest,
+                       G=[tau * tokens_of(c.raw) for c in calls], E=E, deps=deps,
+                       futures=futures)
+
+
+def bound_parts(
+    *, P: float, D: float, A: float, T: float, ingest: float, G: Sequence[float],
+    E: Sequence[float], deps: latency.Deps | None = None, futures: bool = False,
+) -> dict[str, float]:
+    """Both bounds from a run's measured parts (see the module docstring).
+
+    ``G`` are estimates (mean τ, a call's text tokenized on its own); the calls are part of the
+    decode before the answer, so where they sum past it (``D − T − A``) they are scaled down."""
+    work = max(0.0, D - A - T)
+    if (total := sum(G)) > work:
+        G = [g * work / total for g in G]
+    rest = max(0.0, work - sum(G))
 
     def bound(extra: float) -> float:
         return latency.lower_bound([*G, rest + extra], [*E, 0.0], deps, futures=futures,
