@@ -51,9 +51,9 @@ COMMANDS = [
     "--strategies sync,sync-parallel,async,async-lazy "
     "--json benchmarks/results/bfcl-llama-1.5b-paper.json "
     "--report benchmarks/results/bfcl-llama-1.5b-paper.md",
-    # re-prefilling the context per call costs about 20 s a call on this CPU: fewer items
+    # re-prefilling the context per result: about 43 s an item on this CPU (15 min in all)
     "bench bfcl --engine llamacpp --model qwen2.5-coder-1.5b --threads 2 "
-    "--category parallel,parallel_multiple --limit 2 --profile web "
+    "--category parallel,parallel_multiple --limit 10 --profile web "
     "--strategies sync,sync-reprefill "
     "--json benchmarks/results/bfcl-llama-1.5b-reprefill.json "
     "--report benchmarks/results/bfcl-llama-1.5b-reprefill.md",

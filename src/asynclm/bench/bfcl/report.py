@@ -42,6 +42,9 @@ def markdown(result: dict[str, Any], command: str | None = None) -> str:
         head = ("Merged from the runs:" if len(result["merged_from"]) > 1
                 else "Summarized again from the saved result of the run:")
         lines += [head, "", *(f"- `{c}`" for c in result["merged_from"]), ""]
+    if rb := result.get("rebound"):
+        lines += [f"Lower bounds re-derived from the runs' stored measurements: `{rb['command']}`"
+                  f" (records: {', '.join(f'{k} {n}' for k, n in rb['records'].items())}).", ""]
     lines += [
         f"Tool times: profile `{prof['name']}` ({prof['law']}, mean {prof['mean_s'] * 1000:.0f} ms),"
         f" seed {p['seed']}; every strategy sees the same time for the same call."
