@@ -272,3 +272,35 @@ def test_call_estimates_never_sum_past_the_measured_decode() -> None:
     assert lb["sum_G_s"] == pytest.approx(2.0)  # scaled from 30 · τ = 3 s to D − A
     assert lb["lb_ingest_s"] == pytest.approx(5.0)  # P + (D − A + I) + A: the measured time
     assert lb["lb_s"] <= lb["lb_ingest_s"]
+
+
+def test_calls_on_one_instance_chain_without_waiting_when_the_model_wrote_ahead() -> None:
+    """``futures=None``: where the model wrote a call on an instance before the previous call's
+    result was in, that result was not needed, and the chain is bounded as with futures (the
+    bound without them, G_a + E_a + G_b + E_b, would exceed this run's measured time)."""
+    from types import SimpleNamespace
+
+    from asynclm.bench.bfcl.run import lower_bound
+    from asynclm.runtime import CallRecord
+    from asynclm.trace import Trace
+
+    def run(b_emitted: float) -> SimpleNamespace:
+        trace = Trace()
+        trace.add_span("decode", "decode", 0.0, 2.0, tokens=20)
+        trace.add_span("interrupt", "inject", 3.5, 3.6)
+        trace.add_span("decode", "decode", 3.6, 4.0, tokens=4)
+        a = CallRecord(id="a", fn="f", args={}, raw="a", status="ok", emitted_at=1.0,
+                       started_at=1.0, ended_at=2.5, injected_at=3.5)
+        b = CallRecord(id="b", fn="f", args={}, raw="b", status="ok", emitted_at=b_emitted,
+                       started_at=2.5, ended_at=3.5, injected_at=3.6)
+        return SimpleNamespace(trace=trace, n_generated=24, calls=[a, b], counters={})
+
+    key = {"order_key": lambda c: "instance"}
+    ahead = run(2.0)  # b written while a ran
+    lb = lower_bound(ahead, lambda raw: 10, futures=None, **key)  # type: ignore[arg-type]
+    assert lb == lower_bound(ahead, lambda raw: 10, futures=True, **key)  # type: ignore[arg-type]
+    assert lb["lb_s"] <= 4.0
+    assert lower_bound(ahead, lambda raw: 10, **key)["lb_s"] > 4.0  # type: ignore[arg-type]
+    waited = run(3.55)  # b written after a's result was in
+    assert (lower_bound(waited, lambda raw: 10, futures=None, **key)  # type: ignore[arg-type]
+            == lower_bound(waited, lambda raw: 10, **key))  # type: ignore[arg-type]

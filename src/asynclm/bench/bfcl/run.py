@@ -61,6 +61,7 @@ over turns and one entry per turn. Their lower bound keeps calls on one instance
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -230,14 +231,16 @@ def bfcl_chat(item: BfclItem, cfg: BenchConfig) -> list[ChatMessage]:
 
 def lower_bound(
     result: SessionResult, tokens_of: Callable[[str], int], *,
-    order_key: Callable[[CallRecord], Hashable | None] | None = None, futures: bool = False,
+    order_key: Callable[[CallRecord], Hashable | None] | None = None,
+    futures: bool | None = False,
 ) -> dict[str, float]:
     """The run's lower bound (see the module docstring) and its parts, in seconds.
 
     ``order_key``: calls with equal non-None keys must run one after another in emission order
     (a stateful tool instance); each then depends on the previous one, and the bound takes the
     longest such chain (``futures=True``: the model may write a call before its predecessor's
-    result is in). Trap blocks are not work: their decode time is left out of ``D``."""
+    result is in; ``None``: it may if it did so in this run, since then that result was not
+    needed to write the call). Trap blocks are not work: their decode time is left out of ``D``."""
     spans = result.trace.model_spans
     P = sum(s.duration for s in spans if s.kind is SpanKind.PREFILL)
     decode = [s for s in spans if s.kind is SpanKind.DECODE]
@@ -263,6 +266,9 @@ def lower_bound(
                 if key in last:
                     deps[i] = (last[key],)
                 last[key] = i
+    if futures is None:
+        futures = any(calls[i].emitted_at < (calls[u].injected_at or math.inf)
+                      for i, (u,) in deps.items())
     ingest = sum(s.duration for s in spans if s.kind is SpanKind.INTERRUPT)  # I
     return bound_parts(P=P, D=D, A=A, T=T, ingest=ingest,
                        G=[tau * tokens_of(c.raw) for c in calls], E=E, deps=deps,

@@ -111,7 +111,7 @@ async def _conversation(item: BfclItem, strategy: str, cfg: BenchConfig, backend
             return backend.order_key(c.fn) if keyed and c.fn in backend.route else None
 
         lb = lower_bound(result, lambda s: len(engine.tokenize(s, special=True)),
-                         order_key=order_key, futures=cfg.write_ahead)
+                         order_key=order_key, futures=cfg.write_ahead or None)
         backend.advance_truth(k)
         ok, err = backend.state_matches()
         if not ok and live_ok:
