@@ -2,7 +2,7 @@
 
 Usage: ``python benchmarks/rebound_bfcl.py RESULT.json [...] [--model qwen2.5-coder-1.5b]``
 
-For results written before a fix to ``asynclm.bench.bfcl.run.bound_parts``: every term of the
+For results written before a fix to ``asynclm.bench.bfcl.bound.bound_parts``: every term of the
 bound is stored in the record (prefill, decode, answer, trap decode, interrupt time, each call's
 emission, execution and injection times, tokens generated) except the per-call decode estimates
 ``G_i = τ · tokens(call block)``; those come from the call blocks in the stored transcript,
@@ -26,7 +26,8 @@ from typing import Any
 
 from asynclm import latency
 from asynclm.bench.bfcl.report import markdown
-from asynclm.bench.bfcl.run import bound_parts, summarize
+from asynclm.bench.bfcl.bound import bound_parts
+from asynclm.bench.bfcl.summary import summarize
 from asynclm.protocol import Call, MalformedCall, Parser, render_trap
 
 

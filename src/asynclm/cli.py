@@ -248,7 +248,8 @@ if typer is not None:
         Multi-turn categories (and multi-step-parallel) run on BFCL's real tool classes."""
         from asynclm.bench.bfcl._pkg import BfclNotInstalled
         from asynclm.bench.bfcl.report import markdown
-        from asynclm.bench.bfcl.run import BFCL_PROMPT, default_config, merge_results, run_bfcl
+        from asynclm.bench.bfcl.run import BFCL_PROMPT, default_config, run_bfcl
+        from asynclm.bench.bfcl.summary import merge_results
 
         if from_json:
             try:

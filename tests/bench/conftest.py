@@ -6,6 +6,8 @@ import pytest
 
 from asynclm.bench.bfcl import available
 
+_NO_DATA = ("test_bfcl_timing.py", "test_bfcl_bound.py")  # these need no BFCL data
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if available():
@@ -14,5 +16,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                                    '"bfcl-eval==2026.3.23" mpmath')
     for item in items:
         name = item.path.name
-        if name.startswith("test_bfcl") and name != "test_bfcl_timing.py":  # timing needs no data
+        if name.startswith("test_bfcl") and name not in _NO_DATA:
             item.add_marker(skip)

@@ -9,8 +9,9 @@ latency, breakdown, calls, BFCL validity and lower bound, and per-strategy summa
 Modules: :mod:`.data` (items, and the joined ``multi-step-parallel`` set), :mod:`.checker`
 (BFCL's ast_checker), :mod:`.multi_turn` (BFCL's real tool classes and multi-turn checker),
 :mod:`.timing` (tool times), :mod:`.bfcl_prompt` (BFCL's prompt and answer decoding),
-:mod:`.run` (the runner), :mod:`.run_multi` (multi-turn conversations), :mod:`.report`
-(Markdown), :mod:`.reproduce` (the paper's latency table), :mod:`.plots` (its plots).
+:mod:`.run` (the runner), :mod:`.run_multi` (multi-turn conversations), :mod:`.bound` (a
+run's lower bound), :mod:`.summary` (summaries over items, merging), :mod:`.report` (Markdown),
+:mod:`.reproduce` (the paper's latency table), :mod:`.plots` (its plots).
 """
 
 from asynclm.bench.bfcl._pkg import BfclNotInstalled, available

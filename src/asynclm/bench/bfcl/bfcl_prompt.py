@@ -25,8 +25,10 @@ from typing import Any
 from asynclm.bench.bfcl._pkg import bfcl_import
 from asynclm.protocol import format_call
 
-__all__ = ["DecodeError", "bfcl_messages", "bfcl_system_prompt", "decode_python_list",
-           "format_answer"]
+__all__ = ["BFCL_PROMPT", "DecodeError", "bfcl_messages", "bfcl_system_prompt",
+           "decode_python_list", "format_answer"]
+
+BFCL_PROMPT = "bfcl-prompt"  # the strategy name of this prompt in ``bench bfcl``
 
 PYTHON_HINT = " Note that the provided function is in Python 3 syntax."
 

@@ -20,35 +20,7 @@ Strategy ``bfcl-prompt`` is BFCL's own synchronous reference: BFCL's system prom
 generation (no runtime, no tools run), the answer parsed as a Python list of calls
 (:mod:`.bfcl_prompt`) and scored by the same checker. Its latency has no tool time in it.
 
-Lower bound of a run (``lb_s``), from that run's own measurements, in the paper's model
-(``latency.lower_bound``): with ``P`` the initial prefill, ``D`` the run's total decode time over
-``N`` generated tokens (``τ = D / N``), ``A`` the decode time after the last interrupt was
-injected (the answer, which needs every result), ``G_i = τ · tokens(call block i)`` and ``E_i``
-call ``i``'s measured execution time (``started_at → ended_at``; 0 if it never ran or its result
-was never injected), over the calls written before the last injection (later ones are decoded
-within ``A``). ``G_i`` is an estimate (mean ``τ``, the call's text tokenized on its own); where
-the estimates sum to more than the measured decode they are part of (``D − T − A``), they are
-scaled down to it, so the bound never exceeds the measured time::
-
-    LB = P + max(D − T − A, max_i (G_i + E_i)) + A
-
-with ``T`` the decode time of the trap blocks the model wrote (waiting is not work), i.e. the
-same decode work and the same tool times with perfect overlap and free injections. It is
-computed with ``latency.lower_bound(G + [D − T − A − ΣG], E + [0], prefix=P, suffix=A)``; where
-calls must keep their order (one tool instance), each depends on the previous one and the
-longest chain counts too.
-Efficiency = LB ÷ measured latency.
-
-The paper's bound takes injections as free, as they nearly are on a GPU. On a CPU, appending a
-result's tokens to the context costs about as much per token as prefill, and every strategy
-that shows the model its results pays it. ``lb_ingest_s`` is therefore also reported: the same
-bound with ``I``, the run's measured interrupt time (result tokens appended), counted as
-model-track work that cannot overlap decoding::
-
-    LB_ingest = P + max(D − T − A + I, max_i (G_i + E_i)) + A
-
-``efficiency_ingest`` = LB_ingest ÷ measured latency. Summaries leave both out for strategies
-that re-send the whole context: their result ingest is inside a re-prefill, not measured apart.
+The run's own lower bound: :mod:`.bound`; summaries over items: :mod:`.summary`.
 
 Multi-turn categories (``multi_turn_*``) and the joined ``multi-step-parallel`` set run in
 :mod:`.run_multi`: one session per turn over the accumulated conversation, tools backed by the
@@ -61,36 +33,34 @@ over turns and one entry per turn. Their lower bound keeps calls on one instance
 from __future__ import annotations
 
 import asyncio
-import math
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from asynclm import latency
-from asynclm.bench._stats import quantile, summary
 from asynclm.bench.bfcl.bfcl_prompt import (
-    DecodeError, bfcl_messages, decode_python_list, format_answer,
+    BFCL_PROMPT, DecodeError, bfcl_messages, decode_python_list, format_answer,
 )
+from asynclm.bench.bfcl.bound import lower_bound
 from asynclm.bench.bfcl.checker import check
 from asynclm.bench.bfcl.data import (
     MULTI_STEP_PARALLEL, MULTI_TURN_CATEGORIES, RUNNABLE_CATEGORIES, BfclItem, ground_truth_calls,
     load, parts,
 )
+from asynclm.bench.bfcl.summary import summarize
 from asynclm.bench.bfcl.timing import CallTimer, call_duration, canonical_args, get_profile
 from asynclm.engines.base import ChatMessage, Engine
-from asynclm.protocol import format_call, render_trap
+from asynclm.protocol import format_call
 from asynclm.runtime import CallRecord, Session, SessionConfig, SessionResult, get_strategy
 from asynclm.tools import Toolbox
 from asynclm.trace import SpanKind, Trace
 
 __all__ = [
-    "BFCL_PROMPT", "DEFAULT_STRATEGIES", "MALFORMED_ERRORS", "BenchConfig", "lower_bound",
-    "merge_results", "run_bfcl", "summarize",
+    "BFCL_PROMPT", "DEFAULT_STRATEGIES", "MALFORMED_ERRORS", "BenchConfig", "default_config",
+    "run_bfcl",
 ]
 
 DEFAULT_STRATEGIES = ("sync", "sync-reprefill", "sync-parallel", "async")
-BFCL_PROMPT = "bfcl-prompt"
 MALFORMED_ERRORS = frozenset({"MalformedCall", "ToolArgumentError", "UnknownToolError"})
 """Error types of calls that did not parse or validate (the rest are well-formed)."""
 SIM_ANSWER = "Done: every requested call was made."
@@ -224,77 +194,6 @@ def cml_messages(item: BfclItem, session: Session, cfg: BenchConfig) -> list[Cha
 def bfcl_chat(item: BfclItem, cfg: BenchConfig) -> list[ChatMessage]:
     return [ChatMessage(m["role"], m["content"])
             for m in bfcl_messages(item.functions, _turn(item, cfg))]
-
-
-# -- the lower bound -----------------------------------------------------------------------------
-
-
-def lower_bound(
-    result: SessionResult, tokens_of: Callable[[str], int], *,
-    order_key: Callable[[CallRecord], Hashable | None] | None = None,
-    futures: bool | None = False,
-) -> dict[str, float]:
-    """The run's lower bound (see the module docstring) and its parts, in seconds.
-
-    ``order_key``: calls with equal non-None keys must run one after another in emission order
-    (a stateful tool instance); each then depends on the previous one, and the bound takes the
-    longest such chain (``futures=True``: the model may write a call before its predecessor's
-    result is in; ``None``: it may if it did so in this run, since then that result was not
-    needed to write the call). Trap blocks are not work: their decode time is left out of ``D``."""
-    spans = result.trace.model_spans
-    P = sum(s.duration for s in spans if s.kind is SpanKind.PREFILL)
-    decode = [s for s in spans if s.kind is SpanKind.DECODE]
-    D = sum(s.duration for s in decode)
-    tau = D / result.n_generated if result.n_generated else 0.0
-    injected = [c.injected_at for c in result.calls if c.injected_at is not None]
-    A = 0.0
-    calls = result.calls
-    if injected:
-        t = max(injected)
-        A = sum(max(0.0, s.end - max(s.start, t)) for s in decode)
-        # a call written after the last injection is part of A's decode; its result never
-        # reached the model, so it holds nothing up
-        calls = [c for c in calls if c.emitted_at <= t]
-    T = tau * tokens_of(render_trap()) * result.counters.get("traps", 0)
-    E = [(c.duration_s or 0.0) if c.injected_at is not None else 0.0 for c in calls]
-    deps: dict[int, tuple[int, ...]] = {}
-    if order_key is not None:
-        last: dict[Hashable, int] = {}
-        for i, c in enumerate(calls):
-            key = order_key(c)
-            if key is not None:
-                if key in last:
-                    deps[i] = (last[key],)
-                last[key] = i
-    if futures is None:
-        futures = any(calls[i].emitted_at < (calls[u].injected_at or math.inf)
-                      for i, (u,) in deps.items())
-    ingest = sum(s.duration for s in spans if s.kind is SpanKind.INTERRUPT)  # I
-    return bound_parts(P=P, D=D, A=A, T=T, ingest=ingest,
-                       G=[tau * tokens_of(c.raw) for c in calls], E=E, deps=deps,
-                       futures=futures)
-
-
-def bound_parts(
-    *, P: float, D: float, A: float, T: float, ingest: float, G: Sequence[float],
-    E: Sequence[float], deps: latency.Deps | None = None, futures: bool = False,
-) -> dict[str, float]:
-    """Both bounds from a run's measured parts (see the module docstring).
-
-    ``G`` are estimates (mean τ, a call's text tokenized on its own); the calls are part of the
-    decode before the answer, so where they sum past it (``D − T − A``) they are scaled down."""
-    work = max(0.0, D - A - T)
-    if (total := sum(G)) > work:
-        G = [g * work / total for g in G]
-    rest = max(0.0, work - sum(G))
-
-    def bound(extra: float) -> float:
-        return latency.lower_bound([*G, rest + extra], [*E, 0.0], deps, futures=futures,
-                                   prefix=P, suffix=A)
-
-    return {"lb_s": bound(0.0), "lb_ingest_s": bound(ingest), "ingest_s": ingest,
-            "prefill_s": P, "decode_s": D, "answer_s": A, "sum_G_s": sum(G), "trap_decode_s": T,
-            "max_G_plus_E_s": max((g + e for g, e in zip(G, E, strict=True)), default=0.0)}
 
 
 # -- one run -------------------------------------------------------------------------------------
@@ -594,34 +493,6 @@ def _result(cfg: BenchConfig, items: Sequence[BfclItem],
     return result
 
 
-def merge_results(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Several results of the same configuration over different items (e.g. ``--offset`` runs)
-    as one: items concatenated, summaries recomputed, wall times added."""
-    if not results:
-        raise ValueError("nothing to merge")
-    first = results[0]
-
-    def setup(r: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in r["params"].items() if k not in ("limit", "offset")}
-
-    if any(setup(r) != setup(first) for r in results[1:]):
-        raise ValueError("results differ in more than limit/offset: not mergeable")
-    items = [it for r in results for it in r["items"]]
-    ids = [it["id"] for it in items]
-    if len(set(ids)) != len(ids):
-        raise ValueError("an item occurs in two results")
-    strategies = first["params"]["strategies"]
-    records = {it["id"]: it["runs"] for it in items}
-    env = dict(first.get("environment", {}))
-    env["wall_s"] = sum(r.get("environment", {}).get("wall_s", 0.0) for r in results)
-    merged = {k: v for k, v in first.items() if k != "partial"}
-    if any(r.get("partial") for r in results):  # a stopped run's checkpoint
-        merged["partial"] = True
-    return {**merged, "environment": env, "n_items": len(items), "items": items,
-            "strategies": summarize(ids, records, strategies),
-            "merged_from": [c for r in results for c in r.get("merged_from") or [r.get("command")]]}
-
-
 async def _llama_all(
     cfg: BenchConfig, items: list[BfclItem], records: dict[str, dict[str, dict[str, Any]]],
     say: Callable[[str], None], engine: Engine | None,
@@ -665,83 +536,6 @@ async def _llama_all(
         if own:
             await engine.aclose()
     return env
-
-
-# -- summaries -----------------------------------------------------------------------------------
-
-
-def _med(xs: Sequence[float | None]) -> float | None:
-    ys = [x for x in xs if x is not None]
-    return quantile(ys, 0.5) if ys else None
-
-
-def summarize(
-    ids: Sequence[str], records: Mapping[str, Mapping[str, Mapping[str, Any]]],
-    strategies: Sequence[str],
-) -> dict[str, dict[str, Any]]:
-    """Per strategy over the items ``ids``: latency median/p10/p90, speedup vs sync, accuracy,
-    well-formed call rate, efficiency and the medians of the time breakdown."""
-    out: dict[str, dict[str, Any]] = {}
-    base = {i: records[i]["sync"]["latency_s"] for i in ids
-            if "sync" in records[i] and records[i]["sync"].get("latency_s")}
-    for s in strategies:
-        recs = [records[i][s] for i in ids if s in records[i]]
-        ok = [r for r in recs if r.get("latency_s") is not None]
-        lat = [r["latency_s"] for r in ok]
-        appends = s != BFCL_PROMPT and get_strategy(s).resume == "append"
-        lb_i = {i: records[i][s]["lb_ingest_s"] for i in ids if appends and s in records[i]
-                and records[i][s].get("latency_s") and records[i][s].get("lb_ingest_s")}
-        eff_i = [records[i][s]["efficiency_ingest"] for i in lb_i]
-        st = {k: (None if v != v else v) for k, v in summary(lat).items()}  # NaN -> None
-        n_calls = sum(r["n_calls"] for r in recs)
-        row: dict[str, Any] = {
-            "n": len(recs),
-            "n_errors": len(recs) - len(ok),
-            "median_s": st["median"], "p10_s": st["p10"], "p90_s": st["p90"], "mean_s": st["mean"],
-            "accuracy": sum(1 for r in recs if r.get("valid")) / len(recs) if recs else None,
-            "n_valid": sum(1 for r in recs if r.get("valid")),
-            "calls_per_item": n_calls / len(recs) if recs else None,
-            "well_formed_rate": (sum(r["n_well_formed"] for r in recs) / n_calls
-                                 if n_calls else None),
-            "first_token_median_s": _med([r.get("first_token_s") for r in ok]),
-            "efficiency_median": _med([r.get("efficiency") for r in ok]),
-            "efficiency_p10": (quantile([r["efficiency"] for r in ok if r.get("efficiency")], 0.1)
-                               if any(r.get("efficiency") for r in ok) else None),
-            "lb_median_s": _med([r.get("lb_s") for r in ok]),
-            "efficiency_ingest_median": _med(eff_i),
-            "efficiency_ingest_p10": quantile(eff_i, 0.1) if eff_i else None,
-            "lb_ingest_median_s": _med(list(lb_i.values())),
-            "breakdown_median_s": {
-                k: _med([r["breakdown"][k] for r in ok])
-                for k in ("decode_s", "prefill_s", "interrupt_s", "idle_s", "tool_s",
-                          "tool_busy_s", "overlap_s")
-            } if ok else {},
-            "tokens_median": _med([r.get("n_generated") for r in ok]),
-            "stop_reasons": _count(r.get("stop_reason", "error") for r in recs),
-            # protocol behaviour: runs where the model wrote a result/interrupt marker itself,
-            # wrote a trap, or ended its text with results still pending
-            **{f"runs_{k}": sum(1 for r in recs if r.get("counters", {}).get(k))
-               for k in ("forged", "traps", "eos_waits")},
-        }
-        if base and s != BFCL_PROMPT:
-            pairs = [(base[i], records[i][s]["latency_s"]) for i in ids
-                     if i in base and s in records[i] and records[i][s].get("latency_s")]
-            if pairs and st["median"]:
-                row["speedup_vs_sync"] = quantile(list(base.values()), 0.5) / st["median"]
-                row["speedup_vs_sync_per_item_median"] = quantile([a / b for a, b in pairs], 0.5)
-            # the most any schedule doing this run's work could gain over the measured sync
-            ceil = [base[i] / b for i, b in lb_i.items() if i in base]
-            if ceil:
-                row["bound_vs_sync_per_item_median"] = quantile(ceil, 0.5)
-        out[s] = row
-    return out
-
-
-def _count(xs: Any) -> dict[str, int]:
-    c: dict[str, int] = {}
-    for x in xs:
-        c[str(x)] = c.get(str(x), 0) + 1
-    return c
 
 
 def default_config(**kw: Any) -> BenchConfig:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from asynclm.bench.bfcl.bound import lower_bound
 from asynclm.bench.bfcl.data import BfclItem
 from asynclm.bench.bfcl.multi_turn import Backend, estimates
 from asynclm.bench.bfcl.timing import CallTimer
@@ -83,7 +84,7 @@ def _backend(item: BfclItem, cfg: BenchConfig) -> Backend:
 
 async def _conversation(item: BfclItem, strategy: str, cfg: BenchConfig, backend: Backend,
                         engine_for: EngineFor, *, warm: bool) -> dict[str, Any]:
-    from asynclm.bench.bfcl.run import _bound_args, _jsonable, _malformed, _session, lower_bound
+    from asynclm.bench.bfcl.run import _bound_args, _jsonable, _malformed, _session
 
     est = estimates(item, cfg.seed, cfg.profile)
     history: list[ChatMessage] = []
