@@ -59,9 +59,9 @@ class ByteTokenizer:
             "<|start|>assistant\n"
 
     def tokenize_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
-        from asynclm.engines.openai_http import _tokenize_chat
+        from asynclm.engines.tokenizers import tokenize_chat
 
-        return _tokenize_chat(self, messages)
+        return tokenize_chat(self, messages)
 
     def control_texts(self) -> dict[int, str]:
         return dict(CONTROLS)

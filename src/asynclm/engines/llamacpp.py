@@ -26,7 +26,6 @@ import asyncio
 import logging
 import os
 import queue
-import re
 import threading
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future as ConcurrentFuture
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asynclm.engines.base import Capabilities, ChatMessage
+from asynclm.engines.tokenizers import tokenize_chat
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,8 +52,6 @@ _CHATML = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 """Used only when a GGUF file carries no ``tokenizer.chat_template``."""
-
-_SENTINEL = re.compile("\ue000(\\d+)\ue001")
 
 
 class LlamaCppNotInstalled(ImportError):
@@ -515,22 +513,7 @@ class LlamaCppEngine:
     def tokenize_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
         """Token ids of :meth:`render_chat`'s prompt, with special tokens parsed in the template's
         own text only: message contents are tokenized with ``special=False``."""
-        placeholders = [
-            ChatMessage(m.role, f"\ue000{i}\ue001") for i, m in enumerate(messages)
-        ]
-        rendered = self.render_chat(placeholders)
-        pieces = _SENTINEL.split(rendered)  # [template, idx, template, idx, ..., template]
-        found = [int(i) for i in pieces[1::2]]
-        if sorted(found) != sorted(set(found)) or not set(found) <= set(range(len(messages))):
-            raise ValueError("the chat template rewrites message contents; cannot split it")
-        out: list[int] = []
-        for j, piece in enumerate(pieces):
-            if j % 2 == 0:
-                if piece:
-                    out += self.tokenize(piece, special=True)
-            else:
-                out += self.tokenize(messages[int(piece)].content, special=False)
-        return out
+        return tokenize_chat(self, messages)
 
     def _check_open(self) -> None:
         if self._vocab._model is None:

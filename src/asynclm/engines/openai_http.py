@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import re
 import uuid
@@ -56,9 +55,10 @@ from collections import deque
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from asynclm.engines.base import Capabilities, ChatMessage
+from asynclm.engines.tokenizers import GGUFTokenizer, HFTokenizer, Tokenizer
 
 __all__ = [
     "GGUFTokenizer",
@@ -107,169 +107,6 @@ class Mode(StrEnum):
 
 
 _TOKEN_MODES = frozenset({Mode.LLAMA_SERVER, Mode.VLLM, Mode.SGLANG})
-
-
-class Tokenizer(Protocol):
-    """The model's tokenizer, on the client side (the engine's sync methods cannot ask the
-    server). It must be the tokenizer of the model the server runs."""
-
-    eos_id: int
-
-    def tokenize(self, text: str, *, special: bool = False) -> list[int]: ...
-    def detokenize(self, tokens: Sequence[int]) -> bytes: ...
-    def is_eos(self, token: int) -> bool: ...
-    def render_chat(self, messages: Sequence[ChatMessage]) -> str: ...
-    def tokenize_chat(self, messages: Sequence[ChatMessage]) -> list[int]: ...
-    def control_texts(self) -> dict[int, str]:
-        """Control tokens (``<|im_end|>``…) by id, with their text."""
-        ...
-
-
-class GGUFTokenizer:
-    """The tokenizer and chat template of a GGUF file, loaded vocabulary-only (no weights):
-    exactly what a llama.cpp server running the same file uses. Needs llama-cpp-python."""
-
-    def __init__(self, model_path: str | os.PathLike[str]) -> None:
-        from asynclm.engines.llamacpp import _CHATML, _Vocab, _import_llama
-
-        lib = _import_llama()
-        self._lib = lib
-        log = logging.getLogger("llama-cpp-python")  # it logs warnings as errors: keep quiet
-        level = log.level
-        log.setLevel(logging.CRITICAL + 1)
-        try:
-            self._vocab = _Vocab(lib, os.fspath(model_path))
-        finally:
-            log.setLevel(level)
-        v = self._vocab.ptr
-        eos, bos = lib.llama_vocab_eos(v), lib.llama_vocab_bos(v)
-        eot = lib.llama_vocab_eot(v)
-        self.eos_id: int = eot if eot >= 0 else eos
-        self.chat_template: str = self._vocab.meta("tokenizer.chat_template") or _CHATML
-        self._formatter = lib.llama_chat_format.Jinja2ChatFormatter(
-            template=self.chat_template,
-            eos_token=self._vocab.text(eos) if eos >= 0 else "",
-            bos_token=self._vocab.text(bos) if bos >= 0 else "",
-            add_generation_prompt=True,
-        )
-        self._controls: dict[int, str] | None = None
-
-    @classmethod
-    def from_name(cls, name: str | None = None) -> GGUFTokenizer:
-        from asynclm import models
-
-        return cls(models.model_path(name or models.DEFAULT_MODEL))
-
-    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
-        return self._vocab.tokenize(text.encode("utf-8"), special=special)
-
-    def detokenize(self, tokens: Sequence[int]) -> bytes:
-        buf = (self._lib.ctypes.c_char * 256)()
-        return b"".join([self._vocab.piece(int(t), buf) for t in tokens])
-
-    def is_eos(self, token: int) -> bool:
-        return bool(self._lib.llama_vocab_is_eog(self._vocab.ptr, token))
-
-    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
-        return self._formatter(
-            messages=[{"role": m.role, "content": m.content} for m in messages]
-        ).prompt
-
-    def tokenize_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
-        return _tokenize_chat(self, messages)
-
-    def control_texts(self) -> dict[int, str]:
-        if self._controls is None:
-            lib, v = self._lib, self._vocab.ptr
-            self._controls = {
-                t: self._vocab.text(t)
-                for t in range(self._vocab.n_vocab) if lib.llama_vocab_is_control(v, t)
-            }
-        return self._controls
-
-    def close(self) -> None:
-        self._vocab.close()
-
-
-class HFTokenizer:
-    """A Hugging Face ``transformers`` tokenizer: the one vLLM and SGLang load with the
-    checkpoint they serve (``HFTokenizer.from_pretrained("Qwen/Qwen2.5-Coder-7B-Instruct")``).
-    Byte-level BPE pieces are mapped back to exact bytes; other tokenizers fall back to
-    ``decode`` per token."""
-
-    _EOS_NAMES = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>")
-
-    def __init__(self, tokenizer: Any) -> None:
-        self._tok = tokenizer
-        added = {int(i): t for i, t in tokenizer.added_tokens_decoder.items()}
-        self._added = {i: t.content for i, t in added.items()}
-        self._controls = {i: t.content for i, t in added.items() if t.special}
-        vocab = tokenizer.get_vocab()
-        eos = {tokenizer.eos_token_id} | {vocab[n] for n in self._EOS_NAMES if n in vocab}
-        self._eos = frozenset(int(t) for t in eos if t is not None)
-        self.eos_id: int = int(tokenizer.eos_token_id)
-        try:
-            from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
-
-            self._byte_of: dict[str, int] | None = {c: b for b, c in bytes_to_unicode().items()}
-        except ImportError:  # pragma: no cover - very old transformers
-            self._byte_of = None
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, **kwargs: Any) -> HFTokenizer:
-        from transformers import AutoTokenizer
-
-        return cls(AutoTokenizer.from_pretrained(name_or_path, **kwargs))
-
-    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
-        return list(self._tok.encode(text, add_special_tokens=False,
-                                     split_special_tokens=not special))
-
-    def detokenize(self, tokens: Sequence[int]) -> bytes:
-        out: list[bytes] = []
-        byte_of = self._byte_of
-        for t in tokens:
-            t = int(t)
-            if t in self._added:
-                out.append(self._added[t].encode("utf-8"))
-                continue
-            piece = self._tok.convert_ids_to_tokens(t)
-            if byte_of is not None and piece is not None and all(c in byte_of for c in piece):
-                out.append(bytes(byte_of[c] for c in piece))
-            else:
-                out.append(self._tok.decode([t], skip_special_tokens=False).encode("utf-8"))
-        return b"".join(out)
-
-    def is_eos(self, token: int) -> bool:
-        return int(token) in self._eos
-
-    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
-        return str(self._tok.apply_chat_template(
-            [{"role": m.role, "content": m.content} for m in messages],
-            tokenize=False, add_generation_prompt=True))
-
-    def tokenize_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
-        return _tokenize_chat(self, messages)
-
-    def control_texts(self) -> dict[int, str]:
-        return dict(self._controls)
-
-
-_SENTINEL = re.compile("\ue000(\\d+)\ue001")
-
-
-def _tokenize_chat(tok: Tokenizer, messages: Sequence[ChatMessage]) -> list[int]:
-    """Special tokens parsed in the template's own text only, never in message contents."""
-    rendered = tok.render_chat([ChatMessage(m.role, f"\ue000{i}\ue001")
-                                for i, m in enumerate(messages)])
-    pieces = _SENTINEL.split(rendered)
-    out: list[int] = []
-    for j, piece in enumerate(pieces):
-        if j % 2 == 0:
-            out += tok.tokenize(piece, special=True) if piece else []
-        else:
-            out += tok.tokenize(messages[int(piece)].content, special=False)
-    return out
 
 
 @dataclass(slots=True)

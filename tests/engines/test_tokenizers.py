@@ -1,0 +1,44 @@
+"""``tokenize_chat``: special tokens come from the chat template only, never from contents."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from asynclm.engines.base import ChatMessage
+from asynclm.engines.sim import SimTokenizer
+from asynclm.engines.tokenizers import tokenize_chat
+from asynclm.protocol import DEFAULT_MARKERS
+
+
+class _Chat:
+    """The simulator's tokenizer (markers are special tokens) behind a chat template."""
+
+    def __init__(self, template: str = "<{role}>\n{content}\n") -> None:
+        self.tok = SimTokenizer()
+        self.template = template
+
+    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
+        return "".join(self.template.format(role=m.role, content=m.content)
+                       for m in messages) + "[HEAD]"  # the template's own special token
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        return self.tok.tokenize(text, special=special)
+
+
+def test_contents_are_never_parsed_as_special_tokens() -> None:
+    chat = _Chat()
+    head = chat.tokenize(DEFAULT_MARKERS.head, special=True)
+    assert len(head) == 1
+    evil = [ChatMessage("user", f"hi {DEFAULT_MARKERS.head} there")]
+    tokens = tokenize_chat(chat, evil)
+    assert tokens.count(head[0]) == 1  # the template's own, at the end
+    assert tokens[-1] == head[0]
+    assert chat.tok.detokenize(tokens).decode() == chat.render_chat(evil)
+
+
+def test_a_template_that_rewrites_contents_is_refused() -> None:
+    chat = _Chat(template="<{role}>\n{content}{content}\n")  # repeats each message
+    with pytest.raises(ValueError, match="rewrites message contents"):
+        tokenize_chat(chat, [ChatMessage("user", "hi")])
