@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from asynclm.bench.bfcl.bfcl_prompt import BFCL_PROMPT
+
 __all__ = ["markdown"]
 
 
@@ -17,6 +19,13 @@ def _x(x: float | None) -> str:
 
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.0f}%"
+
+
+def _median_p10(row: dict[str, Any], key: str) -> str:
+    """``row[key_median] (p10 row[key_p10])`` to two places, or a dash."""
+    if row.get(f"{key}_median") is None:
+        return "—"
+    return f"{_s(row[f'{key}_median'], 2)} (p10 {_s(row[f'{key}_p10'], 2)})"
 
 
 def markdown(result: dict[str, Any], command: str | None = None) -> str:
@@ -60,10 +69,7 @@ def markdown(result: dict[str, Any], command: str | None = None) -> str:
         acc = f"{r['n_valid']}/{r['n']}" + (f" ({_pct(r['accuracy'])})" if r["n"] else "")
         sp = (f"{_x(r.get('speedup_vs_sync'))} / {_x(r.get('speedup_vs_sync_per_item_median'))}"
               if "speedup_vs_sync" in r else "—")
-        eff = (f"{_s(r['efficiency_median'], 2)} (p10 {_s(r['efficiency_p10'], 2)})"
-               if r.get("efficiency_median") is not None else "—")
-        eff_i = (f"{_s(r['efficiency_ingest_median'], 2)} (p10 {_s(r['efficiency_ingest_p10'], 2)})"
-                 if r.get("efficiency_ingest_median") is not None else "—")
+        eff, eff_i = _median_p10(r, "efficiency"), _median_p10(r, "efficiency_ingest")
         err = f" ({r['n_errors']} failed)" if r.get("n_errors") else ""
         lines.append(
             f"| {s}{err} | {_s(r['median_s'])} | {_s(r['p10_s'])} | {_s(r['p90_s'])} | {sp} |"
@@ -95,8 +101,8 @@ def markdown(result: dict[str, Any], command: str | None = None) -> str:
         " as model-track work, P + max(D − T − A + I, maxᵢ(Gᵢ + Eᵢ)) + A. Bound vs sync: per"
         " item, the measured sync latency ÷ this strategy's ingest-counted bound (median): the"
         " most any schedule doing the same work could gain over sync."
-        + (" `bfcl-prompt` is BFCL's own one-shot prompt: no tool runs, so its latency is"
-           " generation only." if "bfcl-prompt" in result["strategies"] else ""),
+        + (f" `{BFCL_PROMPT}` is BFCL's own one-shot prompt: no tool runs, so its latency is"
+           " generation only." if BFCL_PROMPT in result["strategies"] else ""),
     ]
     live = {s: sum(1 for it in result.get("items", ()) if it["runs"].get(s, {}).get("live_state_ok"))
             for s in result["strategies"]}
@@ -112,14 +118,14 @@ def markdown(result: dict[str, Any], command: str | None = None) -> str:
                                                    for s, n in live.items())
                   + (f". Calls on one instance were {mode}." if p["engine"] == "sim" else
                      ". Calls on one instance run one at a time, in the order the model wrote them.")]
-    if any(r.get("runs_forged") is not None and s != "bfcl-prompt"
+    if any(r.get("runs_forged") is not None and s != BFCL_PROMPT
            for s, r in result["strategies"].items()):
         enforced = "on" if p.get("enforce", True) else "**off**"
         lines += ["", f"Protocol behaviour (runtime enforcement {enforced}; runs out of"
                   f" {result['n_items']}): " + "; ".join(
                       f"{s}: wrote a result marker itself {r['runs_forged']}, wrote a trap"
                       f" {r['runs_traps']}, ended with results pending {r['runs_eos_waits']}"
-                      for s, r in result["strategies"].items() if s != "bfcl-prompt") + "."]
+                      for s, r in result["strategies"].items() if s != BFCL_PROMPT) + "."]
     stops = {s: r["stop_reasons"] for s, r in result["strategies"].items()
              if set(r["stop_reasons"]) - {"eos"}}
     if stops:
