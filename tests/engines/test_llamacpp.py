@@ -145,6 +145,24 @@ def test_injection_equals_a_fresh_prefill_of_the_same_tokens(llama_engine, llama
     assert run(fresh()) == nxt
 
 
+@pytest.mark.parametrize("value", [{"temp": 21, "city": "Paris"}, 42, "sunny", [1, 2], True, None])
+@pytest.mark.parametrize("status", ["ok", "error"])
+def test_injected_interrupts_are_tokenized_as_in_a_prompt(llama_engine, value, status):
+    """The runtime tokenizes markup and payload apart (special tokens on for one, off for the
+    other); the seams must not change the tokens: the model sees what it would see in a prompt
+    (no lone " " before the payload)."""
+    from asynclm.runtime.interrupts import InterruptManager, tokenize_segments
+    from asynclm.runtime.records import CallRecord
+
+    rec = CallRecord(id="c1", fn="get_weather", args={"city": "Paris"},
+                     raw='[CALL] c1 [HEAD] get_weather(city="Paris") [END]', status=status,
+                     value=value, error="timed out" if status == "error" else None)
+    segments = InterruptManager().render([rec])
+    text = "".join(s.text for s in segments)
+    assert tokenize_segments(llama_engine.tokenize, segments) == llama_engine.tokenize(
+        text, special=True)
+
+
 @slow
 def test_rollback_restores_the_same_continuation(llama_engine):
     e = llama_engine

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from asynclm.engines.base import ChatMessage, Engine
 from asynclm.protocol import DEFAULT_MARKERS, BodyError, Markers, parse_body
 from asynclm.runtime.executor import Executor
-from asynclm.runtime.interrupts import InterruptManager, Segment
+from asynclm.runtime.interrupts import InterruptManager, Segment, tokenize_segments
 from asynclm.runtime.records import CallRecord
 from asynclm.runtime.session import SessionResult, StopReason
 from asynclm.tools import Tool, Toolbox
@@ -308,9 +308,7 @@ class _CompilerRun:
     async def _add(self, segments: list[Segment], *, new_request: bool) -> None:
         """Append runtime text: trusted markup with special tokens on, untrusted payloads
         (observations, already escaped) with special tokens off."""
-        tokens: list[int] = []
-        for seg in segments:
-            tokens += self.engine.tokenize(seg.text, special=seg.trusted)
+        tokens = tokenize_segments(self.engine.tokenize, segments)
         t = self.now()
         if new_request:
             await self.engine.prefill(self.ctx + tokens, reuse_prefix=True)

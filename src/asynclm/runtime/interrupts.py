@@ -9,6 +9,7 @@ only text tokenized with special tokens on.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +24,26 @@ class Segment:
 
     text: str
     trusted: bool
+
+
+def tokenize_segments(
+    tokenize: Callable[..., list[int]], segments: Iterable[Segment],
+    cache: dict[str, list[int]] | None = None,
+) -> list[int]:
+    """The tokens of ``segments``, each tokenized on its own: markup with special tokens on
+    (memoized in ``cache``: it repeats), payloads with special tokens off."""
+    tokens: list[int] = []
+    for seg in segments:
+        if not seg.trusted:
+            tokens += tokenize(seg.text, special=False)
+        elif cache is None:
+            tokens += tokenize(seg.text, special=True)
+        else:
+            toks = cache.get(seg.text)
+            if toks is None:
+                toks = cache[seg.text] = tokenize(seg.text, special=True)
+            tokens += toks
+    return tokens
 
 
 class InterruptManager:
@@ -118,7 +139,9 @@ class InterruptManager:
                 head, payload = rec.sender, f"message from {rec.sender}: {rec.text}"
             else:
                 head, payload = rec.id, self.payload(rec)
-            out.append(Segment(f"{m.interrupt} {head} {m.head} ", trusted=True))
-            out.append(Segment(escape_payload(payload, markers=m), trusted=False))
+            # The space after [HEAD] goes with the payload: tokenized together, they give the
+            # tokens the model would see if the text were in its prompt (" {", not " " + "{").
+            out.append(Segment(f"{m.interrupt} {head} {m.head}", trusted=True))
+            out.append(Segment(" " + escape_payload(payload, markers=m), trusted=False))
             out.append(Segment(f" {m.end}\n", trusted=True))
         return out

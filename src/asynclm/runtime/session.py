@@ -33,7 +33,7 @@ from asynclm.runtime.control import Message, RunControl
 from asynclm.runtime.executor import Executor
 from asynclm.runtime.futures import ATOMIC_TYPES
 from asynclm.runtime.guards import LoopDetector
-from asynclm.runtime.interrupts import InterruptManager, Segment
+from asynclm.runtime.interrupts import InterruptManager, Segment, tokenize_segments
 from asynclm.runtime.records import CallRecord
 from asynclm.runtime.strategies import Strategy, get_strategy
 from asynclm.tools import Tool, Toolbox
@@ -588,15 +588,7 @@ class _Run:
         if not self.line_start:  # e.g. a call block the model ended with end-of-generation
             segments.insert(0, Segment("\n", trusted=True))
         self.line_start = True
-        tokens: list[int] = []
-        for seg in segments:
-            if seg.trusted:  # markup repeats: tokenize it once
-                toks = self.markup_tokens.get(seg.text)
-                if toks is None:
-                    toks = self.markup_tokens[seg.text] = self.engine.tokenize(seg.text, special=True)
-                tokens += toks
-            else:
-                tokens += self.engine.tokenize(seg.text, special=False)
+        tokens = tokenize_segments(self.engine.tokenize, segments, self.markup_tokens)
         calls = [r for r in batch if not isinstance(r, Message)]
         senders = tuple(m.sender for m in batch if isinstance(m, Message))
         t = self.now()
