@@ -1,9 +1,10 @@
 """The asynchronous runtime: session loop, executor, interrupt manager, strategies."""
 
 from asynclm.runtime.clock import VirtualTimeLoop, run_virtual
+from asynclm.runtime.config import SessionConfig
 from asynclm.runtime.control import Message, RunControl, SessionClosedError
-from asynclm.runtime.records import CallRecord, Status
-from asynclm.runtime.session import Session, SessionConfig, SessionResult, run_sync
+from asynclm.runtime.records import CallRecord, SessionResult, Status
+from asynclm.runtime.session import Session, run_sync
 from asynclm.runtime.strategies import STRATEGIES, Strategy, get_strategy
 
 __all__ = [

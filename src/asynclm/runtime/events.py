@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from asynclm.runtime.records import CallRecord, Status
 
 if TYPE_CHECKING:
-    from asynclm.runtime.session import SessionResult
+    from asynclm.runtime.records import SessionResult
 
 
 @dataclass(frozen=True, slots=True)

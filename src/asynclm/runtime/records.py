@@ -1,9 +1,12 @@
-"""What a session records about each call: a frozen :class:`CallRecord` per call id."""
+"""What a session records: a frozen :class:`CallRecord` per call id, and the run's
+:class:`SessionResult`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from asynclm.trace import Trace
 
 Status = Literal["ok", "error", "timeout", "cancelled"]
 """The terminal outcomes. Every call id reaches exactly one."""
@@ -51,3 +54,34 @@ class CallRecord:
     @property
     def duration_s(self) -> float | None:
         return None if self.started_at is None else self.ended_at - self.started_at
+
+
+StopReason = Literal[
+    "eos", "max_tokens", "deadline", "rollback_limit", "trap_limit", "repeat_limit",
+    "repetition"]
+"""Why a run ended."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionResult:
+    """What a finished session returns. ``text`` is the model's prose outside blocks;
+    ``transcript`` the whole generated context (calls and interrupts included)."""
+
+    text: str
+    transcript: str
+    calls: tuple[CallRecord, ...]
+    trace: Trace
+    strategy: str
+    stop_reason: StopReason
+    latency_s: float
+    n_generated: int
+    n_injected: int
+    first_token_s: float | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def call(self, call_id: str) -> CallRecord:
+        for c in self.calls:
+            if c.id == call_id:
+                return c
+        raise KeyError(call_id)
+
