@@ -7,11 +7,11 @@ import asyncio
 import pytest
 
 from asynclm.engines.sim import OraclePolicy, SimCall, SimCosts, SimEngine, SimTask, task_toolbox
-from asynclm.protocol import Interrupt, Parser, Call
+from asynclm.protocol import Interrupt, Parser
 from asynclm.runtime import Session, SessionConfig, run_sync, run_virtual
 from asynclm.runtime import events as ev
 
-from .conftest import add, scripted, sleepy
+from .conftest import scripted
 
 
 def _task(durations, deps=None):

@@ -390,7 +390,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
             + ("n/a" if gl["futures_efficiency_median"] is None
                else f"{gl['futures_efficiency_median']:.3f}")
             + f"** ({'met' if gl['futures_efficiency_met'] else 'missed'}).",
-            f"- Async with futures ≥ 1.15x faster than Async on chains: **"
+            "- Async with futures ≥ 1.15x faster than Async on chains: **"
             + ("n/a" if gl["chain_speedup_vs_async"] is None
                else f"{gl['chain_speedup_vs_async']:.2f}x")
             + f"** ({'met' if gl['chain_speedup_met'] else 'missed'}).",

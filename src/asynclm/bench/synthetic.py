@@ -136,7 +136,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
         f"Lower bound median: {result['lower_bound_median_s']:.3f} s. "
         f"Async efficiency (lower bound ÷ measured): median {result.get('efficiency_median', 0):.3f}, "
         f"p10 {result.get('efficiency_p10', 0):.3f}.",
-        f"Analytic medians: " + ", ".join(
+        "Analytic medians: " + ", ".join(
             f"{k} {v:.3f} s" for k, v in result["analytic_median_s"].items()) + ".",
         f"Largest relative gap between measured async and the analytic LPT model: "
         f"{result.get('async_vs_analytic_max_rel_err', float('nan')):.2%}.",

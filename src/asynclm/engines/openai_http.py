@@ -49,7 +49,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Collection, Sequence

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asynclm.finetune.tokens import IGNORE, Encoded, encode_example, trainable_fraction
+from asynclm.finetune.tokens import IGNORE, encode_example, trainable_fraction
 
 __all__ = ["TARGET_MODULES", "TrainConfig", "load_base", "train"]
 
