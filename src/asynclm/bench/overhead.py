@@ -19,6 +19,7 @@ from asynclm.engines.base import Capabilities, ChatMessage
 from asynclm.engines.sim import EOS, SimTokenizer
 from asynclm.protocol import Parser, Text
 from asynclm.runtime import Session
+from asynclm.runtime.clock import loop_clock
 from asynclm.tools import tool
 
 
@@ -86,12 +87,12 @@ async def _per_call(sessions: int, calls: int) -> tuple[list[float], list[float]
     script = "".join(
         f"[CALL] n{i} [HEAD] noop(i={i}) [END][TRAP][END]\n" for i in range(calls)) + "done"
     per_call, per_token = [], []
-    loop = asyncio.get_running_loop()
+    now = loop_clock(asyncio.get_running_loop())
     for k in range(sessions + 1):  # the first session warms caches and is not counted
         engine = InstantEngine(script)
-        t = loop.time()
+        t = now()
         r = await Session(engine, [noop], system="x").run("go")
-        elapsed = loop.time() - t
+        elapsed = now() - t
         assert len(r.calls) == calls
         if k == 0:
             continue
@@ -108,25 +109,25 @@ async def _asyncio_floor(n: int) -> list[float]:
     TaskGroup and yield (dispatch), then wake a waiter through an Event (delivery). The runtime's
     own share of a call is the per-call figure minus this; machines here are noisy, so the
     two are measured in the same run."""
-    loop = asyncio.get_running_loop()
+    now = loop_clock(asyncio.get_running_loop())
     out: list[float] = []
     marks: dict[str, float] = {}
     ready = asyncio.Event()
 
     async def tool() -> None:
-        marks["started"] = loop.time()
+        marks["started"] = now()
         await asyncio.sleep(0.002)
-        marks["ended"] = loop.time()
+        marks["ended"] = now()
         ready.set()
 
     async with asyncio.TaskGroup() as group:
         for _ in range(n):
             ready.clear()
-            t = loop.time()
+            t = now()
             group.create_task(tool())
             await asyncio.sleep(0)
             await ready.wait()
-            out.append((marks["started"] - t) + (loop.time() - marks["ended"]))
+            out.append((marks["started"] - t) + (now() - marks["ended"]))
     return out
 
 

@@ -58,6 +58,7 @@ from typing import Any
 
 from asynclm.engines.base import Capabilities, ChatMessage
 from asynclm.engines.tokenizers import GGUFTokenizer, HFTokenizer, Tokenizer
+from asynclm.runtime.clock import now
 
 __all__ = [
     "GGUFTokenizer",
@@ -110,7 +111,8 @@ _TOKEN_MODES = frozenset({Mode.LLAMA_SERVER, Mode.VLLM, Mode.SGLANG})
 
 @dataclass(slots=True)
 class RequestStats:
-    """One generation request the engine sent. Times are on the event loop's clock.
+    """One generation request the engine sent. Times are on the runtime's clock
+    (:func:`asynclm.runtime.clock.now`).
 
     ``cached_tokens`` is what the server *reported* (None if it reports nothing);
     ``reason`` is ``prefill`` (a new context), ``resume`` (after an append, rollback or a
@@ -416,7 +418,6 @@ class HttpEngine:
         raise ServerResponseError("the server keeps ending generations without a token")
 
     async def _read(self, s: _Stream) -> None:
-        loop = asyncio.get_running_loop()
         try:
             line = await asyncio.wait_for(anext(s.lines), self.read_timeout_s)
         except StopAsyncIteration:
@@ -425,7 +426,7 @@ class HttpEngine:
                     f"{self.base_url}: the {self.mode} stream ended without a finish reason"))
                 return
             s.done = True
-            s.stats.ended_at = loop.time()
+            s.stats.ended_at = now()
             return
         except (TimeoutError, self._httpx.TimeoutException) as e:
             await self._stream_failed(s, ServerTimeout(
@@ -445,7 +446,7 @@ class HttpEngine:
         if not toks and chunk.text and self.mode not in _TOKEN_MODES:
             toks = self.tokenizer.tokenize(chunk.text, special=False)
         if toks and st.first_at is None:
-            st.first_at = loop.time()
+            st.first_at = now()
         st.received += len(toks)
         for t in toks:
             self._pending.append(t)
@@ -458,7 +459,7 @@ class HttpEngine:
                 self._pending.append(self.tokenizer.eos_id)  # EOS not in the ids: add it
             s.done = True
         if s.done:
-            st.ended_at = loop.time()
+            st.ended_at = now()
             if st.first_at is None:
                 st.first_at = st.ended_at
 
@@ -474,9 +475,8 @@ class HttpEngine:
     async def _open(self, reason: str, *, max_tokens: int | None = None,
                     ban: Collection[int] = (), retries: int = 0) -> None:
         httpx = self._httpx
-        loop = asyncio.get_running_loop()
         path, body = self._body(max_tokens or self.chunk_tokens, ban)
-        stats = RequestStats(self.mode.value, reason, len(self._ctx), loop.time(), retries=retries)
+        stats = RequestStats(self.mode.value, reason, len(self._ctx), now(), retries=retries)
         self.requests.append(stats)
         self._pending.clear()
         for attempt in range(self.retries + 1):
@@ -519,7 +519,7 @@ class HttpEngine:
         if not s.done:
             s.done = True
             s.stats.finish = s.stats.finish or "closed"
-            s.stats.ended_at = asyncio.get_running_loop().time()
+            s.stats.ended_at = now()
         # dropping the connection is what tells the server to stop decoding
         await asyncio.shield(s.resp.aclose())
 

@@ -5,6 +5,10 @@ next scheduled timer whenever nothing is ready to run. ``asyncio.sleep``, ``asyn
 ``loop.call_later`` all work unchanged, so the runtime is clock-agnostic: it reads
 ``loop.time()`` and never knows whether time is real.
 
+Timestamps are read with :func:`loop_clock` (``loop.time`` on asyncio's own loops, virtual
+ones included; ``time.monotonic`` on others such as uvloop, whose ``loop.time`` counts whole
+milliseconds).
+
 Contract: under virtual time, only timers advance the clock. Work done in threads (sync tools,
 blocking engines) takes no virtual time, and a timer due while such work runs fires first. Use it
 with the simulated engine and simulated tools; use real time for everything else.
@@ -14,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -73,6 +78,15 @@ def run_virtual(coro: Coroutine[Any, Any, T]) -> T:
         return runner.run(coro)
 
 
+def loop_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """The clock to timestamp with on ``loop``, in seconds: ``loop.time`` on loops built on
+    asyncio's ``BaseEventLoop`` (its real clock is ``time.monotonic``; virtual time is kept), else
+    ``time.monotonic``: uvloop's ``loop.time`` counts whole milliseconds, fixed for a whole loop
+    iteration, too coarse for decode steps and the runtime's own costs. Every timestamp of a run
+    comes from this one clock."""
+    return loop.time if isinstance(loop, asyncio.BaseEventLoop) else time.monotonic
+
+
 def now() -> float:
-    """The running loop's clock (virtual or real), in seconds."""
-    return asyncio.get_running_loop().time()
+    """The running loop's clock (virtual or real, see :func:`loop_clock`), in seconds."""
+    return loop_clock(asyncio.get_running_loop())()

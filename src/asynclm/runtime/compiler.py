@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from asynclm.engines.base import ChatMessage, Engine
 from asynclm.protocol import DEFAULT_MARKERS, BodyError, Markers, parse_body
+from asynclm.runtime.clock import loop_clock
 from asynclm.runtime.executor import Executor
 from asynclm.runtime.interrupts import InterruptManager, Segment, tokenize_segments
 from asynclm.runtime.records import CallRecord
@@ -215,7 +216,7 @@ class _CompilerRun:
         self.cfg = s.config
         self.engine = s.engine
         self.messages = messages
-        self.loop = asyncio.get_running_loop()
+        self.now = loop_clock(asyncio.get_running_loop())  # every timestamp of the run
         self.trace = Trace(meta={"strategy": "llmcompiler"})
         self.records: dict[str, CallRecord] = {}
         self.interrupts = InterruptManager(markers=s.markers, echo="always")
@@ -228,9 +229,6 @@ class _CompilerRun:
         self.stop: StopReason = "eos"
         self.submitted: list[str] = []
         self.executor: Executor
-
-    def now(self) -> float:
-        return self.loop.time()
 
     def _on_end(self, rec: CallRecord) -> None:
         self.records[rec.id] = rec

@@ -19,6 +19,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from asynclm.protocol import Ref
+from asynclm.runtime.clock import loop_clock
 from asynclm.runtime.futures import ReferenceError_, find_refs, substitute
 from asynclm.runtime.records import CallRecord, Status
 from asynclm.tools import Tool, Toolbox, ToolContext, ToolError
@@ -83,7 +84,7 @@ class Executor:
         self._default_timeout = default_timeout
         self._calls: dict[str, _Call] = {}
         self._order_tail: dict[Hashable, asyncio.Future[CallRecord]] = {}
-        self._loop = asyncio.get_running_loop()
+        self._now = loop_clock(asyncio.get_running_loop())
 
     # -- queries -------------------------------------------------------------------------
     def __contains__(self, call_id: str) -> bool:
@@ -135,7 +136,7 @@ class Executor:
         result, unrun. With ``start=False`` it waits for :meth:`start_deferred`."""
         if call_id in self._calls:
             raise ValueError(f"duplicate call id {call_id!r}")  # the session renames first
-        call = _Call(call_id, fn, args, pos, raw, injectable, self._loop.time())
+        call = _Call(call_id, fn, args, pos, raw, injectable, self._now())
         call.id_assigned = id_assigned
         self._calls[call_id] = call
         if error is not None:
@@ -230,7 +231,7 @@ class Executor:
             tool = call.tool
             assert tool is not None
             call.ctx = ctx = ToolContext(call_id=call.id, tool_name=call.fn)
-            call.started_at = self._loop.time()
+            call.started_at = self._now()
             self._on_start(call.id, call.fn)
             timeout = tool.timeout if tool.timeout is not None else self._default_timeout
             if timeout is None:
@@ -296,7 +297,7 @@ class Executor:
             id=call.id, fn=call.fn, args=call.args, pos=call.pos, raw=call.raw, status=status,
             value=value, error=error, error_type=error_type, injectable=call.injectable,
             id_assigned=call.id_assigned,
-            emitted_at=call.emitted_at, started_at=call.started_at, ended_at=self._loop.time(),
+            emitted_at=call.emitted_at, started_at=call.started_at, ended_at=self._now(),
             depends_on=tuple(dict.fromkeys(r.id for r in call.refs)) if call.refs else (),
             resolved_args=dict(call.call_args) if call.started_at is not None else None,
             repeat_of=repeat_of,

@@ -28,6 +28,7 @@ from asynclm.protocol import (
     Call, CallOpened, Event, Forged, Interrupt, MalformedCall, Markers, Parser, Text, Trap,
 )
 from asynclm.runtime import events as ev
+from asynclm.runtime.clock import loop_clock
 from asynclm.runtime.control import Message, RunControl
 from asynclm.runtime.executor import Executor
 from asynclm.runtime.futures import ATOMIC_TYPES
@@ -57,7 +58,7 @@ class DecodeLoop:
         self.engine = session.engine
         self.messages = messages
         self.on_event = on_event
-        self.loop = asyncio.get_running_loop()
+        self.now = loop_clock(asyncio.get_running_loop())  # every timestamp of the run
         self.parser = Parser(markers=session.markers, transcript=not self.cfg.enforce)
         self.interrupts = InterruptManager(markers=session.markers, echo=self.cfg.echo_calls)
         self.trace = Trace(meta={"strategy": self.strategy.name, **session.trace_meta})
@@ -93,9 +94,6 @@ class DecodeLoop:
         self.requests: list[Any] = []
 
     # -- plumbing --------------------------------------------------------------------------
-    def now(self) -> float:
-        return self.loop.time()
-
     def emit(self, event: ev.StreamEvent) -> None:
         if self.on_event is not None:
             self.on_event(event)

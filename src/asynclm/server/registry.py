@@ -16,6 +16,7 @@ from typing import Any, Literal
 from asynclm.agents import AgentDirectory
 from asynclm.engines.base import Engine
 from asynclm.runtime import RunControl, Session
+from asynclm.runtime.clock import now
 from asynclm.runtime.control import Message
 from asynclm.runtime.events import StreamEvent
 from asynclm.server.events import encode
@@ -34,7 +35,7 @@ class LiveSession:
         self.id, self.prompt, self.engine, self.model = id, prompt, engine, model
         self.strategy, self.tools, self.agent, self.control = strategy, tools, agent, control
         self.created_at = time.time()
-        self.t0 = asyncio.get_running_loop().time()
+        self.t0 = now()
         self.status: Status = "queued"
         self.stop_reason: str | None = None
         self.error: str | None = None
@@ -70,9 +71,8 @@ class LiveSession:
                 if self.task is not None:
                     self.task.cancel()
             return
-        loop = asyncio.get_running_loop()
         event = {"seq": len(self.events), "type": type,
-                 "t": round(loop.time() - self.t0, 6), "mono": time.monotonic(), **data}
+                 "t": round(now() - self.t0, 6), "mono": time.monotonic(), **data}
         self.events.append(event)
         self._wake.set()
 

@@ -52,6 +52,7 @@ from asynclm.bench.bfcl.timing import CallTimer, call_duration, canonical_args, 
 from asynclm.engines.base import ChatMessage, Engine
 from asynclm.protocol import format_call
 from asynclm.runtime import CallRecord, Session, SessionConfig, SessionResult, get_strategy
+from asynclm.runtime.clock import loop_clock
 from asynclm.tools import Toolbox
 from asynclm.trace import SpanKind, Trace
 
@@ -265,12 +266,12 @@ async def generate(
     engine: Engine, messages: Sequence[ChatMessage], max_tokens: int
 ) -> tuple[str, Trace, float, float | None, int, str]:
     """One plain generation: ``(text, trace, latency_s, first_token_s, n_generated, stop)``."""
-    loop = asyncio.get_running_loop()
+    now = loop_clock(asyncio.get_running_loop())
     trace = Trace(meta={"strategy": BFCL_PROMPT})
-    t0 = loop.time()
+    t0 = now()
     tokens = engine.tokenize_chat(messages)
     cached = await engine.prefill(tokens)
-    t = loop.time()
+    t = now()
     trace.add_span("prefill", "prefill", t0, t, tokens=len(tokens), cached=cached)
     out: list[int] = []
     first = None
@@ -278,7 +279,7 @@ async def generate(
     n = 0
     while n < max_tokens:
         tok = await engine.step()
-        t1 = loop.time()
+        t1 = now()
         n += 1
         trace.add_span("decode", "decode", t, t1, tokens=1)
         t = t1

@@ -1,0 +1,53 @@
+"""The runtime's clock: loop.time on asyncio's loops (virtual time kept), time.monotonic on
+loops whose loop.time is coarse (uvloop counts whole milliseconds)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from asynclm.bench.overhead import InstantEngine, noop
+from asynclm.runtime import Session, VirtualTimeLoop, run_virtual
+from asynclm.runtime.clock import loop_clock, now
+
+
+def test_asyncio_loops_keep_their_own_clock() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop_clock(loop) == loop.time
+    finally:
+        loop.close()
+    vloop = VirtualTimeLoop()
+    try:
+        assert loop_clock(vloop) == vloop.time
+    finally:
+        vloop.close()
+
+
+def test_virtual_time_is_read_under_run_virtual() -> None:
+    async def main() -> tuple[float, float]:
+        t0 = now()
+        await asyncio.sleep(5.0)
+        return t0, now()
+
+    assert run_virtual(main()) == (0.0, 5.0)
+
+
+async def _dispatch_times() -> list[float]:
+    script = "".join(f"[CALL] n{i} [HEAD] noop(i={i}) [END][TRAP][END]\n" for i in range(20))
+    r = await Session(InstantEngine(script + "done"), [noop], system="x").run("go")
+    assert len(r.calls) == 20
+    return [c.started_at - c.emitted_at for c in r.calls]  # type: ignore[operator]
+
+
+def test_uvloop_gets_a_fine_clock() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    loop = uvloop.new_event_loop()
+    try:
+        assert loop_clock(loop) is time.monotonic
+    finally:
+        loop.close()
+    # Starting a call takes tens of microseconds: a whole-millisecond clock reads 0 or 1 ms.
+    assert any(0 < d < 0.001 for d in uvloop.run(_dispatch_times()))
