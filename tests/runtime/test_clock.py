@@ -4,7 +4,9 @@ loops whose loop.time is coarse (uvloop counts whole milliseconds)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+import warnings
 
 import pytest
 
@@ -51,3 +53,19 @@ def test_uvloop_gets_a_fine_clock() -> None:
         loop.close()
     # Starting a call takes tens of microseconds: a whole-millisecond clock reads 0 or 1 ms.
     assert any(0 < d < 0.001 for d in uvloop.run(_dispatch_times()))
+
+
+def test_virtual_loop_waits_for_its_worker_threads_in_real_time() -> None:
+    """asyncio.Runner (Python 3.12+) gives the executor 300 s to shut down; on the virtual clock
+    that timer would fire at once (a warning, and threads left running)."""
+    baseline = threading.active_count()
+    loop = VirtualTimeLoop()
+    try:
+        loop.run_until_complete(loop.run_in_executor(None, time.sleep, 0.01))
+        slow = loop.run_in_executor(None, time.sleep, 0.2)  # still running at shutdown
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            loop.run_until_complete(loop.shutdown_default_executor(300))
+        assert slow.done() and threading.active_count() == baseline
+    finally:
+        loop.close()

@@ -71,6 +71,12 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return self._vselector.now
 
+    async def shutdown_default_executor(self, timeout: float | None = None) -> None:
+        """Wait for the worker threads without a timeout: they run in real time, so a timeout
+        on the virtual clock (``asyncio.Runner`` passes 300 s from Python 3.12 on) would expire
+        at once, warn, and leave the threads running."""
+        await super().shutdown_default_executor()
+
 
 def run_virtual(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion on a fresh :class:`VirtualTimeLoop` (like ``asyncio.run``)."""
