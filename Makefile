@@ -14,7 +14,7 @@ TEST_MODEL ?= qwen2.5-coder-0.5b
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: install browser demo demo-sim test test-fast bench finetune-data clean
+.PHONY: install browser demo demo-sim test test-fast test-pythons bench finetune-data clean
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -51,6 +51,20 @@ test: install browser
 test-fast: install
 	$(BIN)/pytest -q -m "not slow"
 
+# The fast suite on the other Pythons found here (python3.12/3.13 on PATH, or pyenv's), each in
+# .venv-py<version>; the llama.cpp engine is left out (its tests say they skipped).
+PYTHONS ?= $(wildcard $(HOME)/.pyenv/versions/3.1[23].*/bin/python3) python3.12 python3.13
+test-pythons:
+	@for py in $(PYTHONS); do \
+	  ver=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || continue; \
+	  v=.venv-py$$ver; test -x $$v/bin/python || $$py -m venv $$v || exit 1; \
+	  $$v/bin/pip install -q -e ".[cli,plot,test,serve,openai,bfcl]" && \
+	  $$v/bin/pip install -q --no-deps "bfcl-eval==2026.3.23" || exit 1; \
+	done
+	@ran=0; for v in .venv-py3.*; do test -x $$v/bin/pytest || continue; ran=1; \
+	  echo "== $$v"; $$v/bin/pytest -q -m "not slow" || exit 1; done; \
+	  test $$ran = 1 || echo "no other Python found (PYTHONS=$(PYTHONS))"
+
 bench: install
 	$(BIN)/asynclm models pull $(DEMO_MODEL)
 	$(BIN)/python benchmarks/run_all.py
@@ -60,4 +74,4 @@ finetune-data: install
 	$(BIN)/asynclm finetune data --out finetune/train.jsonl
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-py3.* .pytest_cache .hypothesis
