@@ -42,6 +42,13 @@ def test_bench_synthetic_json(tmp_path):
         assert key in s["async"]
 
 
+def test_version():
+    from asynclm import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"asynclm {__version__}"
+
+
 def test_unknown_model_is_a_clear_error():
     result = runner.invoke(app, ["models", "pull", "no-such-model"])
     assert result.exit_code == 1

@@ -26,6 +26,21 @@ if typer is not None:
     app.add_typer(finetune_app, name="finetune")
     console = Console(soft_wrap=True)
 
+    def _version(value: bool) -> None:
+        if value:
+            from asynclm import __version__
+
+            console.print(f"asynclm {__version__}")
+            raise typer.Exit()
+
+    @app.callback()
+    def _main(
+        version: Annotated[bool, typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit.",
+        )] = False,
+    ) -> None:
+        """Asynchronous LLM function calling."""
+
     def _command() -> str:
         return "asynclm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
