@@ -2,7 +2,13 @@
 
 The model keeps decoding while its calls run; each result is appended to its context as an
 interrupt at the next safe point. Start with :class:`Session` and :func:`tool`.
+
+The engines behind extras, :class:`LlamaCppEngine` (``asynclm[llama]``) and :class:`HttpEngine`
+(``asynclm[openai]``), are imported on first use, so ``import asynclm`` stays slim.
 """
+
+import importlib
+from typing import Any
 
 from asynclm.engines.base import Capabilities, ChatMessage, Engine
 from asynclm.engines.sim import OraclePolicy, ScriptedPolicy, SimCall, SimCosts, SimEngine, SimTask
@@ -25,11 +31,23 @@ from asynclm.trace import Breakdown, Trace
 
 __version__ = "0.1.0"
 
+_LAZY = {"LlamaCppEngine": "asynclm.engines.llamacpp", "HttpEngine": "asynclm.engines.openai_http"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'asynclm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "DEFAULT_MARKERS", "SERIAL", "STRATEGIES", "Breakdown", "CallCompleted", "CallEmitted",
     "CallRecord", "CallStarted", "Capabilities", "ChatMessage", "CompilerConfig",
-    "CompilerSession", "Done", "Engine",
-    "InterruptInjected", "Markers", "OraclePolicy", "Ordered", "Parser", "Ref", "RollbackEvent",
+    "CompilerSession", "Done", "Engine", "HttpEngine",
+    "InterruptInjected", "LlamaCppEngine", "Markers", "OraclePolicy", "Ordered", "Parser", "Ref", "RollbackEvent",
     "RunControl", "ScriptedPolicy", "Session", "SessionClosedError", "SessionConfig",
     "SessionResult", "SimCall", "SimCosts",
     "SimEngine", "SimTask", "StreamEvent", "Strategy", "TextDelta", "Tool", "ToolArgumentError",
