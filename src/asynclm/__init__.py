@@ -24,8 +24,8 @@ from asynclm.runtime.events import (
     TextDelta, TrapEvent,
 )
 from asynclm.tools import (
-    SERIAL, Ordered, Tool, ToolArgumentError, Toolbox, ToolContext, ToolError, UnknownToolError,
-    tool,
+    SERIAL, Ordered, ProcessResult, Tool, ToolArgumentError, Toolbox, ToolContext, ToolError,
+    UnknownToolError, run_process, tool,
 )
 from asynclm.trace import Breakdown, Trace
 
@@ -47,10 +47,11 @@ __all__ = [
     "DEFAULT_MARKERS", "SERIAL", "STRATEGIES", "Breakdown", "CallCompleted", "CallEmitted",
     "CallRecord", "CallStarted", "Capabilities", "ChatMessage", "CompilerConfig",
     "CompilerSession", "Done", "Engine", "HttpEngine",
-    "InterruptInjected", "LlamaCppEngine", "Markers", "OraclePolicy", "Ordered", "Parser", "Ref", "RollbackEvent",
+    "InterruptInjected", "LlamaCppEngine", "Markers", "OraclePolicy", "Ordered", "Parser",
+    "ProcessResult", "Ref", "RollbackEvent",
     "RunControl", "ScriptedPolicy", "Session", "SessionClosedError", "SessionConfig",
     "SessionResult", "SimCall", "SimCosts",
     "SimEngine", "SimTask", "StreamEvent", "Strategy", "TextDelta", "Tool", "ToolArgumentError",
     "ToolContext", "ToolError", "Toolbox", "Trace", "TrapEvent", "UnknownToolError", "__version__",
-    "run_sync", "run_virtual", "tool",
+    "run_process", "run_sync", "run_virtual", "tool",
 ]

@@ -23,6 +23,7 @@ from ._context import ToolContext
 from ._decorator import tool
 from ._errors import ToolArgumentError, ToolError, ToolNotImplemented, UnknownToolError
 from ._ordering import SERIAL, OrderBy, Ordered
+from ._process import ProcessResult, run_process
 from ._tool import Handler, Tool
 from ._toolbox import Toolbox
 
@@ -31,6 +32,7 @@ __all__ = [
     "Handler",
     "OrderBy",
     "Ordered",
+    "ProcessResult",
     "Tool",
     "ToolArgumentError",
     "ToolContext",
@@ -39,5 +41,6 @@ __all__ = [
     "Toolbox",
     "UnknownToolError",
     "bfcl_to_json_schema",
+    "run_process",
     "tool",
 ]

@@ -1,0 +1,81 @@
+"""run_process: a program run by a tool ends with the call, even when the call is timed out or
+cancelled (no orphan process, no side effect after the outcome)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from asynclm.engines.sim import ScriptedPolicy, SimCosts, SimEngine
+from asynclm.runtime import Session, SessionConfig
+from asynclm.tools import ProcessResult, run_process, tool
+
+pytestmark = pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and Path("/proc/self/stat").exists()),
+    reason="checks processes through /proc",
+)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie left to an init that does not reap counts as ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_result_of_a_finished_program() -> None:
+    r = asyncio.run(run_process("sh", "-c", "cat; echo err >&2; exit 3", input="héllo"))
+    assert r == ProcessResult(3, "héllo", "err\n")
+
+
+def test_program_that_cannot_start_is_an_error() -> None:
+    with pytest.raises(FileNotFoundError):
+        asyncio.run(run_process("/nonexistent/program"))
+    with pytest.raises(ValueError):
+        asyncio.run(run_process())
+
+
+def test_timed_out_call_leaves_no_process_and_no_late_side_effect(tmp_path: Path) -> None:
+    pids, late = tmp_path / "pids", tmp_path / "late"
+    # The shell starts a background child; both record their pids, then the child would write
+    # `late` after 2 s: a side effect that must never happen once the call has timed out.
+    script = f"echo $$ > {pids}; (sleep 2; touch {late}) & echo $! >> {pids}; wait"
+
+    @tool(timeout=1.0)
+    async def shell() -> str:
+        """Run the script."""
+        return (await run_process("sh", "-c", script)).stdout
+
+    engine = SimEngine(ScriptedPolicy(["[CALL] s1 [HEAD] shell() [END]\n", "[TRAP][END]",
+                                       "done"]), SimCosts(tpot_s=0.001))
+    session = Session(engine, [shell], system="t", config=SessionConfig(deadline_s=30))
+    r = asyncio.run(session.run("go"))  # real time: the program runs in real time too
+    assert r.call("s1").status == "timeout"
+    started = [int(p) for p in pids.read_text().split()]
+    assert len(started) == 2
+    assert not any(_alive(p) for p in started)
+    time.sleep(2.5)
+    assert not late.exists()
+
+
+def test_session_ending_with_the_program_running_kills_it(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+
+    @tool
+    async def slow() -> str:
+        """Run for a minute."""
+        return (await run_process("sh", "-c", f"echo $$ > {pids}; sleep 60")).stdout
+
+    engine = SimEngine(ScriptedPolicy(["[CALL] s1 [HEAD] slow() [END]\n", "[TRAP][END]",
+                                       "done"]), SimCosts(tpot_s=0.001))
+    # the session's deadline ends the run while the program runs: the call is cancelled
+    session = Session(engine, [slow], system="t", config=SessionConfig(deadline_s=1.0))
+    r = asyncio.run(session.run("go"))
+    assert r.stop_reason == "deadline" and r.call("s1").status == "cancelled"
+    assert not _alive(int(pids.read_text()))
