@@ -4,6 +4,8 @@ cancelled (no orphan process, no side effect after the outcome)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -79,3 +81,35 @@ def test_session_ending_with_the_program_running_kills_it(tmp_path: Path) -> Non
     r = asyncio.run(session.run("go"))
     assert r.stop_reason == "deadline" and r.call("s1").status == "cancelled"
     assert not _alive(int(pids.read_text()))
+
+
+def test_many_sessions_leave_no_process_and_no_file_descriptor() -> None:
+    """Programs that finish, fail or outlive their call's timeout, in 100 sessions: afterwards no
+    child process (not even a zombie) and as many open file descriptors as before."""
+    rng = random.Random(7)
+
+    @tool(timeout=0.05)
+    async def prog(seconds: float, status: int) -> int:
+        """Run a program for a while."""
+        return (await run_process("sh", "-c", f"sleep {seconds}; exit {status}")).returncode
+
+    async def main() -> dict[str, int]:
+        fds = len(os.listdir("/proc/self/fd"))
+        seen: dict[str, int] = {}
+        for _ in range(100):
+            calls = [f'[CALL] p{i} [HEAD] prog(seconds={rng.choice([0, 0.01, 0.2])}, '
+                     f'status={rng.choice([0, 1])}) [END]\n' for i in range(rng.randint(1, 3))]
+            engine = SimEngine(ScriptedPolicy([*calls, "[TRAP][END]", "done"]),
+                               SimCosts(tpot_s=0.001))
+            session = Session(engine, [prog], system="t",
+                              strategy=rng.choice(["async", "sync", "sync-parallel"]))
+            r = await session.run("go")
+            for c in r.calls:
+                seen[c.status] = seen.get(c.status, 0) + 1
+        assert len(os.listdir("/proc/self/fd")) == fds
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen.get("ok", 0) > 20 and seen.get("timeout", 0) > 20
+    with pytest.raises(ChildProcessError):  # no child left, running or zombie
+        os.waitpid(-1, os.WNOHANG)
