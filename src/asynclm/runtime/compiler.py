@@ -31,8 +31,7 @@ from asynclm.protocol import DEFAULT_MARKERS, BodyError, Markers, parse_body
 from asynclm.runtime.clock import loop_clock
 from asynclm.runtime.executor import Executor
 from asynclm.runtime.interrupts import InterruptManager, Segment, tokenize_segments
-from asynclm.runtime.records import CallRecord
-from asynclm.runtime.records import SessionResult, StopReason
+from asynclm.runtime.records import CallRecord, SessionResult, StopReason
 from asynclm.tools import Tool, Toolbox
 from asynclm.trace import Trace
 
