@@ -42,3 +42,28 @@ def test_a_template_that_rewrites_contents_is_refused() -> None:
     chat = _Chat(template="<{role}>\n{content}{content}\n")  # repeats each message
     with pytest.raises(ValueError, match="rewrites message contents"):
         tokenize_chat(chat, [ChatMessage("user", "hi")])
+
+
+def test_hf_byte_level_pieces_detokenize_to_exact_bytes() -> None:
+    """A character split over several tokens comes back byte-exact from each token alone (the
+    stream decoder reassembles it), on a byte-level BPE tokenizer built here (no download)."""
+    tokenizers = pytest.importorskip("tokenizers")
+    transformers = pytest.importorskip("transformers")
+    from asynclm.engines.tokenizers import HFTokenizer
+
+    bpe = tokenizers.Tokenizer(tokenizers.models.BPE())
+    bpe.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = tokenizers.decoders.ByteLevel()
+    bpe.train_from_iterator(
+        ["def add(a, b): return a + b"] * 20,
+        tokenizers.trainers.BpeTrainer(
+            vocab_size=300, special_tokens=["<|im_end|>"],
+            initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet()))
+    hf = HFTokenizer(transformers.PreTrainedTokenizerFast(tokenizer_object=bpe,
+                                                          eos_token="<|im_end|>"))
+    text = "héllo 世界 🙂 def add"
+    ids = hf.tokenize(text)
+    assert len(ids) > len(text.split())  # the multi-byte characters are split over tokens
+    assert b"".join(hf.detokenize([t]) for t in ids) == text.encode()
+    assert hf.detokenize(ids) == text.encode()
+    assert hf.is_eos(hf.tokenize("<|im_end|>", special=True)[0])

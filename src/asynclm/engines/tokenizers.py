@@ -127,6 +127,19 @@ class GGUFTokenizer:
         self._vocab.close()
 
 
+def _byte_level_alphabet() -> dict[str, int]:
+    """The character each byte is written as in byte-level BPE pieces (GPT-2's alphabet, used by
+    GPT-2, Qwen and Llama 3 tokenizers): printable Latin-1 bytes stand for themselves, the others
+    for U+0100 onwards, in byte order. Returned as character -> byte."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    shifted = (b for b in range(256) if b not in keep)
+    char_of = {b: chr(b) for b in keep} | {b: chr(256 + n) for n, b in enumerate(shifted)}
+    return {c: b for b, c in char_of.items()}
+
+
+_BYTE_OF_CHAR = _byte_level_alphabet()
+
+
 class HFTokenizer:
     """A Hugging Face ``transformers`` tokenizer: the one vLLM and SGLang load with the
     checkpoint they serve (``HFTokenizer.from_pretrained("Qwen/Qwen2.5-Coder-7B-Instruct")``).
@@ -144,12 +157,7 @@ class HFTokenizer:
         eos = {tokenizer.eos_token_id} | {vocab[n] for n in self._EOS_NAMES if n in vocab}
         self._eos = frozenset(int(t) for t in eos if t is not None)
         self.eos_id: int = int(tokenizer.eos_token_id)
-        try:
-            from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
-
-            self._byte_of: dict[str, int] | None = {c: b for b, c in bytes_to_unicode().items()}
-        except ImportError:  # pragma: no cover - very old transformers
-            self._byte_of = None
+        self._byte_of = _BYTE_OF_CHAR
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **kwargs: Any) -> HFTokenizer:
