@@ -34,9 +34,12 @@ class Served(str):
 
 
 @contextmanager
-def running_server(config: ServerConfig) -> Iterator[Served]:
-    """Start ``create_app(config)`` on 127.0.0.1 (free port); yield its base URL; stop it
-    (and check that it stopped: every session task ended)."""
+def running_server(
+    config: ServerConfig, run: Callable[[Any], Any] = asyncio.run,
+) -> Iterator[Served]:
+    """Start ``create_app(config)`` on 127.0.0.1 (free port), its loop started by ``run``
+    (``uvloop.run`` to test on uvloop); yield its base URL; stop it (and check that it stopped:
+    every session task ended)."""
     server = uvicorn.Server(uvicorn.Config(
         create_app(config), host="127.0.0.1", port=0, log_level="warning",
         timeout_graceful_shutdown=2, lifespan="on"))
@@ -46,7 +49,7 @@ def running_server(config: ServerConfig) -> Iterator[Served]:
         loops.append(asyncio.get_running_loop())
         await server.serve()
 
-    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+    thread = threading.Thread(target=lambda: run(main()), daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:

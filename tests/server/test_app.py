@@ -65,6 +65,21 @@ def test_session_streams_every_event_in_order(client: httpx.Client) -> None:
     assert info["id"] in [s["id"] for s in client.get("/sessions").json()["sessions"]]
 
 
+def test_sessions_on_uvloop_with_a_fine_clock() -> None:
+    """uvicorn serves on uvloop when it is installed: sessions run there too, and event times
+    are not cut to uvloop's whole milliseconds."""
+    uvloop = pytest.importorskip("uvloop")
+    with running_server(ServerConfig(), run=uvloop.run) as url, \
+            httpx.Client(base_url=url, timeout=30) as c:
+        info = _create(c, ["Hi. ", CALL.format(id="w1", body='get_weather(city="Paris")'),
+                           "[TRAP][END]", "Done."])
+        events = follow(c, info["id"])
+    check_complete(events)
+    assert events[-1]["status"] == "done"
+    ms = [e["t"] * 1000 for e in events]
+    assert any(abs(m - round(m)) > 1e-3 for m in ms), ms
+
+
 def test_message_mid_generation_is_injected(client: httpx.Client) -> None:
     info = _create(client, [WORDS, WORDS, "End."], tpot_ms=10.0)
     sid = info["id"]
