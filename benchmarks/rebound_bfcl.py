@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from asynclm import latency
-from asynclm.bench.bfcl.report import markdown
 from asynclm.bench.bfcl.bound import bound_parts
+from asynclm.bench.bfcl.report import markdown
 from asynclm.bench.bfcl.summary import summarize
 from asynclm.protocol import Call, MalformedCall, Parser, render_trap
 
@@ -99,13 +99,12 @@ def main() -> None:
     ap.add_argument("--model", default="qwen2.5-coder-1.5b",
                     help="whose vocabulary tokenizes the call blocks (as the run's engine did)")
     args = ap.parse_args()
-    from asynclm.engines.llamacpp import _import_llama, _Vocab
-    from asynclm.models import model_path
+    from asynclm.engines.tokenizers import GGUFTokenizer
 
-    vocab = _Vocab(_import_llama(), str(model_path(args.model)))
+    tok = GGUFTokenizer.from_name(args.model)
 
     def tokens_of(s: str) -> int:
-        return len(vocab.tokenize(s.encode("utf-8"), special=True))
+        return len(tok.tokenize(s, special=True))
 
     for path in args.results:
         with open(path) as f:

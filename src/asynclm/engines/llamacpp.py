@@ -135,6 +135,18 @@ class _Vocab:
     def text(self, token: int) -> str:
         return self._lib.llama_vocab_get_text(self.ptr, token).decode("utf-8", errors="replace")
 
+    def chat_formatter(self) -> tuple[str, Any]:
+        """The model's chat template (ChatML if the file has none) and a formatter for it."""
+        lib = self._lib
+        template = self.meta("tokenizer.chat_template") or _CHATML
+        eos, bos = lib.llama_vocab_eos(self.ptr), lib.llama_vocab_bos(self.ptr)
+        return template, lib.llama_chat_format.Jinja2ChatFormatter(
+            template=template,
+            eos_token=self.text(eos) if eos >= 0 else "",
+            bos_token=self.text(bos) if bos >= 0 else "",
+            add_generation_prompt=True,
+        )
+
     def close(self) -> None:
         if self._model is not None:
             self._lib.llama_model_free(self._model)
@@ -221,16 +233,7 @@ class LlamaCppEngine:
             raise
         self.n_vocab: int = self._vocab.n_vocab
         self.n_threads = threads
-        template = self._vocab.meta("tokenizer.chat_template") or _CHATML
-        eos, bos = self._lib.llama_vocab_eos(self._vocab.ptr), self._lib.llama_vocab_bos(
-            self._vocab.ptr
-        )
-        self._formatter = self._lib.llama_chat_format.Jinja2ChatFormatter(
-            template=template,
-            eos_token=self._vocab.text(eos) if eos >= 0 else "",
-            bos_token=self._vocab.text(bos) if bos >= 0 else "",
-            add_generation_prompt=True,
-        )
+        template, self._formatter = self._vocab.chat_formatter()
         self.chat_template: str = template
         self._control_ids: frozenset[int] | None = None
 

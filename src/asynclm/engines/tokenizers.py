@@ -66,7 +66,7 @@ class GGUFTokenizer:
     exactly what a llama.cpp server running the same file uses. Needs llama-cpp-python."""
 
     def __init__(self, model_path: str | os.PathLike[str]) -> None:
-        from asynclm.engines.llamacpp import _CHATML, _Vocab, _import_llama
+        from asynclm.engines.llamacpp import _Vocab, _import_llama
 
         lib = _import_llama()
         self._lib = lib
@@ -78,16 +78,9 @@ class GGUFTokenizer:
         finally:
             log.setLevel(level)
         v = self._vocab.ptr
-        eos, bos = lib.llama_vocab_eos(v), lib.llama_vocab_bos(v)
         eot = lib.llama_vocab_eot(v)
-        self.eos_id: int = eot if eot >= 0 else eos
-        self.chat_template: str = self._vocab.meta("tokenizer.chat_template") or _CHATML
-        self._formatter = lib.llama_chat_format.Jinja2ChatFormatter(
-            template=self.chat_template,
-            eos_token=self._vocab.text(eos) if eos >= 0 else "",
-            bos_token=self._vocab.text(bos) if bos >= 0 else "",
-            add_generation_prompt=True,
-        )
+        self.eos_id: int = eot if eot >= 0 else lib.llama_vocab_eos(v)
+        self.chat_template, self._formatter = self._vocab.chat_formatter()
         self._controls: dict[int, str] | None = None
 
     @classmethod
@@ -157,7 +150,6 @@ class HFTokenizer:
         eos = {tokenizer.eos_token_id} | {vocab[n] for n in self._EOS_NAMES if n in vocab}
         self._eos = frozenset(int(t) for t in eos if t is not None)
         self.eos_id: int = int(tokenizer.eos_token_id)
-        self._byte_of = _BYTE_OF_CHAR
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **kwargs: Any) -> HFTokenizer:
@@ -171,14 +163,14 @@ class HFTokenizer:
 
     def detokenize(self, tokens: Sequence[int]) -> bytes:
         out: list[bytes] = []
-        byte_of = self._byte_of
+        byte_of = _BYTE_OF_CHAR
         for t in tokens:
             t = int(t)
             if t in self._added:
                 out.append(self._added[t].encode("utf-8"))
                 continue
             piece = self._tok.convert_ids_to_tokens(t)
-            if byte_of is not None and piece is not None and all(c in byte_of for c in piece):
+            if piece is not None and all(c in byte_of for c in piece):
                 out.append(bytes(byte_of[c] for c in piece))
             else:
                 out.append(self._tok.decode([t], skip_special_tokens=False).encode("utf-8"))

@@ -57,12 +57,12 @@ async def run_process(
         out, err = await proc.communicate(input.encode() if input is not None else None)
     except BaseException:
         _kill_group(proc)
-        with contextlib.suppress(ProcessLookupError):
-            # Reap it; a second cancellation here must not leave a zombie behind either.
-            await asyncio.shield(proc.wait())
+        # Reap it; a second cancellation here must not leave a zombie behind either.
+        await asyncio.shield(proc.wait())
         raise
     assert proc.returncode is not None
-    return ProcessResult(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+    return ProcessResult(proc.returncode, out.decode(errors="replace"),
+                         err.decode(errors="replace"))
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:

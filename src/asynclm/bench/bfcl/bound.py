@@ -1,13 +1,14 @@
 """The lower bound of one BFCL run, from that run's own measurements.
 
-``lb_s`` is the bound in the paper's model (``latency.lower_bound``): with ``P`` the initial prefill, ``D`` the run's total decode time over
-``N`` generated tokens (``τ = D / N``), ``A`` the decode time after the last interrupt was
-injected (the answer, which needs every result), ``G_i = τ · tokens(call block i)`` and ``E_i``
-call ``i``'s measured execution time (``started_at → ended_at``; 0 if it never ran or its result
-was never injected), over the calls written before the last injection (later ones are decoded
-within ``A``). ``G_i`` is an estimate (mean ``τ``, the call's text tokenized on its own); where
-the estimates sum to more than the measured decode they are part of (``D − T − A``), they are
-scaled down to it, so the bound never exceeds the measured time::
+``lb_s`` is the bound in the paper's model (``latency.lower_bound``): with ``P`` the initial
+prefill, ``D`` the run's total decode time over ``N`` generated tokens (``τ = D / N``), ``A``
+the decode time after the last interrupt was injected (the answer, which needs every result),
+``G_i = τ · tokens(call block i)`` and ``E_i`` call ``i``'s measured execution time
+(``started_at → ended_at``; 0 if it never ran or its result was never injected), over the calls
+written before the last injection (later ones are decoded within ``A``). ``G_i`` is an estimate
+(mean ``τ``, the call's text tokenized on its own); where the estimates sum to more than the
+measured decode they are part of (``D − T − A``), they are scaled down to it, so the bound never
+exceeds the measured time::
 
     LB = P + max(D − T − A, max_i (G_i + E_i)) + A
 
