@@ -58,10 +58,12 @@ Contracts
 from __future__ import annotations
 
 import enum
-import functools
 import re
 from typing import Final
 
+from asynclm.protocol._tables import (
+    CLOSERS, CODE, COMMENT, NEED, OPENERS, STR, Hit, Kind, Need, tables,
+)
 from asynclm.protocol.body import BodyError, ParsedBody, parse_body
 from asynclm.protocol.events import (
     DEFAULT_MARKERS,
@@ -90,16 +92,6 @@ class _S(enum.Enum):
     INTR = 3
 
 
-class _K(enum.Enum):
-    CALL = 0
-    TRAP = 1
-    INTR = 2
-    END = 3
-    HEAD = 4
-    FORGED = 5  # model mode: only the runtime may write this
-    STRAY = 6  # transcript mode: a block marker inside a call
-
-
 class _R(enum.Enum):
     CONTINUE = 0  # state changed: dispatch again
     HOLD = 1  # need more input: keep data[i:] buffered
@@ -107,162 +99,9 @@ class _R(enum.Enum):
     FORGED = 3  # a Forged event was emitted: drop the rest
 
 
-class _Need(enum.Enum):
-    NEED = 0
-
-
-_NEED: Final = _Need.NEED  # "more input may complete a marker here"
-_Hit = tuple[_K, str]  # a recognised marker: its kind and its canonical text
 _NONWS = re.compile(r"\S")
 _WS_RUN = re.compile(r"[ \t\r\n]*")  # whitespace between tokens (ASCII, never a marker)
 _TRAP_STOP = re.compile(r"[^ \t\r\n]")
-
-# lexer modes inside a call body
-_CODE, _STR, _COMMENT = 0, 1, 2
-_OPENERS, _CLOSERS = "([{", ")]}"
-
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def _char_class(chars: set[str]) -> re.Pattern[str]:
-    return re.compile("[" + "".join(re.escape(c) for c in sorted(chars)) + "]")
-
-
-class _Table:
-    """Markers recognised in one state, in priority order. ``ci`` entries compare ASCII letters
-    case-insensitively (other characters exactly), in the regex and in the prefix check alike."""
-
-    __slots__ = ("entries", "firsts", "scan", "full", "viable", "maxlen")
-
-    def __init__(self, entries: list[tuple[str, _K, bool]]) -> None:
-        seen: set[tuple[str, bool]] = set()
-        self.entries: list[tuple[str, str, _K, bool]] = []
-        for s, kind, ci in entries:
-            key = (s.translate(_ASCII_LOWER) if ci else s, ci)
-            if s and key not in seen:
-                seen.add(key)
-                self.entries.append((s, key[0], kind, ci))
-        self.firsts: set[str] = set()
-        for s, _, _, ci in self.entries:
-            self.firsts.add(s[0])
-            if ci and s[0].isascii():
-                self.firsts.update({s[0].lower(), s[0].upper()})
-        self.scan = _char_class(self.firsts) if self.firsts else re.compile(r"(?!)")
-        alts = [
-            f"(?P<g{k}>{'(?i:' + re.escape(s) + ')' if ci else re.escape(s)})"
-            for k, (s, _, _, ci) in enumerate(self.entries)
-        ]
-        self.full = re.compile("|".join(alts) or r"(?!)", re.ASCII)
-        self.maxlen = max((len(s) for s, *_ in self.entries), default=0)
-        # a whole entry, or a proper prefix of one that reaches the end of the text
-        prefixes = sorted(
-            {
-                f"(?i:{re.escape(s[:j])})" if ci else re.escape(s[:j])
-                for s, _, _, ci in self.entries
-                for j in range(1, len(s))
-            }
-        )
-        self.viable = re.compile(
-            "|".join(alts + ([f"(?:{'|'.join(prefixes)})\\Z"] if prefixes else [])) or r"(?!)",
-            re.ASCII,
-        )
-
-    def find(self, data: str, i: int, final: bool) -> tuple[int, _Hit | _Need | None]:
-        """The next marker at or after ``i``: ``(p, (kind, marker))``; ``(p, _NEED)`` when the
-        text from ``p`` on may still become a marker; ``(len(data), None)`` when there is none.
-
-        Candidates (first characters) are found by the regex engine and checked with one
-        anchored match each; only the last ``maxlen - 1`` characters, where a partial marker can
-        be, get the priority-aware check of :meth:`match`.
-        """
-        n = len(data)
-        tail = n if final else n - self.maxlen + 1
-        scan, full = self.scan.search, self.full.match
-        p = i
-        while True:
-            c = scan(data, p)
-            if c is None:
-                return n, None  # every marker, partial or not, starts with a candidate
-            p = c.start()
-            if p >= tail:
-                break
-            m = full(data, p)
-            if m is not None:
-                s, _, kind, _ = self.entries[int(m.lastgroup[1:])]  # type: ignore[index]
-                return p, (kind, s)
-            p += 1
-        viable = self.viable.match
-        for c in self.scan.finditer(data, p):
-            if viable(data, c.start()) is not None:
-                r = self.match(data, c.start(), final)
-                if r is not None:
-                    return c.start(), r
-        return n, None
-
-    def match(self, data: str, p: int, final: bool) -> _Hit | _Need | None:
-        """The first entry at ``data[p:]``: ``(kind, marker)``; ``_NEED`` if an earlier entry
-        could still match given more input; or ``None``."""
-        avail = len(data) - p
-        if final or avail >= self.maxlen:
-            m = self.full.match(data, p)
-            if m is None:
-                return None
-            s, _, kind, _ = self.entries[int(m.lastgroup[1:])]  # type: ignore[index]
-            return kind, s
-        for s, low, kind, ci in self.entries:
-            n = len(s)
-            seg = data[p : p + n]
-            if ci:
-                seg = seg.translate(_ASCII_LOWER)
-            if avail >= n:
-                if seg == (low if ci else s):
-                    return kind, s
-            elif (low if ci else s).startswith(seg):
-                return _NEED
-        return None
-
-
-@functools.lru_cache(maxsize=64)
-def _tables(
-    markers: Markers, transcript: bool
-) -> tuple[_Table, _Table, _Table, _Table, dict[tuple[int, str], re.Pattern[str]]]:
-    """The marker tables and lexer regexes of one parser configuration (immutable, shared)."""
-    m = markers
-    if transcript:
-        out = [(m.interrupt, _K.INTR, False), (m.call, _K.CALL, False), (m.trap, _K.TRAP, False)]
-        call = [(m.end, _K.END, False), (m.head, _K.HEAD, False)] + [
-            (s, _K.STRAY, False) for s in (m.interrupt, m.call, m.trap)
-        ]
-    else:
-        forged = [(f, _K.FORGED, True) for f in m.forbidden]
-        out = forged + [
-            (m.interrupt, _K.FORGED, False),
-            (m.call, _K.CALL, False),
-            (m.trap, _K.TRAP, False),
-        ]
-        call = (
-            [(m.end, _K.END, False), (m.head, _K.HEAD, False)]
-            + forged
-            + [(s, _K.FORGED, False) for s in (m.interrupt, m.call, m.trap)]
-        )
-    intr = [(m.end, _K.END, False), (m.head, _K.HEAD, False)]
-    trap = [(m.end, _K.END, False)]
-    t_out, t_call = _Table(out), _Table(call)
-    fc = t_call.firsts
-    code = fc | {"'", '"', "#", "-"}
-    rx_lex = {
-        # in code, newlines matter only after a top-level group closed, brackets only
-        # while the body may still parse
-        (_CODE, "dead"): _char_class(code),
-        (_CODE, "open"): _char_class(code | set(_OPENERS) | set(_CLOSERS)),
-        (_CODE, "closed"): _char_class(code | set(_OPENERS) | set(_CLOSERS) | {"\n"}),
-        (_COMMENT, ""): _char_class(fc | {"\n", "-"}),
-    }
-    for q in ("'", '"'):
-        rx_lex[(_STR, q)] = _char_class(fc | {"\\", "\n", q})
-        rx_lex[(_STR, q * 3)] = _char_class(fc | {"\\", q})
-    return t_out, t_call, _Table(intr), _Table(trap), rx_lex
-
 
 class Parser:
     """Incremental CML parser. See the module docstring for the full contract.
@@ -274,7 +113,7 @@ class Parser:
     def __init__(self, *, markers: Markers = DEFAULT_MARKERS, transcript: bool = False) -> None:
         self.markers: Final = markers
         self.transcript: Final = transcript
-        (self._t_out, self._t_call, self._t_intr, self._t_trap, self._rx_lex) = _tables(
+        (self._t_out, self._t_call, self._t_intr, self._t_trap, self._rx_lex) = tables(
             markers, transcript
         )
         self._rx_out = self._t_out.scan
@@ -360,7 +199,7 @@ class Parser:
         self._lex_reset()
 
     def _lex_reset(self) -> None:
-        self._mode = _CODE
+        self._mode = CODE
         self._quote = ""
         self._depth = 0
         self._closed_group = False  # a top-level bracket group has closed
@@ -404,20 +243,20 @@ class Parser:
         self._text(data, i, p, ev)
         if r is None:
             return p, _R.DONE
-        if r is _NEED:
+        if r is NEED:
             return p, _R.HOLD
         kind, s = r
         start, e = self._base + p, p + len(s)
-        if kind is _K.FORGED:
+        if kind is Kind.FORGED:
             ev.append(Forged("outside", s, start))
             self._reset_after_forge(start)
             return p, _R.FORGED
         self._reset_block()
         self._block_start = start
-        if kind is _K.CALL:
+        if kind is Kind.CALL:
             ev.append(CallOpened(start, self._base + e))
             self._state = _S.CALL
-        elif kind is _K.TRAP:
+        elif kind is Kind.TRAP:
             self._state = _S.TRAP
             self._trap_end = self._base + e
         else:
@@ -434,7 +273,7 @@ class Parser:
         if p > i:
             self._pieces.append(data[i:p])
         r = self._t_trap.match(data, p, final)
-        if r is _NEED:
+        if r is NEED:
             return p, _R.HOLD
         if r is not None:
             _, s = r
@@ -457,15 +296,15 @@ class Parser:
             if r is None:
                 self._commit(data, cf, p, limit=False)
                 return p, _R.DONE
-            if r is _NEED:
+            if r is NEED:
                 self._commit(data, cf, p, limit=False)
                 return p, _R.HOLD
             kind, s = r
-            if kind is _K.HEAD and self._head_seen:
+            if kind is Kind.HEAD and self._head_seen:
                 i = p + len(s)
                 continue
             self._commit(data, cf, p, limit=False)
-            if kind is _K.HEAD:
+            if kind is Kind.HEAD:
                 self._head_seen = True
                 self._id_text = "".join(self._pieces)
                 self._pieces = []
@@ -571,7 +410,7 @@ class Parser:
         firsts = self._t_call.firsts
         lexing = model  # transcript mode enforces nothing: no need to lex the body
         while True:
-            r: _Hit | _Need | None = None
+            r: Hit | Need | None = None
             if self._too_long or not lexing:
                 p, r = self._t_call.find(data, i, final)
                 if r is None:
@@ -580,9 +419,9 @@ class Parser:
                 c = ""
             else:
                 lim = cf + MAX_CALL_CHARS - self._content_len  # first index over the limit
-                if self._mode == _CODE:
+                if self._mode == CODE:
                     key = "dead" if self._dead else "closed" if self._closed_group else "open"
-                    m = self._rx_lex[(_CODE, key)].search(data, i)
+                    m = self._rx_lex[(CODE, key)].search(data, i)
                 else:
                     m = self._rx_lex[(self._mode, self._quote)].search(data, i)
                 stop = n if m is None else m.start()
@@ -600,12 +439,12 @@ class Parser:
                 c = data[p]
                 if c in firsts:
                     r = self._t_call.match(data, p, final)
-            if r is _NEED:
+            if r is NEED:
                 self._commit(data, cf, p)
                 return p, _R.HOLD
             if r is not None:
                 kind, s = r
-                if kind is _K.END:
+                if kind is Kind.END:
                     self._commit(data, cf, p)
                     e = p + len(s)
                     raw = self._raw() + s
@@ -613,7 +452,7 @@ class Parser:
                     self._state = _S.OUTSIDE
                     self._reset_block()
                     return e, _R.CONTINUE
-                if kind is _K.HEAD and not self._head_seen:
+                if kind is Kind.HEAD and not self._head_seen:
                     self._commit(data, cf, p)
                     self._head_seen = True
                     self._id_text = "".join(self._pieces)
@@ -625,7 +464,7 @@ class Parser:
                     continue
                 if model:
                     return self._forge_call(data, cf, p, s, ev)
-                if kind is _K.STRAY:
+                if kind is Kind.STRAY:
                     self._commit(data, cf, p)
                     ev.append(
                         MalformedCall(
@@ -644,9 +483,9 @@ class Parser:
                 continue
             # -- body lexer --
             mode = self._mode
-            if mode == _CODE or mode == _COMMENT:
+            if mode == CODE or mode == COMMENT:
                 if c == "\n":
-                    self._mode = _CODE
+                    self._mode = CODE
                     if model and self._closed_group and self._dirty and not self._dead:
                         self._dirty = False
                         try:
@@ -665,34 +504,34 @@ class Parser:
                     elif model and not final:
                         self._commit(data, cf, p)
                         return p, _R.HOLD
-                    if mode == _CODE:
+                    if mode == CODE:
                         self._nonws()
                     i = p + 1
                     continue
-                if mode == _COMMENT:
+                if mode == COMMENT:
                     i = p + 1
                     continue
                 if c == "#":
-                    self._mode = _COMMENT
+                    self._mode = COMMENT
                     i = p + 1
                     continue
                 if c == "'" or c == '"':
                     if data.startswith(c * 3, p):
                         self._nonws()
-                        self._mode, self._quote = _STR, c * 3
+                        self._mode, self._quote = STR, c * 3
                         i = p + 3
                         continue
                     if not final and n - p < 3 and data[p:] == c * (n - p):
                         self._commit(data, cf, p)
                         return p, _R.HOLD
                     self._nonws()
-                    self._mode, self._quote = _STR, c
+                    self._mode, self._quote = STR, c
                     i = p + 1
                     continue
                 self._nonws()
-                if c in _OPENERS:
+                if c in OPENERS:
                     self._depth += 1
-                elif c in _CLOSERS:
+                elif c in CLOSERS:
                     self._depth -= 1
                     if self._depth == 0:
                         self._closed_group = True
@@ -714,13 +553,13 @@ class Parser:
                 continue
             if c == "\n" and len(q) == 1:
                 # a newline ends a single-quoted string: Python rejects it, so will parse_body
-                self._mode, self._quote = _CODE, ""
+                self._mode, self._quote = CODE, ""
                 self._dead = True
                 i = p + 1
                 continue
             if c == q[0]:
                 if data.startswith(q, p):
-                    self._mode, self._quote = _CODE, ""
+                    self._mode, self._quote = CODE, ""
                     i = p + len(q)
                     continue
                 if not final and n - p < len(q) and q.startswith(data[p:]):
@@ -732,10 +571,10 @@ class Parser:
         """Account for ``data[a:b]``, which holds no character the lexer reacts to."""
         if b <= a:
             return
-        if self._mode == _CODE:
+        if self._mode == CODE:
             if _NONWS.search(data, a, b):
                 self._nonws()
-        elif self._mode == _STR:
+        elif self._mode == STR:
             self._dirty = True
 
 
