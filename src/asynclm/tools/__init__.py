@@ -15,6 +15,8 @@ box = Toolbox([get_weather])
 t = box.get_checked("get_weather")      # UnknownToolError suggests close names
 kwargs = t.validate({"city": "Paris"})  # ToolArgumentError: nothing runs
 result = await t.invoke(kwargs)         # sync tools run in a worker thread
+
+tools = await from_mcp(mcp_client)     # the tools of an MCP server (extra: mcp)
 ```
 """
 
@@ -22,6 +24,7 @@ from ._bfcl import bfcl_to_json_schema
 from ._context import ToolContext
 from ._decorator import tool
 from ._errors import ToolArgumentError, ToolError, ToolNotImplemented, UnknownToolError
+from ._mcp import MCPToolError, from_mcp
 from ._ordering import SERIAL, OrderBy, Ordered
 from ._process import ProcessResult, run_process
 from ._tool import Handler, Tool
@@ -30,6 +33,7 @@ from ._toolbox import Toolbox
 __all__ = [
     "SERIAL",
     "Handler",
+    "MCPToolError",
     "OrderBy",
     "Ordered",
     "ProcessResult",
@@ -41,6 +45,7 @@ __all__ = [
     "Toolbox",
     "UnknownToolError",
     "bfcl_to_json_schema",
+    "from_mcp",
     "run_process",
     "tool",
 ]

@@ -34,6 +34,30 @@ def tool_from_openai(
     **options: Any,
 ) -> Tool:
     """See :meth:`Tool.from_openai`. Raises ``ValueError`` for a malformed spec."""
+    name, description, parameters, validator = schema_parts(spec)
+    ctx_param = None
+    positional_only: tuple[str, ...] = ()
+    is_async = False
+    if fn is not None:
+        info = inspect_function(fn)
+        ctx_param, positional_only, is_async = info.ctx_param, info.positional_only, info.is_async
+    return Tool(
+        name=name,
+        description=description,
+        parameters=parameters,
+        validator=validator,
+        fn=fn,
+        is_async=is_async,
+        ctx_param=ctx_param,
+        positional_only=positional_only,
+        handler=handler,
+        **options,
+    )
+
+
+def schema_parts(spec: Mapping[str, Any]) -> tuple[str, str, dict[str, Any], ArgumentValidator]:
+    """Name, description, parameters (an object schema, copied, closed by default) and their
+    validator, from an OpenAI function spec. Raises ``ValueError`` for a malformed spec."""
     inner = function_spec(spec)
     name = inner.get("name")
     if not isinstance(name, str) or not name:
@@ -49,22 +73,6 @@ def tool_from_openai(
         model = model_from_schema(parameters)
     except ValueError as exc:
         raise ValueError(f"{name}: {exc}") from None
-    ctx_param = None
-    positional_only: tuple[str, ...] = ()
-    is_async = False
-    if fn is not None:
-        info = inspect_function(fn)
-        ctx_param, positional_only, is_async = info.ctx_param, info.positional_only, info.is_async
     description = inner.get("description")
-    return Tool(
-        name=name,
-        description=description if isinstance(description, str) else "",
-        parameters=parameters,
-        validator=ArgumentValidator(model, tuple(parameters["properties"]), fill_defaults=False),
-        fn=fn,
-        is_async=is_async,
-        ctx_param=ctx_param,
-        positional_only=positional_only,
-        handler=handler,
-        **options,
-    )
+    validator = ArgumentValidator(model, tuple(parameters["properties"]), fill_defaults=False)
+    return name, description if isinstance(description, str) else "", parameters, validator

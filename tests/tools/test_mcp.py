@@ -1,0 +1,133 @@
+"""from_mcp: the tools of a real MCP server (a subprocess over stdio, started by each test)
+called as asynclm tools and from a session."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asynclm.engines.sim import ScriptedPolicy, SimCosts, SimEngine
+from asynclm.runtime import Session, SessionConfig
+from asynclm.tools import MCPToolError, Tool, ToolArgumentError, ToolContext, Toolbox, from_mcp
+
+mcp = pytest.importorskip("mcp", reason="the mcp extra is not installed")
+
+SERVER = Path(__file__).with_name("mcp_server.py")
+
+
+@asynccontextmanager
+async def _client(tmp: Path) -> AsyncIterator[Any]:
+    params = mcp.StdioServerParameters(command=sys.executable, args=[str(SERVER), str(tmp)])
+    async with mcp.Client(params) as client:
+        yield client
+
+
+def _run(tmp: Path, body: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        async with _client(tmp) as client:
+            return await body(client)
+
+    return asyncio.run(main())
+
+
+def test_listed_tools_become_tools(tmp_path: Path) -> None:
+    async def body(client: Any) -> list[Tool]:
+        return await from_mcp(client, timeout=5.0)
+
+    tools = {t.name: t for t in _run(tmp_path, body)}
+    assert set(tools) == {"add", "get_time", "profile", "steps", "fail", "hang"}
+    add = tools["add"]
+    assert add.description == "Add two integers."
+    assert add.parameters["properties"]["a"]["type"] == "integer"
+    assert add.parameters["required"] == ["a"]
+    assert add.timeout == 5.0 and add.is_async
+    # arguments are checked here, before anything is sent
+    with pytest.raises(ToolArgumentError, match="a"):
+        add.validate({"b": 1})
+    with pytest.raises(ToolArgumentError):
+        add.validate({"a": "x"})
+    # OpenAI export of an MCP tool is the server's schema under our name
+    assert Toolbox(list(tools.values())).to_openai()[1]["function"]["name"] == "get_time"
+
+
+def test_prefix_and_include(tmp_path: Path) -> None:
+    async def body(client: Any) -> list[str]:
+        return [t.name for t in await from_mcp(client, prefix="srv_", include=["add", "get-time"])]
+
+    assert sorted(_run(tmp_path, body)) == ["srv_add", "srv_get_time"]
+
+
+def test_calls_results_errors_and_progress(tmp_path: Path) -> None:
+    async def body(client: Any) -> dict[str, Any]:
+        tools = {t.name: t for t in await from_mcp(client)}
+        progress: list[str] = []
+        ctx = ToolContext(call_id="c1", tool_name="steps", on_progress=progress.append)
+        out: dict[str, Any] = {
+            "add": await tools["add"].invoke(tools["add"].validate({"a": 1})),
+            "time": await tools["get_time"].invoke({"city": "Paris"}),
+            "profile": await tools["profile"].invoke({"user": "ada"}),
+            "steps": await tools["steps"].invoke({"n": 3}, ctx=ctx),
+        }
+        out["progress"] = progress
+        with pytest.raises(MCPToolError, match="cannot do it: no reason"):
+            await tools["fail"].invoke({"reason": "no reason"})
+        return out
+
+    out = _run(tmp_path, body)
+    assert out["add"] == 3  # the {"result": 3} wrapper is removed
+    assert out["time"] == "12:00 in Paris"
+    assert out["profile"] == {"user": "ada", "langs": ["en", "fr"]}  # structured, kept whole
+    assert out["steps"] == "done"
+    assert out["progress"] == ["1/3 step 1", "2/3 step 2", "3/3 step 3"]
+
+
+def test_a_timed_out_call_is_cancelled_on_the_server(tmp_path: Path) -> None:
+    async def body(client: Any) -> Any:
+        tools = {t.name: t for t in await from_mcp(client)}
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(tools["hang"].invoke({}), 0.5)
+        for _ in range(100):  # the server learns of it asynchronously
+            if (tmp_path / "cancelled").exists():
+                break
+            await asyncio.sleep(0.05)
+        return await tools["add"].invoke({"a": 40})  # the connection is still usable
+
+    assert _run(tmp_path, body) == 42
+    assert (tmp_path / "cancelled").read_text() == "yes"
+
+
+def test_session_injects_mcp_results_and_errors(tmp_path: Path) -> None:
+    """A session (simulated model, real time) calls MCP tools concurrently: results, a
+    server-side error and a timeout each come back as the interrupt of their call."""
+    script = [
+        '[CALL] t [HEAD] get_time(city="Oslo") [END]\n',
+        '[CALL] p [HEAD] profile(user="ada") [END]\n',
+        '[CALL] f [HEAD] fail(reason="x") [END]\n',
+        "[CALL] h [HEAD] hang() [END]\n",
+        '[CALL] u [HEAD] add(a=$p.langs.0) [END]\n',
+        "[TRAP][END]\n", "[TRAP][END]\n", "[TRAP][END]\n", "[TRAP][END]\n", "[TRAP][END]\n",
+        "All done.",
+    ]
+
+    async def body(client: Any) -> Any:
+        tools = await from_mcp(client, timeout=1.0)
+        engine = SimEngine(ScriptedPolicy(script), SimCosts(tpot_s=0.001))
+        return await Session(engine, tools, system="test",
+                             config=SessionConfig(max_tokens=2000)).run("go")
+
+    r = _run(tmp_path, body)
+    calls = {c.id: c for c in r.calls}
+    assert calls["t"].status == "ok" and calls["t"].value == "12:00 in Oslo"
+    assert calls["p"].value == {"user": "ada", "langs": ["en", "fr"]}
+    assert calls["f"].status == "error" and "cannot do it: x" in (calls["f"].error or "")
+    assert calls["h"].status == "timeout"
+    # $p.langs.0 is "en": not an integer, so the dependent call fails validation, unsent
+    assert calls["u"].status == "error" and calls["u"].started_at is None
+    assert {c.id for c in r.calls} == set(calls) and all(c.injected_at for c in r.calls)
+    assert "12:00 in Oslo" in r.transcript and "cannot do it: x" in r.transcript
