@@ -1,4 +1,5 @@
-"""The command line: demo on the simulator, a small synthetic benchmark, and trace rendering."""
+"""The command line: demo on the simulator, a small synthetic benchmark, trace rendering, and
+`asynclm run` (its session logic is tested in tests/test_cli_run.py)."""
 
 from __future__ import annotations
 
@@ -57,8 +58,50 @@ def test_unknown_model_is_a_clear_error():
 
 def test_engine_openai_needs_a_base_url():
     for args in (["demo", "--engine", "openai"],
-                 ["bench", "bfcl", "--engine", "openai", "--limit", "1"]):
+                 ["bench", "bfcl", "--engine", "openai", "--limit", "1"],
+                 ["run", "hello", "--engine", "openai"]):
         result = runner.invoke(app, args)
         assert result.exit_code != 0
         assert "base-url" in result.output.replace("_", "-"), result.output
 
+
+
+@pytest.mark.slow
+def test_run_with_a_real_model_and_an_mcp_server(tmp_path):
+    """``asynclm run`` end to end: the bundled 0.5B model in-process, the tools of a real MCP
+    server (started and stopped by the command) and of a module, a saved trace."""
+    import sys
+    from pathlib import Path
+
+    from asynclm.trace import Trace
+
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("mcp")
+    server = Path(__file__).parent / "tools" / "mcp_server.py"
+    trace = tmp_path / "trace.json"
+    result = runner.invoke(app, [
+        "run", "What time is it in Oslo?", "--model", "qwen2.5-coder-0.5b", "--threads", "2",
+        "--max-tokens", "60", "--mcp", f"{sys.executable} {server}",
+        "--tools-module", "tests.server.toolmod", "--trace", str(trace)])
+    assert result.exit_code == 0, result.output
+    assert "tools: echo, add, get_time, profile, steps, fail, hang" in result.output
+    assert " tokens; prefill " in result.output  # the summary line
+    t = Trace.load(trace)
+    assert t.breakdown().n_tokens > 0
+
+
+def test_tools_module_in_the_current_directory_is_importable(tmp_path, monkeypatch):
+    import sys
+
+    from asynclm import cli
+    from asynclm.tools import Toolbox
+
+    (tmp_path / "my_cwd_tools.py").write_text(
+        "from asynclm.tools import tool\n\n@tool\ndef ping() -> str:\n"
+        "    '''Pong.'''\n    return 'pong'\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    with pytest.raises(ModuleNotFoundError):
+        Toolbox.from_module("my_cwd_tools")
+    cli._import_from_cwd()
+    assert list(Toolbox.from_module("my_cwd_tools")) == ["ping"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -116,6 +117,110 @@ if typer is not None:
         console.print(report(run), highlight=False)
         for p in write_outputs(run, out):
             console.print(f"wrote {p}")
+
+    @app.command()
+    def run(
+        prompt: Annotated[str, typer.Argument(help="What to ask the model.")],
+        engine: Annotated[str, typer.Option(
+            help="llama (in-process llama.cpp) or openai (a server at --base-url).")] = "llama",
+        model: Annotated[str, typer.Option(help="Bundled model name (asynclm models list); "
+                                                "with openai, the server model's tokenizer "
+                                                "(a name or a GGUF path).")] = (
+            "qwen2.5-coder-1.5b"),
+        base_url: Annotated[str | None, typer.Option(
+            help="openai: the server, e.g. http://127.0.0.1:8000 (vLLM, SGLang, llama.cpp).")] = (
+            None),
+        tools_module: Annotated[list[str] | None, typer.Option(
+            "--tools-module", help="Python module whose tools the model may call: its TOOLS, "
+            "or every tool it defines (repeatable).")] = None,
+        mcp: Annotated[list[str] | None, typer.Option(
+            "--mcp", help="An MCP server to start over stdio, e.g. 'python server.py'; the "
+            "model may call its tools (repeatable; extra mcp).")] = None,
+        demo_tools: Annotated[bool, typer.Option(
+            "--demo-tools", help="Also offer asynclm's demo tools (weather, flights, ...).")] = (
+            False),
+        strategy: Annotated[str, typer.Option(
+            help="async, async-lazy, sync, sync-parallel or async-naive.")] = "async",
+        max_tokens: Annotated[int, typer.Option(help="Tokens the model may write.")] = 512,
+        tool_timeout: Annotated[float | None, typer.Option(
+            help="Seconds a call may take (default: each tool's own).")] = None,
+        threads: Annotated[int | None, typer.Option(help="CPU threads for llama.cpp.")] = None,
+        trace: Annotated[Path | None, typer.Option(
+            help="Write the run's trace here (Chrome trace JSON; asynclm trace renders it).")] = (
+            None),
+        quiet: Annotated[bool, typer.Option(
+            "--quiet", "-q", help="Print only the model's answer.")] = False,
+    ) -> None:
+        """Ask the model something with your tools: its calls run while it writes, and their
+        results reach it as interrupts. Prints the text and call events live, then a summary."""
+        import asyncio
+
+        from asynclm.cli_run import open_tools, run_prompt
+        from asynclm.runtime import SessionConfig
+
+        _import_from_cwd()
+
+        if engine not in ("llama", "openai"):
+            raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
+        if engine == "openai" and not base_url:
+            raise typer.BadParameter("--engine openai needs --base-url", param_hint="--base-url")
+        path = None
+        if engine == "llama":
+            from asynclm.models import pull
+
+            path = _pull_with_progress(model, pull)
+        err = Console(stderr=True)
+
+        def write(text: str) -> None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+        async def go() -> Any:
+            async with open_tools(tools_module or (), mcp or (), demo=demo_tools,
+                                  timeout=tool_timeout) as tools:
+                if not quiet:
+                    names = ", ".join(t.name for t in tools) or "none"
+                    err.print(f"[dim]tools: {names}[/]", highlight=False)
+                if path is not None:
+                    from asynclm.engines.llamacpp import LlamaCppEngine
+
+                    eng: Any = LlamaCppEngine(path, n_threads=threads)
+                else:
+                    from asynclm.engines.openai_http import connect
+
+                    eng = await connect(base_url, model)  # type: ignore[arg-type]
+                try:
+                    return await run_prompt(
+                        eng, tools, prompt, strategy=strategy,
+                        config=SessionConfig(max_tokens=max_tokens, tool_timeout_s=tool_timeout),
+                        write=None if quiet else write)
+                finally:
+                    await eng.aclose()
+
+        try:
+            result = asyncio.run(go())
+        except (OSError, RuntimeError, ValueError, ImportError) as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+        if quiet:
+            console.print(result.text.strip(), highlight=False, markup=False)
+        else:
+            b = result.trace.breakdown()
+            err.print(
+                f"[dim]{result.latency_s:.2f} s, {result.stop_reason}: {len(result.calls)} calls, "
+                f"{result.n_generated} tokens; prefill {b.prefill_s:.2f} s, decode "
+                f"{b.decode_s:.2f} s, results in {b.interrupt_s:.2f} s, tools {b.tool_s:.2f} s "
+                f"(overlapped {b.overlap_s:.2f} s), waiting {b.idle_s:.2f} s[/]", highlight=False)
+        if trace:
+            result.trace.save(trace)
+            if not quiet:
+                err.print(f"[dim]wrote {trace}[/]", highlight=False)
+
+    def _import_from_cwd() -> None:
+        """Let ``--tools-module`` name a module in the current directory, as ``python -m``
+        and uvicorn do (an installed script does not put it on ``sys.path``)."""
+        if "" not in sys.path and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
 
     def _pull_with_progress(name: str, pull: Any) -> Path:
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
@@ -429,6 +534,7 @@ if typer is not None:
         except ImportError as exc:  # pragma: no cover - without the extra
             console.print(f"[red]error:[/] {exc}; install the 'serve' extra")
             raise typer.Exit(1) from None
+        _import_from_cwd()
         cfg = ServerConfig(host=host, port=port, token=token,
                            tool_modules=tuple(tools_module or ()),
                            max_live_sessions=max_sessions, llama_threads=threads)

@@ -86,3 +86,26 @@ def test_describe_is_compact_json_with_estimated_times() -> None:
     assert len(text.splitlines()) == 4  # brackets + one line per tool
     assert "estimated_time_s" not in box.describe(estimated=False)
     assert Toolbox().describe() == "[]"
+
+
+def test_from_module_takes_tools_or_every_tool_defined() -> None:
+    import types
+
+    assert list(Toolbox.from_module("tests.server.toolmod")) == ["echo"]
+    mod = types.ModuleType("m")
+
+    @tool
+    def a() -> int:
+        """A."""
+        return 1
+
+    def b() -> int:
+        """B."""
+        return 2
+
+    mod.a, mod.helper = a, len  # a tool and something else: only the tool is taken
+    assert list(Toolbox.from_module(mod)) == ["a"]
+    mod.TOOLS = [a, b]  # TOOLS wins, and plain functions in it become tools
+    assert list(Toolbox.from_module(mod)) == ["a", "b"]
+    with pytest.raises(ModuleNotFoundError):
+        Toolbox.from_module("no_such_module_here")

@@ -15,7 +15,6 @@ Routes (JSON unless said; errors are ``{"error": ..., "detail": ...}`` with a 4x
 from __future__ import annotations
 
 import hmac
-import importlib
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -37,7 +36,7 @@ from asynclm.server.config import ServerConfig
 from asynclm.server.engines import EngineHub, EngineUnavailable
 from asynclm.server.registry import LiveSession, SessionRegistry, TooManySessions
 from asynclm.server.schemas import AgentsDemo, CreateSession, SendMessage
-from asynclm.tools import Tool, Toolbox
+from asynclm.tools import Toolbox
 
 _PUBLIC = ("/", "/health", "/favicon.ico")
 
@@ -116,11 +115,7 @@ def _load_tools(name: str, config: ServerConfig, cache: dict[str, Toolbox]) -> T
         box = Toolbox()
     elif name in config.tool_modules:
         try:
-            mod = importlib.import_module(name)
-            found = getattr(mod, "TOOLS", None)
-            if found is None:
-                found = [v for v in vars(mod).values() if isinstance(v, Tool)]
-            box = found if isinstance(found, Toolbox) else Toolbox(list(found))
+            box = Toolbox.from_module(name)
         except Exception as exc:  # noqa: BLE001 - an operator's broken module: a clear 400
             raise HTTPException(400, f"tool module {name!r} failed to load: "
                                      f"{type(exc).__name__}: {exc}") from None

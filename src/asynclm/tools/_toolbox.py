@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 from ._decorator import tool_from_function
@@ -104,3 +105,13 @@ class Toolbox(Mapping[str, Tool]):
         estimated_time, order_by) apply to every tool, e.g.
         ``order_by=Ordered("GorillaFileSystem")`` for the tools of one stateful class instance."""
         return cls(Tool.from_bfcl(doc, handler=handler, **options) for doc in docs)
+
+    @classmethod
+    def from_module(cls, module: str | ModuleType) -> Toolbox:
+        """The tools of a module (imported by name if a string): its ``TOOLS`` (a toolbox or an
+        iterable of tools and functions), else every :class:`Tool` it defines, in order."""
+        mod = importlib.import_module(module) if isinstance(module, str) else module
+        found = getattr(mod, "TOOLS", None)
+        if found is None:
+            found = [v for v in vars(mod).values() if isinstance(v, Tool)]
+        return found if isinstance(found, Toolbox) else cls(found)
