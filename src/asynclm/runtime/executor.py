@@ -19,6 +19,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from asynclm.protocol import Ref
+from asynclm.runtime import otel
 from asynclm.runtime.clock import loop_clock
 from asynclm.runtime.futures import ReferenceError_, find_refs, substitute
 from asynclm.runtime.records import CallRecord, Status
@@ -31,7 +32,7 @@ class _Call:
     __slots__ = (
         "id", "fn", "args", "pos", "raw", "injectable", "emitted_at", "started_at", "task",
         "_done", "record", "refs", "order_key", "ctx", "deferred", "call_args", "cancel_reason",
-        "tool", "id_assigned",
+        "tool", "id_assigned", "span",
     )
 
     def __init__(
@@ -52,6 +53,7 @@ class _Call:
         self.cancel_reason = "cancelled"
         self.tool: Tool | None = None
         self.id_assigned = False
+        self.span: Any = None  # an OpenTelemetry span while the tool runs (see otel.py)
 
     @property
     def done(self) -> asyncio.Future[CallRecord]:
@@ -232,15 +234,19 @@ class Executor:
             assert tool is not None
             call.ctx = ctx = ToolContext(call_id=call.id, tool_name=call.fn)
             call.started_at = self._now()
+            call.span = otel.start_tool_span(call.fn, call.id)
             self._on_start(call.id, call.fn)
             timeout = tool.timeout if tool.timeout is not None else self._default_timeout
             if timeout is None:
-                self._finish(call, "ok", value=await tool.invoke(call.call_args, ctx=ctx))
+                with otel.use_span(call.span):
+                    value = await tool.invoke(call.call_args, ctx=ctx)
+                self._finish(call, "ok", value=value)
                 return
             scope = asyncio.timeout(timeout)
             try:
                 async with scope:
-                    value = await tool.invoke(call.call_args, ctx=ctx)
+                    with otel.use_span(call.span):
+                        value = await tool.invoke(call.call_args, ctx=ctx)
             except TimeoutError:
                 if not scope.expired():
                     raise
@@ -302,6 +308,8 @@ class Executor:
             resolved_args=dict(call.call_args) if call.started_at is not None else None,
             repeat_of=repeat_of,
         )
+        if call.span is not None:
+            otel.end_tool_span(call.span, status, error_type, error)
         if call._done is not None:
             call._done.set_result(call.record)
         self._on_end(call.record)

@@ -1,0 +1,61 @@
+"""OpenTelemetry spans for tool calls, after the GenAI semantic conventions: one span
+``execute_tool {name}`` per call that starts, current while the tool runs (so spans the tool
+makes, e.g. of its HTTP requests, are its children), with ``gen_ai.operation.name``,
+``gen_ai.tool.name``, ``gen_ai.tool.call.id`` and, for an outcome other than ok,
+``error.type`` and an error status. It is a child of whatever span was current when the
+session ran.
+
+Needs only ``opentelemetry-api`` (extra ``otel``), and does nothing until the application
+configures a tracer provider (the SDK's ``trace.set_tracer_provider``): without one, a call
+costs one ``isinstance`` check here, not a no-op span.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+try:
+    from opentelemetry import trace as _api
+except ImportError:  # pragma: no cover - exercised only without the extra
+    _api = None  # type: ignore[assignment]
+
+__all__ = ["end_tool_span", "start_tool_span", "use_span"]
+
+_cached: tuple[Any, Any] | None = None  # (provider, its tracer for asynclm)
+
+
+def _provider() -> Any:
+    """The configured tracer provider, or None when there is none (or no OpenTelemetry)."""
+    if _api is None:
+        return None
+    provider = _api.get_tracer_provider()
+    return None if isinstance(provider, _api.ProxyTracerProvider) else provider
+
+
+def start_tool_span(fn: str, call_id: str) -> Any:
+    """A started span for a call of tool ``fn``, or None when no provider is configured."""
+    global _cached
+    provider = _provider()
+    if provider is None:
+        return None
+    if _cached is None or _cached[0] is not provider:
+        from asynclm import __version__
+
+        _cached = (provider, provider.get_tracer("asynclm", __version__))
+    return _cached[1].start_span(
+        f"execute_tool {fn}", kind=_api.SpanKind.INTERNAL, attributes={
+            "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": fn,
+            "gen_ai.tool.call.id": call_id, "gen_ai.tool.type": "function"})
+
+
+def use_span(span: Any) -> AbstractContextManager[Any]:
+    """Make ``span`` current (nothing for None); it is ended by :func:`end_tool_span`."""
+    return nullcontext() if span is None else _api.use_span(span, end_on_exit=False)
+
+
+def end_tool_span(span: Any, status: str, error_type: str | None, error: str | None) -> None:
+    if status != "ok":
+        span.set_attribute("error.type", error_type or status)
+        span.set_status(_api.Status(_api.StatusCode.ERROR, error))
+    span.end()
