@@ -9,7 +9,7 @@ only text tokenized with special tokens on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -131,7 +131,7 @@ class InterruptManager:
         head = raw.find(m.head)
         return (raw[head + len(m.head):] if head >= 0 else raw).strip()
 
-    def render(self, batch: list[CallRecord | Message]) -> list[Segment]:
+    def render(self, batch: Sequence[CallRecord | Message]) -> list[Segment]:
         m = self._markers
         out: list[Segment] = []
         for rec in batch:

@@ -277,6 +277,7 @@ class DecodeLoop:
             t = self.now()
             await self.executor.wait(call_id)
             self.trace.add_span("trap", "wait", t, self.now(), call_id=call_id)
+        return None
 
     def _key(self, fn: str, args: dict[str, Any], pos: tuple[Any, ...], raw: str) -> str:
         """:func:`_call_key`; a call that did not parse is known by its body, not its id (small
