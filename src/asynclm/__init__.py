@@ -20,8 +20,8 @@ from asynclm.runtime import (
 from asynclm.runtime.compiler import CompilerConfig, CompilerSession
 from asynclm.runtime.control import RunControl, SessionClosedError
 from asynclm.runtime.events import (
-    CallCompleted, CallEmitted, CallStarted, Done, InterruptInjected, RollbackEvent, StreamEvent,
-    TextDelta, TrapEvent,
+    CallCompleted, CallEmitted, CallProgress, CallStarted, Done, InterruptInjected, RollbackEvent,
+    StreamEvent, TextDelta, TrapEvent,
 )
 from asynclm.tools import (
     SERIAL, Ordered, ProcessResult, Tool, ToolArgumentError, Toolbox, ToolContext, ToolError,
@@ -45,7 +45,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_MARKERS", "SERIAL", "STRATEGIES", "Breakdown", "CallCompleted", "CallEmitted",
-    "CallRecord", "CallStarted", "Capabilities", "ChatMessage", "CompilerConfig",
+    "CallProgress", "CallRecord", "CallStarted", "Capabilities", "ChatMessage", "CompilerConfig",
     "CompilerSession", "Done", "Engine", "HttpEngine",
     "InterruptInjected", "LlamaCppEngine", "Markers", "OraclePolicy", "Ordered", "Parser",
     "ProcessResult", "Ref", "RollbackEvent",

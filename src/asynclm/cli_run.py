@@ -99,6 +99,8 @@ class _Printer:
             took = f" in {r.duration_s:.2f}s" if r.duration_s is not None else ""
             detail = repr(r.value) if r.status == "ok" else (r.error or "")
             self.line(event.t, f"← {r.id} {r.status}{took}: {_short(detail)}")
+        elif isinstance(event, ev.CallProgress):
+            self.line(event.t, f"· {event.call_id} {_short(event.message)}")
         elif isinstance(event, ev.InterruptInjected) and event.call_ids:
             ids = ", ".join(event.call_ids)
             self.line(event.t, f"⇢ injected {ids} ({event.n_tokens} tokens)")

@@ -104,14 +104,16 @@ def test_a_timed_out_call_is_cancelled_on_the_server(tmp_path: Path) -> None:
 
 def test_session_injects_mcp_results_and_errors(tmp_path: Path) -> None:
     """A session (simulated model, real time) calls MCP tools concurrently: results, a
-    server-side error and a timeout each come back as the interrupt of their call."""
+    server-side error and a timeout each come back as the interrupt of their call, and the
+    server's progress notifications reach the event stream."""
     script = [
         '[CALL] t [HEAD] get_time(city="Oslo") [END]\n',
         '[CALL] p [HEAD] profile(user="ada") [END]\n',
         '[CALL] f [HEAD] fail(reason="x") [END]\n',
         "[CALL] h [HEAD] hang() [END]\n",
         '[CALL] u [HEAD] add(a=$p.langs.0) [END]\n',
-        "[TRAP][END]\n", "[TRAP][END]\n", "[TRAP][END]\n", "[TRAP][END]\n", "[TRAP][END]\n",
+        "[CALL] s [HEAD] steps(n=2) [END]\n",
+        *["[TRAP][END]\n"] * 6,
         "All done.",
     ]
 
@@ -119,8 +121,9 @@ def test_session_injects_mcp_results_and_errors(tmp_path: Path) -> None:
         tools = await from_mcp(client, timeout=1.0)
         engine = SimEngine(ScriptedPolicy(script), SimCosts(tpot_s=0.001))
         return await Session(engine, tools, system="test",
-                             config=SessionConfig(max_tokens=2000)).run("go")
+                             config=SessionConfig(max_tokens=2000)).run("go", on_event=seen.append)
 
+    seen: list[Any] = []
     r = _run(tmp_path, body)
     calls = {c.id: c for c in r.calls}
     assert calls["t"].status == "ok" and calls["t"].value == "12:00 in Oslo"
@@ -131,3 +134,6 @@ def test_session_injects_mcp_results_and_errors(tmp_path: Path) -> None:
     assert calls["u"].status == "error" and calls["u"].started_at is None
     assert {c.id for c in r.calls} == set(calls) and all(c.injected_at for c in r.calls)
     assert "12:00 in Oslo" in r.transcript and "cannot do it: x" in r.transcript
+    assert calls["s"].value == "done"
+    assert [(e.call_id, e.message) for e in seen if e.type == "call.progress"] == [
+        ("s", "1/2 step 1"), ("s", "2/2 step 2")]

@@ -2,7 +2,7 @@
 
 Each event is frozen and carries ``t``, the loop-clock time it happened at, and a ``type``
 string: ``text.delta``, ``call.emitted``, ``call.started``, ``call.completed``,
-``interrupt.injected``, ``trap``, ``rollback``, ``done``.
+``call.progress``, ``interrupt.injected``, ``trap``, ``rollback``, ``done``.
 """
 
 from __future__ import annotations
@@ -60,6 +60,17 @@ class CallCompleted:
 
 
 @dataclass(frozen=True, slots=True)
+class CallProgress:
+    """A running call reported progress (:meth:`ToolContext.progress`); not shown to the model."""
+
+    type: ClassVar[str] = "call.progress"
+    call_id: str
+    fn: str
+    message: str
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
 class InterruptInjected:
     """One batch went into the context: results of ``call_ids`` and messages from
     ``messages`` (senders, in order; see :class:`~asynclm.runtime.control.RunControl`)."""
@@ -101,6 +112,6 @@ class Done:
 
 
 StreamEvent = (
-    TextDelta | CallEmitted | CallStarted | CallCompleted | InterruptInjected | TrapEvent
-    | RollbackEvent | Done
+    TextDelta | CallEmitted | CallStarted | CallCompleted | CallProgress | InterruptInjected
+    | TrapEvent | RollbackEvent | Done
 )

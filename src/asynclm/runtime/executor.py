@@ -15,6 +15,7 @@ Invariants (each has a test):
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -77,16 +78,19 @@ class Executor:
         *,
         on_start: Callable[[str, str], None],
         on_end: Callable[[CallRecord], None],
+        on_progress: Callable[[str, str, str], None] | None = None,
         default_timeout: float | None = None,
     ) -> None:
         self._tools = tools
         self._group = group
         self._on_start = on_start
         self._on_end = on_end
+        self._on_progress = on_progress
         self._default_timeout = default_timeout
         self._calls: dict[str, _Call] = {}
         self._order_tail: dict[Hashable, asyncio.Future[CallRecord]] = {}
-        self._now = loop_clock(asyncio.get_running_loop())
+        self._loop = asyncio.get_running_loop()
+        self._now = loop_clock(self._loop)
 
     # -- queries -------------------------------------------------------------------------
     def __contains__(self, call_id: str) -> bool:
@@ -233,6 +237,8 @@ class Executor:
             tool = call.tool
             assert tool is not None
             call.ctx = ctx = ToolContext(call_id=call.id, tool_name=call.fn)
+            if self._on_progress is not None:
+                ctx.on_progress = functools.partial(self._report_progress, call)
             call.started_at = self._now()
             call.span = otel.start_tool_span(call.fn, call.id)
             self._on_start(call.id, call.fn)
@@ -266,6 +272,22 @@ class Executor:
             self._finish(call, "error", error="tool raised CancelledError", error_type="CancelledError")
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded, never lost
             self._finish(call, "error", error=_describe(exc), error_type=type(exc).__name__)
+
+    def _report_progress(self, call: _Call, message: str) -> None:
+        """``ToolContext.on_progress`` of ``call`` (bound with ``partial``): callable from any
+        thread (sync tools run in a worker thread); reports reach ``on_progress`` on the loop,
+        and only while the call runs."""
+        if _on_loop(self._loop):
+            self._deliver_progress(call, str(message))
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._deliver_progress, call, str(message))
+        except RuntimeError:  # the loop is closed: the session, and so the call, is over
+            pass
+
+    def _deliver_progress(self, call: _Call, message: str) -> None:
+        if call.record is None and self._on_progress is not None:  # else: a late report
+            self._on_progress(call.id, call.fn, message)
 
     async def _resolve(self, call: _Call) -> bool:
         deps = {r.id: self._calls[r.id] for r in call.refs}
@@ -313,6 +335,13 @@ class Executor:
         if call._done is not None:
             call._done.set_result(call.record)
         self._on_end(call.record)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:  # no loop in this thread
+        return False
 
 
 def _describe(exc: BaseException) -> str:

@@ -102,6 +102,12 @@ class DecodeLoop:
         if self.on_event is not None:
             self.emit(ev.CallStarted(call_id, fn, self.now()))
 
+    def _on_progress(self, call_id: str, fn: str, message: str) -> None:
+        t = self.now()
+        self.trace.add_instant("call.progress", t, call_id=call_id, message=message)
+        if self.on_event is not None:
+            self.emit(ev.CallProgress(call_id, fn, message, t))
+
     def _on_end(self, rec: CallRecord) -> None:
         self.records[rec.id] = rec
         if rec.started_at is not None:
@@ -119,7 +125,7 @@ class DecodeLoop:
             async with asyncio.TaskGroup() as group:
                 self.executor = Executor(
                     self.s.tools, group, on_start=self._on_start, on_end=self._on_end,
-                    default_timeout=self.cfg.tool_timeout_s,
+                    on_progress=self._on_progress, default_timeout=self.cfg.tool_timeout_s,
                 )
                 if self.control is not None:
                     self.control._attach(self.interrupts, self.executor)

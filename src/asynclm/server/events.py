@@ -44,6 +44,8 @@ def encode(event: ev.StreamEvent, t0: float) -> dict[str, Any]:
         out.update(call_id=event.call_id, fn=event.fn)
     elif isinstance(event, ev.CallCompleted):
         out.update(record_json(event.record, t0))
+    elif isinstance(event, ev.CallProgress):
+        out.update(call_id=event.call_id, fn=event.fn, message=event.message[:_MAX_VALUE])
     elif isinstance(event, ev.InterruptInjected):
         out.update(call_ids=list(event.call_ids), messages=list(event.messages),
                    text=event.text, n_tokens=event.n_tokens)
