@@ -40,6 +40,7 @@ function apply(v, e) {
       assistant(v).parts.push({ kind: "call", text: `${e.call_id} → ${e.fn}` });
       break;
     case "call.started": { const c = v.calls.get(e.call_id); if (c) { c.start = e.t; c.status = "running"; } break; }
+    case "call.progress": { const c = v.calls.get(e.call_id); if (c) c.progress = e.message; break; }
     case "call.completed": {
       const c = v.calls.get(e.call_id) || { id: e.call_id, fn: e.fn };
       c.start = e.started_at ?? c.start ?? e.t; c.end = e.t; c.status = e.status;
@@ -159,7 +160,7 @@ function renderTimeline(v) {
     const cls = "bar call " + (c.end == null ? "running" : c.status === "ok" ? "ok" : "failed");
     const r = el("rect", { x: x(c.start), y, width: Math.max(2, x(end) - x(c.start)), height: rowH - 6,
                            class: cls, "data-call": c.id });
-    r.appendChild(el("title", {}, `${c.id} ${c.fn}: ${c.status}`));
+    r.appendChild(el("title", {}, `${c.id} ${c.fn}: ${c.status}` + (c.progress ? ` (${c.progress})` : "")));
     svg.appendChild(r);
   });
   for (const m of v.markers) {
