@@ -20,8 +20,8 @@ from asynclm.runtime import (
 from asynclm.runtime.compiler import CompilerConfig, CompilerSession
 from asynclm.runtime.control import RunControl, SessionClosedError
 from asynclm.runtime.events import (
-    CallCompleted, CallEmitted, CallProgress, CallStarted, Done, InterruptInjected, RollbackEvent,
-    StreamEvent, TextDelta, TrapEvent,
+    CallCompleted, CallDelta, CallEmitted, CallProgress, CallStarted, Done, InterruptInjected,
+    RollbackEvent, StreamEvent, TextDelta, TrapEvent,
 )
 from asynclm.tools import (
     SERIAL, Ordered, ProcessResult, Tool, ToolArgumentError, Toolbox, ToolContext, ToolError,
@@ -44,8 +44,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "DEFAULT_MARKERS", "SERIAL", "STRATEGIES", "Breakdown", "CallCompleted", "CallEmitted",
-    "CallProgress", "CallRecord", "CallStarted", "Capabilities", "ChatMessage", "CompilerConfig",
+    "DEFAULT_MARKERS", "SERIAL", "STRATEGIES", "Breakdown", "CallCompleted", "CallDelta",
+    "CallEmitted", "CallProgress", "CallRecord", "CallStarted", "Capabilities", "ChatMessage", "CompilerConfig",
     "CompilerSession", "Done", "Engine", "HttpEngine",
     "InterruptInjected", "LlamaCppEngine", "Markers", "OraclePolicy", "Ordered", "Parser",
     "ProcessResult", "Ref", "RollbackEvent",

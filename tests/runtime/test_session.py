@@ -6,12 +6,14 @@ import asyncio
 
 import pytest
 
-from asynclm.engines.sim import OraclePolicy, SimCall, SimCosts, SimEngine, SimTask, task_toolbox
+from asynclm.engines.sim import (
+    OraclePolicy, ScriptedPolicy, SimCall, SimCosts, SimEngine, SimTask, task_toolbox,
+)
 from asynclm.protocol import Interrupt, Parser
 from asynclm.runtime import Session, SessionConfig, run_sync, run_virtual
 from asynclm.runtime import events as ev
 
-from .conftest import scripted
+from .conftest import add, scripted
 
 
 def _task(durations, deps=None):
@@ -103,6 +105,30 @@ def test_event_stream_types_and_order():
         "interrupt.injected"]
     done = events[-1]
     assert isinstance(done, ev.Done) and done.result.stop_reason == "eos"
+
+
+def test_calls_stream_as_they_are_written():
+    """call.delta events carry exactly the call blocks' text, token by token, each block
+    complete before its call.emitted (whose raw it equals); prose is never in them. A call
+    whose forged ending is rolled back ends with a raw that its deltas begin with."""
+    seen: list[ev.StreamEvent] = []
+    engine = SimEngine(ScriptedPolicy([
+        "Let me look. ", '[CALL] a [HEAD] add(a=1, b=2) [END]', " and ",
+        '[CALL] b [HEAD] add(a=3, b=4) -> 7 [END]\n', "[TRAP][END]\n", "done"]), SimCosts())
+    r = run_virtual(Session(engine, [add], system="t").run("go", on_event=seen.append))
+    assert [c.status for c in r.calls] == ["ok", "ok"]
+    blocks, current = [], ""
+    for e in seen:
+        if isinstance(e, ev.CallDelta):
+            current += e.delta
+        elif isinstance(e, ev.CallEmitted):
+            blocks.append((current, e.raw))
+            current = ""
+    assert blocks[0] == ("[CALL] a [HEAD] add(a=1, b=2) [END]",) * 2
+    streamed, raw = blocks[1]
+    assert raw == "[CALL] b [HEAD] add(a=3, b=4) " and streamed.startswith(raw)
+    assert len([e for e in seen if isinstance(e, ev.CallDelta)]) > 10  # token by token
+    assert "look" not in "".join(e.delta for e in seen if isinstance(e, ev.CallDelta))
 
 
 def test_stream_closed_early_cancels_calls():

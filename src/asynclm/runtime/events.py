@@ -1,7 +1,7 @@
 """The typed event stream of a session (``Session.stream``), named like openai-python's.
 
 Each event is frozen and carries ``t``, the loop-clock time it happened at, and a ``type``
-string: ``text.delta``, ``call.emitted``, ``call.started``, ``call.completed``,
+string: ``text.delta``, ``call.delta``, ``call.emitted``, ``call.started``, ``call.completed``,
 ``call.progress``, ``interrupt.injected``, ``trap``, ``rollback``, ``done``.
 """
 
@@ -24,14 +24,28 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class CallDelta:
+    """Text of the call block the model is writing (``[CALL]`` and on), as it is sampled: a
+    call streams as it is written. ``call.emitted`` ends the block; its ``raw`` is the call as
+    the runtime read it, shorter than the deltas when the model's ending was a forged result
+    (rolled back)."""
+
+    type: ClassVar[str] = "call.delta"
+    delta: str
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
 class CallEmitted:
-    """The model finished writing a call block (it may not start yet: futures, strategy)."""
+    """The model finished writing a call block (it may not start yet: futures, strategy).
+    ``raw`` is the block's text (``[CALL] ... [END]``)."""
 
     type: ClassVar[str] = "call.emitted"
     call_id: str
     fn: str
     args: dict[str, Any]
     t: float
+    raw: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +126,6 @@ class Done:
 
 
 StreamEvent = (
-    TextDelta | CallEmitted | CallStarted | CallCompleted | CallProgress | InterruptInjected
-    | TrapEvent | RollbackEvent | Done
+    TextDelta | CallDelta | CallEmitted | CallStarted | CallCompleted | CallProgress
+    | InterruptInjected | TrapEvent | RollbackEvent | Done
 )

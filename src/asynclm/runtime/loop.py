@@ -86,6 +86,7 @@ class DecodeLoop:
         self.failed: set[str] = set()  # keys of calls whose error was injected
         self.loop_guard = LoopDetector(self.cfg.loop_window)
         self.first_token_at: float | None = None
+        self.call_from: int | None = None  # stream offset of the open call's unsent text
         self.stop: StopReason = "eos"
         self.executor: Executor
         # Engines that talk to a server log their requests (see HttpEngine.take_requests).
@@ -213,14 +214,36 @@ class DecodeLoop:
             if not text:
                 continue
             self.line_start = text.endswith("\n")
+            at = self.tok_start[-1]  # stream offset of text[0]
             for event in self.parser.feed(text):
+                if self.on_event is not None:
+                    self._stream_call_text(event, text, at)
                 outcome = await self._handle(event)
                 if outcome == "stop":
                     return
                 if isinstance(outcome, frozenset):
                     ban = outcome
+            if self.call_from is not None and self.on_event is not None:
+                self._call_delta(text, at, len(text))
 
     # -- events ------------------------------------------------------------------------------
+    def _stream_call_text(self, event: Event, text: str, at: int) -> None:
+        """``call.delta`` bookkeeping for one parser event of the token ``text`` (stream offset
+        ``at``): a block opens, or closes (its last delta goes out before ``call.emitted``)."""
+        if isinstance(event, CallOpened):
+            self.call_from = event.start
+        elif isinstance(event, (Call, MalformedCall)) and self.call_from is not None:
+            self._call_delta(text, at, event.end - at)
+            self.call_from = None
+
+    def _call_delta(self, text: str, at: int, end: int) -> None:
+        """Send ``text[..end]`` from the unsent part of the open call block on."""
+        assert self.call_from is not None
+        delta = text[max(self.call_from - at, 0):max(end, 0)]
+        self.call_from = at + end
+        if delta:
+            self.emit(ev.CallDelta(delta, self.now()))
+
     async def _handle(self, event: Event) -> None | str | frozenset[int]:
         if isinstance(event, Text):
             self.text_parts.append(event.text)
@@ -268,7 +291,7 @@ class DecodeLoop:
         t = self.now()
         self.trace.add_instant("call.emitted", t, call_id=call_id, fn=fn)
         if self.on_event is not None:
-            self.emit(ev.CallEmitted(call_id, fn, dict(args), t))
+            self.emit(ev.CallEmitted(call_id, fn, dict(args), t, raw))
         self.executor.submit(
             call_id, fn, args, pos=pos, raw=raw, injectable=injectable, id_assigned=assigned,
             start=self.strategy.start_on_emit, error=error, repeat_of=repeat_of,

@@ -37,8 +37,10 @@ def encode(event: ev.StreamEvent, t0: float) -> dict[str, Any]:
     out: dict[str, Any] = {"type": event.type, "t": _rel(event.t, t0)}
     if isinstance(event, ev.TextDelta):
         out["text"] = event.text
+    elif isinstance(event, ev.CallDelta):
+        out["delta"] = event.delta
     elif isinstance(event, ev.CallEmitted):
-        out.update(call_id=event.call_id, fn=event.fn,
+        out.update(call_id=event.call_id, fn=event.fn, raw=event.raw,
                    args={k: _value(v) for k, v in event.args.items()})
     elif isinstance(event, ev.CallStarted):
         out.update(call_id=event.call_id, fn=event.fn)

@@ -34,11 +34,20 @@ function apply(v, e) {
       v.decode.push([e.t, e.t]);
       break;
     }
-    case "call.emitted":
+    case "call.delta": {  // the call being written, shown as it streams
+      busy(v, e.t);
+      const parts = assistant(v).parts, p = parts[parts.length - 1];
+      if (p && p.kind === "call writing") p.text += e.delta; else parts.push({ kind: "call writing", text: e.delta });
+      break;
+    }
+    case "call.emitted": {
       busy(v, e.t);
       v.calls.set(e.call_id, { id: e.call_id, fn: e.fn, start: null, end: null, status: "emitted" });
-      assistant(v).parts.push({ kind: "call", text: `${e.call_id} → ${e.fn}` });
+      const parts = assistant(v).parts;
+      if (parts.length && parts[parts.length - 1].kind === "call writing") parts.pop();
+      parts.push({ kind: "call", text: `${e.call_id} → ${e.fn}` });
       break;
+    }
     case "call.started": { const c = v.calls.get(e.call_id); if (c) { c.start = e.t; c.status = "running"; } break; }
     case "call.progress": { const c = v.calls.get(e.call_id); if (c) c.progress = e.message; break; }
     case "call.completed": {
