@@ -84,7 +84,7 @@ def test_run_with_a_real_model_and_an_mcp_server(tmp_path):
         "--max-tokens", "60", "--mcp", f"{sys.executable} {server}",
         "--tools-module", "tests.server.toolmod", "--trace", str(trace)])
     assert result.exit_code == 0, result.output
-    assert "tools: echo, add, get_time, profile, steps, fail, hang" in result.output
+    assert "tools: echo, add, get_time, profile, steps, fail, hang, crash" in result.output
     assert " tokens; prefill " in result.output  # the summary line
     t = Trace.load(trace)
     assert t.breakdown().n_tokens > 0
@@ -105,3 +105,13 @@ def test_tools_module_in_the_current_directory_is_importable(tmp_path, monkeypat
         Toolbox.from_module("my_cwd_tools")
     cli._import_from_cwd()
     assert list(Toolbox.from_module("my_cwd_tools")) == ["ping"]
+
+
+def test_run_reports_tool_setup_errors_in_one_line():
+    base = ["run", "x", "--engine", "openai", "--base-url", "http://127.0.0.1:9"]
+    for extra, message in ((["--mcp", "/nonexistent/mcp-server"], "No such file"),
+                           (["--tools-module", "no_such_mod"], "No module named 'no_such_mod'")):
+        result = runner.invoke(app, base + extra)
+        assert result.exit_code == 1, result.output
+        assert "error:" in result.output and message in result.output
+        assert "Traceback" not in result.output

@@ -37,7 +37,7 @@ def test_run_prints_text_and_call_events_live() -> None:
 
     names, result = asyncio.run(main())
     assert names == ["get_weather", "search_flights", "search_hotels", "convert_currency",
-                     "echo", "add", "get_time", "profile", "steps", "fail", "hang"]
+                     "echo", "add", "get_time", "profile", "steps", "fail", "hang", "crash"]
     assert {c.id: c.status for c in result.calls} == {"t": "ok", "e": "ok", "x": "error"}
     lines = "".join(out).splitlines()
     assert lines[0] == "Checking."

@@ -199,8 +199,13 @@ if typer is not None:
 
         try:
             result = asyncio.run(go())
-        except (OSError, RuntimeError, ValueError, ImportError) as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False)
+        except Exception as exc:  # noqa: BLE001 - what the user can act on gets one line
+            leaf = exc
+            while isinstance(leaf, ExceptionGroup) and len(leaf.exceptions) == 1:
+                leaf = leaf.exceptions[0]  # raised inside an MCP client's task group
+            if not isinstance(leaf, (OSError, RuntimeError, ValueError, ImportError)):
+                raise
+            err.print(f"[red]error:[/] {leaf}", highlight=False)
             raise typer.Exit(1) from None
         if quiet:
             console.print(result.text.strip(), highlight=False, markup=False)

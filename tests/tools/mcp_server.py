@@ -6,6 +6,7 @@ cancel it."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -58,6 +59,12 @@ async def hang() -> str:
             (_DIR / "cancelled").write_text("yes")
         raise
     return "impossible"
+
+
+@app.tool()
+def crash() -> str:
+    """The server process dies mid-call."""
+    os._exit(3)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def test_listed_tools_become_tools(tmp_path: Path) -> None:
         return await from_mcp(client, timeout=5.0)
 
     tools = {t.name: t for t in _run(tmp_path, body)}
-    assert set(tools) == {"add", "get_time", "profile", "steps", "fail", "hang"}
+    assert set(tools) == {"add", "get_time", "profile", "steps", "fail", "hang", "crash"}
     add = tools["add"]
     assert add.description == "Add two integers."
     assert add.parameters["properties"]["a"]["type"] == "integer"
@@ -61,6 +61,13 @@ def test_prefix_and_include(tmp_path: Path) -> None:
         return [t.name for t in await from_mcp(client, prefix="srv_", include=["add", "get-time"])]
 
     assert sorted(_run(tmp_path, body)) == ["srv_add", "srv_get_time"]
+
+    async def unknown(client: Any) -> str:
+        with pytest.raises(ValueError) as info:
+            await from_mcp(client, prefix="a-", include=["add", "nope"])
+        return str(info.value)
+
+    assert "no tool 'nope'; it lists 'add', 'get-time'" in _run(tmp_path, unknown)
 
 
 def test_calls_results_errors_and_progress(tmp_path: Path) -> None:
@@ -137,3 +144,24 @@ def test_session_injects_mcp_results_and_errors(tmp_path: Path) -> None:
     assert calls["s"].value == "done"
     assert [(e.call_id, e.message) for e in seen if e.type == "call.progress"] == [
         ("s", "1/2 step 1"), ("s", "2/2 step 2")]
+
+
+def test_a_server_that_dies_mid_call_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    async def body(client: Any) -> list[str]:
+        tools = {t.name: t for t in await from_mcp(client)}
+        outcomes = []
+        for name, args in (("crash", {}), ("add", {"a": 1})):  # then: the server is gone
+            try:
+                await asyncio.wait_for(tools[name].invoke(args), 20)
+                outcomes.append("ok")
+            except TimeoutError:
+                outcomes.append("hang")
+            except Exception as exc:  # noqa: BLE001 - any error the runtime would inject
+                outcomes.append(f"error {type(exc).__name__}")
+        return outcomes
+
+    try:
+        outcomes = _run(tmp_path, body)
+    except BaseException as exc:  # noqa: BLE001 - closing the client after its server died
+        pytest.fail(f"the client failed to close: {exc!r}")
+    assert [o.split()[0] for o in outcomes] == ["error", "error"], outcomes

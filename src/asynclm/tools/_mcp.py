@@ -74,7 +74,8 @@ async def from_mcp(
     ``prefix`` is put before every name (``github_``), to tell servers apart; ``include``
     keeps only the tools with these server names. ``options`` (``timeout``,
     ``estimated_time``, ``order_by``) apply to every tool. Raises ``ValueError`` for a tool
-    whose schema cannot be read, or for two tools that would get the same name.
+    whose schema cannot be read, for two tools that would get the same name, or for a name in
+    ``include`` that the server does not list.
     """
     wanted = None if include is None else set(include)
     listed: list[Any] = []
@@ -85,12 +86,15 @@ async def from_mcp(
         cursor = page.next_cursor
         if not cursor:
             break
+    if wanted is not None and (unknown := wanted - {t.name for t in listed}):
+        raise ValueError(f"the MCP server has no tool {', '.join(sorted(map(repr, unknown)))}"
+                         f"; it lists {', '.join(repr(t.name) for t in listed) or 'none'}")
     tools: list[Tool] = []
     server_names: dict[str, str] = {}  # our name -> the server's
     for t in listed:
         if wanted is not None and t.name not in wanted:
             continue
-        name = prefix + _identifier(t.name)
+        name = _identifier(prefix + t.name)
         if name in server_names:
             raise ValueError(f"MCP tools {server_names[name]!r} and {t.name!r} would both be "
                              f"called {name!r}; pass include= to keep one")
