@@ -22,9 +22,14 @@ def find_refs(value: Any) -> list[Ref]:
     stack = [value]
     while stack:
         v = stack.pop()
-        if type(v) in ATOMIC_TYPES:  # the common case: no isinstance checks
+        t = type(v)
+        if t in ATOMIC_TYPES:  # the common cases first: exact types, no ABC checks
             continue
-        if isinstance(v, Ref):
+        if t is dict:
+            stack.extend(reversed(list(v.values())))
+        elif t is list or t is tuple:
+            stack.extend(reversed(v))
+        elif isinstance(v, Ref):
             out.append(v)
         elif isinstance(v, Mapping):
             stack.extend(reversed(list(v.values())))
