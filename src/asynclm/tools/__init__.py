@@ -23,8 +23,10 @@ tools = await from_mcp(mcp_client)     # the tools of an MCP server (extra: mcp)
 from ._bfcl import bfcl_to_json_schema
 from ._context import ToolContext
 from ._decorator import tool
-from ._errors import ToolArgumentError, ToolError, ToolNotImplemented, UnknownToolError
-from ._mcp import MCPToolError, from_mcp
+from ._errors import (
+    MCPToolError, ToolArgumentError, ToolError, ToolNotImplemented, UnknownToolError,
+)
+from ._mcp import from_mcp
 from ._ordering import SERIAL, OrderBy, Ordered
 from ._process import ProcessResult, run_process
 from ._tool import Handler, Tool

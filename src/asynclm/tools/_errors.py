@@ -7,15 +7,20 @@ Hierarchy::
     ├── UnknownToolError(ToolError, LookupError)    no tool with that name in a Toolbox
     └── ToolNotImplemented(ToolError)               a schema-only tool was invoked without a handler
 
+    MCPToolError(RuntimeError)                      an MCP server's tool answered with an error
+
 Messages are short and meant to be shown to the model as an error result.
-Exceptions raised *by a tool's own code* are never wrapped: they propagate unchanged.
+Exceptions raised *by a tool's own code* are never wrapped: they propagate unchanged. An MCP
+tool's failure is the tool's own, so :class:`MCPToolError` is not a :class:`ToolError`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["ToolArgumentError", "ToolError", "ToolNotImplemented", "UnknownToolError"]
+__all__ = [
+    "MCPToolError", "ToolArgumentError", "ToolError", "ToolNotImplemented", "UnknownToolError",
+]
 
 
 class ToolError(Exception):
@@ -65,3 +70,8 @@ class ToolNotImplemented(ToolError):
     def __init__(self, tool_name: str) -> None:
         self.tool_name = tool_name
         super().__init__(f"tool {tool_name} has no implementation")
+
+
+class MCPToolError(RuntimeError):
+    """An MCP server answered a call with an error result (``isError``); the message is the
+    text it sent."""

@@ -40,17 +40,13 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from ._context import ToolContext
+from ._errors import MCPToolError
 from ._openai import schema_parts
 from ._tool import Tool
 
-__all__ = ["MCPToolError", "from_mcp"]
+__all__ = ["from_mcp"]
 
 _CTX = "_asynclm_ctx"  # the call's context is passed positionally under this name
-
-
-class MCPToolError(RuntimeError):
-    """The MCP server answered a call with an error result (``isError``); the message is the
-    text it sent."""
 
 
 class _Client(Protocol):
