@@ -1,9 +1,7 @@
-"""The command line: demo on the simulator, a small synthetic benchmark, trace rendering, and
-`asynclm run` (its session logic is tested in tests/test_cli_run.py)."""
+"""The command line: demo on the simulator, trace rendering, and `asynclm run` (its session
+logic is tested in tests/test_cli_run.py). The bench commands: tests/bench/test_bench_cli.py."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 
@@ -28,19 +26,6 @@ def test_trace_command_renders_a_saved_trace(tmp_path):
     result = runner.invoke(app, ["trace", str(tmp_path / "trace-async.json"), "--png", str(png)])
     assert result.exit_code == 0, result.output
     assert "decode" in result.output and png.read_bytes()[:4] == b"\x89PNG"
-
-
-def test_bench_synthetic_json(tmp_path):
-    out = tmp_path / "s.json"
-    result = runner.invoke(app, ["bench", "synthetic", "--tasks", "10", "--calls", "3",
-                                 "--json", str(out)])
-    assert result.exit_code == 0, result.output
-    data = json.loads(out.read_text())
-    s = data["strategies"]
-    assert s["async"]["median_s"] <= s["sync-parallel"]["median_s"] < s["sync"]["median_s"]
-    assert 0 < data["efficiency_median"] <= 1
-    for key in ("median_s", "p90_s", "speedup_vs_sync"):
-        assert key in s["async"]
 
 
 def test_version():
