@@ -40,18 +40,22 @@ if typer is not None:
     ) -> None:
         """Asynchronous LLM function calling."""
 
+    # options shared by the commands that run a model
+    ModelOption = Annotated[str, typer.Option(
+        help="Bundled model name (asynclm models list); with openai, the server model's "
+             "tokenizer (a name or a GGUF path).")]
+    BaseUrlOption = Annotated[str | None, typer.Option(
+        help="openai: the server, e.g. http://127.0.0.1:8000 (vLLM, SGLang, llama.cpp).")]
+    ThreadsOption = Annotated[int | None, typer.Option(help="CPU threads for llama.cpp.")]
+
     @app.command()
     def demo(
         out: Annotated[Path, typer.Option(help="Where traces and PNGs go.")] = Path("asynclm-demo"),
         engine: Annotated[str, typer.Option(
             help="llama (in-process llama.cpp), sim, or openai (a server at --base-url).")] = "llama",
-        model: Annotated[str, typer.Option(help="Bundled model name (asynclm models list); "
-                                                "with openai, the server model's tokenizer "
-                                                "(a name or a GGUF path).")] = (
-            "qwen2.5-coder-1.5b"),
-        threads: Annotated[int | None, typer.Option(help="CPU threads for llama.cpp.")] = None,
-        base_url: Annotated[str | None, typer.Option(
-            help="openai: the server, e.g. http://127.0.0.1:8000 (vLLM, SGLang, llama.cpp).")] = None,
+        model: ModelOption = "qwen2.5-coder-1.5b",
+        threads: ThreadsOption = None,
+        base_url: BaseUrlOption = None,
     ) -> None:
         """Run a multi-tool task sync then async; print answers, timelines and the speedup."""
         import asyncio
@@ -109,13 +113,8 @@ if typer is not None:
         prompt: Annotated[str, typer.Argument(help="What to ask the model.")],
         engine: Annotated[str, typer.Option(
             help="llama (in-process llama.cpp) or openai (a server at --base-url).")] = "llama",
-        model: Annotated[str, typer.Option(help="Bundled model name (asynclm models list); "
-                                                "with openai, the server model's tokenizer "
-                                                "(a name or a GGUF path).")] = (
-            "qwen2.5-coder-1.5b"),
-        base_url: Annotated[str | None, typer.Option(
-            help="openai: the server, e.g. http://127.0.0.1:8000 (vLLM, SGLang, llama.cpp).")] = (
-            None),
+        model: ModelOption = "qwen2.5-coder-1.5b",
+        base_url: BaseUrlOption = None,
         tools_module: Annotated[list[str] | None, typer.Option(
             "--tools-module", help="Python module whose tools the model may call: its TOOLS, "
             "or every tool it defines (repeatable).")] = None,
@@ -130,7 +129,7 @@ if typer is not None:
         max_tokens: Annotated[int, typer.Option(help="Tokens the model may write.")] = 512,
         tool_timeout: Annotated[float | None, typer.Option(
             help="Seconds a call may take (default: each tool's own).")] = None,
-        threads: Annotated[int | None, typer.Option(help="CPU threads for llama.cpp.")] = None,
+        threads: ThreadsOption = None,
         trace: Annotated[Path | None, typer.Option(
             help="Write the run's trace here (Chrome trace JSON; asynclm trace renders it).")] = (
             None),
