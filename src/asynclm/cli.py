@@ -119,8 +119,9 @@ if typer is not None:
             "--tools-module", help="Python module whose tools the model may call: its TOOLS, "
             "or every tool it defines (repeatable).")] = None,
         mcp: Annotated[list[str] | None, typer.Option(
-            "--mcp", help="An MCP server to start over stdio, e.g. 'python server.py'; the "
-            "model may call its tools (repeatable; extra mcp).")] = None,
+            "--mcp", help="An MCP server whose tools the model may call: a command starting "
+            "one over stdio ('python server.py') or the URL of a running one "
+            "(http://host:port/mcp); repeatable; extra mcp.")] = None,
         demo_tools: Annotated[bool, typer.Option(
             "--demo-tools", help="Also offer asynclm's demo tools (weather, flights, ...).")] = (
             False),

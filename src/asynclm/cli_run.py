@@ -8,6 +8,7 @@ import asyncio
 import shlex
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from asynclm.engines.base import Engine
 from asynclm.runtime import Session, SessionConfig, SessionResult
@@ -23,9 +24,10 @@ async def open_tools(
     modules: Sequence[str] = (), mcp_commands: Sequence[str] = (), *, demo: bool = False,
     timeout: float | None = None,
 ) -> AsyncIterator[list[Tool]]:
-    """The tools of ``modules`` (see :meth:`Toolbox.from_module`), of the MCP servers started
-    by ``mcp_commands`` (shell-like command lines, run over stdio, stopped on exit) and, with
-    ``demo``, asynclm's demo tools. ``timeout`` applies to the MCP tools."""
+    """The tools of ``modules`` (see :meth:`Toolbox.from_module`), of MCP servers and, with
+    ``demo``, asynclm's demo tools. Each of ``mcp_commands`` is the URL of a running server
+    (streamable HTTP) or a command line starting one (spoken to over stdio, stopped on exit).
+    ``timeout`` applies to the MCP tools."""
     tools: list[Tool] = []
     if demo:
         from asynclm.demo_tools import TRAVEL_TOOLS
@@ -41,11 +43,14 @@ async def open_tools(
                 raise RuntimeError(
                     "--mcp needs the 'mcp' extra: pip install 'asynclm[mcp]'") from None
         for command in mcp_commands:
-            argv = shlex.split(command)
-            if not argv:
-                raise ValueError("an empty --mcp command")
-            client = await stack.enter_async_context(
-                Client(StdioServerParameters(command=argv[0], args=argv[1:])))
+            if command.startswith(("http://", "https://")):  # a running server
+                server: Any = command
+            else:  # a program to start, spoken to over its stdin/stdout
+                argv = shlex.split(command)
+                if not argv:
+                    raise ValueError("an empty --mcp command")
+                server = StdioServerParameters(command=argv[0], args=argv[1:])
+            client = await stack.enter_async_context(Client(server))
             tools += await from_mcp(client, timeout=timeout)
         yield tools
 

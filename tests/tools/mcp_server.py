@@ -1,7 +1,8 @@
-"""An MCP server over stdio for tests/tools/test_mcp.py (run as a script, a real subprocess).
+"""An MCP server for tests/tools/test_mcp.py (run as a script, a real subprocess): over stdio,
+or over streamable HTTP at ``http://127.0.0.1:PORT/mcp`` with ``--http PORT``.
 
-``argv[1]``: a directory where ``hang`` writes ``cancelled`` when the server sees the client
-cancel it."""
+``argv[1]`` (optional): a directory where ``hang`` writes ``cancelled`` when the server sees the
+client cancel it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 app = MCPServer("asynclm-test")
-_DIR = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+_ARGS = sys.argv[1:]
+_PORT = int(_ARGS.pop(_ARGS.index("--http") + 1)) if "--http" in _ARGS else None
+_DIR = Path(_ARGS[0]) if _ARGS and _ARGS[0] != "--http" else None
 
 
 @app.tool()
@@ -68,4 +71,7 @@ def crash() -> str:
 
 
 if __name__ == "__main__":
-    app.run()
+    if _PORT is None:
+        app.run()
+    else:
+        app.run(transport="streamable-http", host="127.0.0.1", port=_PORT)

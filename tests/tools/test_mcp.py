@@ -165,3 +165,46 @@ def test_a_server_that_dies_mid_call_is_an_error_not_a_hang(tmp_path: Path) -> N
     except BaseException as exc:  # noqa: BLE001 - closing the client after its server died
         pytest.fail(f"the client failed to close: {exc!r}")
     assert [o.split()[0] for o in outcomes] == ["error", "error"], outcomes
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_tools_of_a_server_over_streamable_http(tmp_path: Path) -> None:
+    """The same tools from a running MCP server reached by URL (``asynclm run --mcp URL``)."""
+    import socket
+    import subprocess
+    import time
+
+    from asynclm.cli_run import open_tools
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, str(SERVER), str(tmp_path), "--http", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # until it listens
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+
+        async def main() -> tuple[list[str], Any, Any]:
+            async with open_tools([], [f"http://127.0.0.1:{port}/mcp"]) as tools:
+                by_name = {t.name: t for t in tools}
+                return (list(by_name), await by_name["add"].invoke({"a": 40}),
+                        await by_name["profile"].invoke({"user": "ada"}))
+
+        names, total, profile = asyncio.run(main())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert "get_time" in names and total == 42
+    assert profile == {"user": "ada", "langs": ["en", "fr"]}
