@@ -1,5 +1,6 @@
-"""OpenTelemetry: one ``execute_tool`` span per started call (GenAI conventions), current while
-the tool runs, with the call's outcome; nothing at all without a configured provider."""
+"""OpenTelemetry: an ``invoke_agent`` span per run and an ``execute_tool`` span per started call
+(GenAI conventions), the tool's span current while it runs and a child of the run's, with the
+call's outcome; nothing at all without a configured provider."""
 
 from __future__ import annotations
 
@@ -57,7 +58,17 @@ def test_tool_spans_follow_the_conventions(run_script: Any, exporter: InMemorySp
     spans = {s.name: s for s in exporter.get_finished_spans()}
     # d never started (unknown tool): no span
     assert set(spans) == {"execute_tool nested", "execute_tool broken", "execute_tool sleepy",
-                          "inner work"}
+                          "inner work", "invoke_agent asynclm"}
+    run = spans["invoke_agent asynclm"]
+    assert run.attributes["gen_ai.operation.name"] == "invoke_agent"
+    assert run.attributes["asynclm.strategy"] == "async"
+    assert run.attributes["asynclm.stop_reason"] == "eos" and run.attributes["asynclm.calls"] == 4
+    assert run.attributes["gen_ai.usage.output_tokens"] == r.n_generated
+    assert run.attributes["gen_ai.usage.input_tokens"] > 0
+    assert run.attributes["asynclm.injected_tokens"] > 0
+    assert run.status.status_code is trace.StatusCode.UNSET
+    tool_spans = [v for k, v in spans.items() if k.startswith("execute_tool")]
+    assert all(t.parent.span_id == run.context.span_id for t in tool_spans)
     a = spans["execute_tool nested"]
     assert dict(a.attributes or {}) == {
         "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "nested",
@@ -106,8 +117,27 @@ def test_global_provider_and_parent_span() -> None:
 
         parent = asyncio.run(main())
         spans = {s.name: s for s in exp.get_finished_spans()}
-        print(sorted(spans), spans["execute_tool f"].parent.span_id == parent.context.span_id)
+        run = spans["invoke_agent asynclm"]
+        print(sorted(spans), run.parent.span_id == parent.context.span_id
+              and spans["execute_tool f"].parent.span_id == run.context.span_id)
     ''')
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "['execute_tool f', 'request'] True"
+    assert out.stdout.strip() == "['execute_tool f', 'invoke_agent asynclm', 'request'] True"
+
+
+def test_a_run_that_fails_ends_its_span_with_the_error(exporter: InMemorySpanExporter) -> None:
+    from asynclm.engines.sim import ScriptedPolicy, SimCosts, SimEngine
+    from asynclm.runtime import Session, run_virtual
+
+    class Broken(SimEngine):
+        async def step(self, *, ban: Any = ()) -> int:
+            raise OSError("engine went away")
+
+    engine = Broken(ScriptedPolicy(["x"]), SimCosts())
+    with pytest.raises(OSError, match="engine went away"):
+        run_virtual(Session(engine, [], system="t").run("go"))
+    (run,) = exporter.get_finished_spans()
+    assert run.name == "invoke_agent asynclm" and run.attributes["error.type"] == "OSError"
+    assert run.status.status_code is trace.StatusCode.ERROR
+    assert "asynclm.stop_reason" not in run.attributes

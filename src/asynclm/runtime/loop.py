@@ -28,6 +28,7 @@ from asynclm.protocol import (
     Call, CallOpened, Event, Forged, Interrupt, MalformedCall, Markers, Parser, Text, Trap,
 )
 from asynclm.runtime import events as ev
+from asynclm.runtime import otel
 from asynclm.runtime.clock import loop_clock
 from asynclm.runtime.control import Message, RunControl
 from asynclm.runtime.executor import Executor
@@ -77,6 +78,7 @@ class DecodeLoop:
         self.text_parts: list[str] = []
         self.n_generated = 0
         self.n_injected = 0
+        self.injected_tokens = 0
         self.auto_id = 0
         self.used_ids: set[str] = set()
         self.counters = {
@@ -121,6 +123,25 @@ class DecodeLoop:
 
     # -- the run ---------------------------------------------------------------------------
     async def execute(self) -> SessionResult:
+        """The run, inside an OpenTelemetry span when the application configured a tracer
+        provider (see :mod:`asynclm.runtime.otel`)."""
+        span = otel.start_run_span(self.strategy.name)
+        if span is None:
+            return await self._execute()
+        error: BaseException | None = None
+        try:
+            with otel.use_span(span):  # current while the calls' tasks are created
+                return await self._execute()
+        except BaseException as exc:  # recorded on the span, then raised unchanged
+            error = exc
+            raise
+        finally:
+            otel.end_run_span(
+                span, stop_reason=None if error is not None else self.stop,
+                input_tokens=self.prompt_len, output_tokens=self.n_generated,
+                injected_tokens=self.injected_tokens, calls=len(self.records), error=error)
+
+    async def _execute(self) -> SessionResult:
         t0 = self.now()
         try:
             async with asyncio.TaskGroup() as group:
@@ -494,6 +515,7 @@ class DecodeLoop:
             elif rec.status == "error":
                 self.failed.add(self._key(rec.fn, rec.args, rec.pos, rec.raw))
         self.n_injected += len(calls)
+        self.injected_tokens += len(tokens)
         if self.on_event is not None:
             self.emit(ev.InterruptInjected(
                 ids, "".join(s.text for s in segments), len(tokens), t1, messages=senders))

@@ -1,9 +1,12 @@
-"""OpenTelemetry spans for tool calls, after the GenAI semantic conventions: one span
-``execute_tool {name}`` per call that starts, current while the tool runs (so spans the tool
-makes, e.g. of its HTTP requests, are its children), with ``gen_ai.operation.name``,
-``gen_ai.tool.name``, ``gen_ai.tool.call.id`` and, for an outcome other than ok,
-``error.type`` and an error status. It is a child of whatever span was current when the
-session ran.
+"""OpenTelemetry spans after the GenAI semantic conventions:
+
+- ``invoke_agent asynclm`` for one session run (a child of whatever span is current when it
+  runs), with the strategy, the stop reason, prompt and generated tokens
+  (``gen_ai.usage.input_tokens`` / ``output_tokens``), tokens injected and the number of calls;
+- ``execute_tool {name}`` for each call that starts, a child of the run's span, current while
+  the tool runs (so spans the tool makes, e.g. of its HTTP requests, are its children), with
+  ``gen_ai.tool.name``, ``gen_ai.tool.call.id`` and, for an outcome other than ok,
+  ``error.type`` and an error status.
 
 Needs only ``opentelemetry-api`` (extra ``otel``), and does nothing until the application
 configures a tracer provider (the SDK's ``trace.set_tracer_provider``): without one, a call
@@ -20,7 +23,7 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the extra
     _api = None  # type: ignore[assignment]
 
-__all__ = ["end_tool_span", "start_tool_span", "use_span"]
+__all__ = ["end_run_span", "end_tool_span", "start_run_span", "start_tool_span", "use_span"]
 
 _cached: tuple[Any, Any] | None = None  # (provider, its tracer for asynclm)
 
@@ -33,8 +36,8 @@ def _provider() -> Any:
     return None if isinstance(provider, _api.ProxyTracerProvider) else provider
 
 
-def start_tool_span(fn: str, call_id: str) -> Any:
-    """A started span for a call of tool ``fn``, or None when no provider is configured."""
+def _tracer() -> Any:
+    """asynclm's tracer from the configured provider, or None when there is none."""
     global _cached
     provider = _provider()
     if provider is None:
@@ -43,7 +46,38 @@ def start_tool_span(fn: str, call_id: str) -> Any:
         from asynclm import __version__
 
         _cached = (provider, provider.get_tracer("asynclm", __version__))
-    return _cached[1].start_span(
+    return _cached[1]
+
+
+def start_run_span(strategy: str) -> Any:
+    """A started span for one session run, or None when no provider is configured."""
+    tracer = _tracer()
+    if tracer is None:
+        return None
+    return tracer.start_span("invoke_agent asynclm", kind=_api.SpanKind.INTERNAL, attributes={
+        "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "asynclm",
+        "asynclm.strategy": strategy})
+
+
+def end_run_span(span: Any, *, stop_reason: str | None, input_tokens: int, output_tokens: int,
+                 injected_tokens: int, calls: int, error: BaseException | None = None) -> None:
+    span.set_attributes({
+        "gen_ai.usage.input_tokens": input_tokens, "gen_ai.usage.output_tokens": output_tokens,
+        "asynclm.injected_tokens": injected_tokens, "asynclm.calls": calls})
+    if stop_reason is not None:
+        span.set_attribute("asynclm.stop_reason", stop_reason)
+    if error is not None:
+        span.set_attribute("error.type", type(error).__name__)
+        span.set_status(_api.Status(_api.StatusCode.ERROR, str(error) or type(error).__name__))
+    span.end()
+
+
+def start_tool_span(fn: str, call_id: str) -> Any:
+    """A started span for a call of tool ``fn``, or None when no provider is configured."""
+    tracer = _tracer()
+    if tracer is None:
+        return None
+    return tracer.start_span(
         f"execute_tool {fn}", kind=_api.SpanKind.INTERNAL, attributes={
             "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": fn,
             "gen_ai.tool.call.id": call_id, "gen_ai.tool.type": "function"})
