@@ -30,9 +30,13 @@ def test_simulated_shows_async_faster_than_sync() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["quickstart.py", "streaming.py"])
+@pytest.mark.parametrize("name", ["quickstart.py", "streaming.py", "mcp_tools.py"])
 def test_model_examples_run(name: str) -> None:
     pytest.importorskip("llama_cpp")
+    if name.startswith("mcp"):
+        pytest.importorskip("mcp")
     out = _run(name, ASYNCLM_MODEL="qwen2.5-coder-0.5b")
-    assert re.search(r"total [0-9.]+s = decode" if name == "quickstart.py"
-                     else r"\n[0-9.]+ s, \w+\n", out), out
+    assert re.search(r"\n[0-9.]+ s, \w+\n" if name == "streaming.py"
+                     else r"total [0-9.]+s = decode", out), out
+    if name.startswith("mcp"):
+        assert out.startswith("tools: get_weather, local_time\n")
