@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from asynclm.agents import AgentDirectory, send_message_tool
@@ -155,12 +156,13 @@ async def run_agents(
             tasks = {
                 name: group.create_task(s.run(
                     prompts[name], control=controls[name],
-                    on_event=None if on_event is None else (lambda e, n=name: on_event(n, e)),
+                    on_event=None if on_event is None else partial(on_event, name),
                 ))
                 for name, s in sessions.items()
             }
             for name, task in tasks.items():
-                task.add_done_callback(lambda _, n=name: on_end(n))
+                done: Callable[..., None] = lambda _, n=name: on_end(n)
+                task.add_done_callback(done)
     finally:
         for name, ctl in controls.items():
             directory.unregister(name, ctl)
@@ -183,8 +185,8 @@ def report(results: Mapping[str, SessionResult]) -> str:
     """Each agent's transcript, the messages it received, and its timing."""
     lines = []
     for name, r in results.items():
-        got = [i.attrs.get("messages") for i in r.trace.instants
-               if i.name == "interrupt.injected" and i.attrs.get("messages")]
+        got: list[Any] = [i.attrs.get("messages") for i in r.trace.instants
+                          if i.name == "interrupt.injected" and i.attrs.get("messages")]
         lines += [
             f"── {name}: {r.latency_s:.2f} s, {r.stop_reason}, {len(r.calls)} calls, "
             f"messages received from: {', '.join(s for g in got for s in g) or 'none'}",

@@ -97,7 +97,7 @@ def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     by: dict[str, dict[str, Any]] = {}
     for strategy in dict.fromkeys(r["strategy"] for r in runs):
         rs = [r for r in runs if r["strategy"] == strategy]
-        kinds = Counter()
+        kinds: Counter[str] = Counter()
         for r in rs:
             kinds.update(r["kinds"])
         total = sum(kinds.values())

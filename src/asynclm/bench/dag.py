@@ -115,7 +115,8 @@ def run_task(task: SimTask, strategy: str, costs: SimCosts) -> SessionResult:
         engine = SimEngine(CompilerPolicy(task), costs)
         return run_virtual(CompilerSession(engine, task_tools(task)).run(task.prompt))
     futures = strategy.startswith("async-futures")
-    order = "critical-path" if strategy == "async-futures-cp" else "lpt"
+    order: Literal["critical-path", "lpt"] = (
+        "critical-path" if strategy == "async-futures-cp" else "lpt")
     engine = SimEngine(OraclePolicy(task, futures=futures, order=order), costs)
     session = Session(engine, task_tools(task), strategy="async" if futures else strategy,
                       system="(dag)")
@@ -167,14 +168,15 @@ def ancestor_bound(
 
 def analytic(m: dict[str, Any], **aff: float) -> dict[str, float]:
     """The latency model's value per strategy it covers, for :func:`task_model` ``m``."""
+    kw: dict[str, Any] = aff  # also passed where keywords of other types are taken
     return {
-        "sync": latency.sync(m["G_lit"], m["E"], **aff),
-        "sync-parallel": latency.sync_parallel(m["G_lit"], m["E"], m["deps"], **aff),
-        "async": latency.async_lpt(m["G_lit"], m["E"], m["deps"], **aff),
-        "async-futures": latency.async_lpt(m["G_ref"], m["E"], m["deps"], futures=True, **aff),
+        "sync": latency.sync(m["G_lit"], m["E"], **kw),
+        "sync-parallel": latency.sync_parallel(m["G_lit"], m["E"], m["deps"], **kw),
+        "async": latency.async_lpt(m["G_lit"], m["E"], m["deps"], **kw),
+        "async-futures": latency.async_lpt(m["G_ref"], m["E"], m["deps"], futures=True, **kw),
         "async-futures-cp": latency.async_order(
             m["G_ref"], m["E"], latency.critical_path_order(m["G_ref"], m["E"], m["deps"]),
-            m["deps"], futures=True, **aff),
+            m["deps"], futures=True, **kw),
     }
 
 
@@ -182,7 +184,7 @@ def _turn_row(task: SimTask, costs: SimCosts, strategies: Sequence[str]) -> dict
     """Bounds, analytic model, optimum (small DAGs) and measured latency of one task."""
     m = task_model(task, costs.tpot_s)
     suffix = (SimTokenizer().count(task.answer) + 1) * costs.tpot_s
-    aff = {"prefix": costs.ttft_s, "suffix": suffix}
+    aff: dict[str, Any] = {"prefix": costs.ttft_s, "suffix": suffix}
     g_min = [min(a, b) for a, b in zip(m["G_ref"], m["G_lit"], strict=True)]
     row: dict[str, Any] = {
         # No schedule of these calls, with or without futures, beats this bound.

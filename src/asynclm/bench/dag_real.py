@@ -382,7 +382,7 @@ def summarize_real(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "refs_ok": sum(r.get("refs_ok", 0) for r in rs),
             "latency_median_s": quantile(lats, .5) if lats else None,
         }
-    pairs = {}
+    pairs: dict[tuple[Any, Any], dict[str, Any]] = {}
     for r in rows:
         if r.get("latency_s") is not None:
             pairs.setdefault((r["task"], r["repeat"]), {})[r["variant"]] = r

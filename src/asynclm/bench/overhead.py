@@ -96,11 +96,13 @@ async def _per_call(sessions: int, calls: int) -> tuple[list[float], list[float]
         assert len(r.calls) == calls
         if k == 0:
             continue
+        busy: list[float] = []  # each call's run time, summed below
         for c in r.calls:
-            assert c.status == "ok" and c.started_at is not None and c.injected_at is not None
-            per_call.append((c.started_at - c.emitted_at) + (c.injected_at - c.ended_at))
-        per_token.append((elapsed - sum(c.ended_at - c.started_at for c in r.calls))
-                         / r.n_generated)
+            started, injected = c.started_at, c.injected_at
+            assert c.status == "ok" and started is not None and injected is not None
+            per_call.append((started - c.emitted_at) + (injected - c.ended_at))
+            busy.append(c.ended_at - started)
+        per_token.append((elapsed - sum(busy)) / r.n_generated)
     return per_call, per_token
 
 

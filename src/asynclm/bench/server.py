@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from io import BufferedWriter
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ class LlamaCppServer:
         import httpx
 
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self._log = log
+        self._log: BufferedWriter | None = log
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + self.startup_timeout_s
@@ -93,8 +94,9 @@ class LlamaCppServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if getattr(self, "_log", None) is not None:
-            self._log.close()
+        log = getattr(self, "_log", None)
+        if log is not None:
+            log.close()
             self._log = None
 
     def __enter__(self) -> LlamaCppServer:

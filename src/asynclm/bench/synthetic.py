@@ -68,7 +68,8 @@ def bench_synthetic(
     task_list = make_tasks(tasks, calls, seed)
     tok = SimTokenizer()
     measured: dict[str, list[float]] = {s: [] for s in strategies}
-    bounds, analytic = [], {"sync": [], "sync-parallel": [], "async": []}
+    bounds: list[float] = []
+    analytic: dict[str, list[float]] = {"sync": [], "sync-parallel": [], "async": []}
     for task in task_list:
         first = max(range(len(task.calls)), key=lambda i: task.calls[i].estimate)  # LPT's first
         G = [tok.count(("" if i == first else "\n") + render_call(c.fn, dict(c.args), c.id))

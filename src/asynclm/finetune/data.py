@@ -34,7 +34,7 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from asynclm.bench.bfcl.data import BfclItem, _multi_turn_docs, ground_truth_calls
 from asynclm.bench.bfcl.timing import canonical_args
@@ -271,16 +271,17 @@ def item_example(item: BfclItem, cfg: DataConfig) -> Example:
         calls = [SimCall(c.id, c.fn, c.args, c.duration_s, c.deps, est[c.fn], c.result)
                  for c in calls]
         history += [ChatMessage(m["role"], m["content"]) for m in item.turns[k]]
-        turn = _run_renamed(item.functions, history, [Stage(tuple(calls), _answer(calls))], est, tpot, None)
+        ran = _run_renamed(item.functions, history, [Stage(tuple(calls), _answer(calls))], est,
+                           tpot, None)
         if not messages:
-            messages.append({"role": "system", "content": turn.sim.pop("system")})
+            messages.append({"role": "system", "content": ran.sim.pop("system")})
         else:
-            turn.sim.pop("system")
+            ran.sim.pop("system")
         messages += [dict(m) for m in item.turns[k] if m.get("role") != "system"]
-        a = _assistant(turn)
+        a = _assistant(ran)
         messages.append(a)
         history.append(ChatMessage("assistant", a["content"]))
-        sims.append(turn.sim)
+        sims.append(ran.sim)
     return {"id": item.id, "kind": "multi_turn" if item.multi_turn else "single",
             "sources": [item.id], "seed": cfg.seed, "messages": messages, "sim": sims}
 
@@ -391,7 +392,8 @@ def _check_turn(msg: Mapping[str, Any], sim: Mapping[str, Any]) -> list[str]:
                     s["args"], sort_keys=True, default=str):
                 out.append(f"{c.id}: arguments differ")
     call_ids = [i.id for i in intrs if i.id != USER_ID]
-    if sorted(call_ids) != sorted(c["id"] for c in simc):
+    # an interrupt without an id (None) is not filtered out: the ids are compared as they are
+    if sorted(cast("list[str]", call_ids)) != sorted(c["id"] for c in simc):
         out.append("interrupts differ from the simulated calls")
     else:
         at = {c["id"]: c["injected_at"] for c in simc}
@@ -416,10 +418,10 @@ def _check_turn(msg: Mapping[str, Any], sim: Mapping[str, Any]) -> list[str]:
     trained = _mask(len(text), msg["train"])
     for c in calls:
         s = next(x for x in simc if x["id"] == c.id)
-        at = _decision_point(text, trained, c.start)
-        released = [x for x in simc if x["stage"] == 0 or user_pos < at]
+        point = _decision_point(text, trained, c.start)
+        released = [x for x in simc if x["stage"] == 0 or user_pos < point]
         ready = [x for x in released if pos.get(x["id"], -1) >= c.start
-                 and all(ipos.get(d, len(text) + 1) < at for d in x["deps"])]
+                 and all(ipos.get(d, len(text) + 1) < point for d in x["deps"])]
         if ready and s["estimate_s"] < max(x["estimate_s"] for x in ready):
             out.append(f"{c.id}: not the longest ready call")
     traps = [e for e in events if isinstance(e, Trap)]
@@ -430,8 +432,8 @@ def _check_turn(msg: Mapping[str, Any], sim: Mapping[str, Any]) -> list[str]:
                     and isinstance(e, (Call, Interrupt))), None)
         if not isinstance(nxt, Interrupt):
             out.append("a trap not followed by an interrupt")
-    trained = "".join(text[a:b] for a, b in msg["train"])
-    if "[INTR]" in trained:
+    trained_text = "".join(text[a:b] for a, b in msg["train"])
+    if "[INTR]" in trained_text:
         out.append("an interrupt inside a trainable span")
     untrained = _complement(text, msg["train"])
     if any(p.strip() and not p.lstrip().startswith("[INTR]") for p in untrained):

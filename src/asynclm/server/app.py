@@ -323,10 +323,10 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         scripts = sim_scripts() if req.engine == "sim" else {}
         out = {}
         for name in (RESEARCHER, PLANNER):
-            create_req = CreateSession(
-                prompt=PROMPTS[name], tools="demo" if name == RESEARCHER else "none",
-                engine=req.engine, model=req.model, max_tokens=req.max_tokens, agent=name,
-                sim={"tpot_ms": req.tpot_ms} if req.engine == "sim" else None)
+            create_req = CreateSession.model_validate({
+                "prompt": PROMPTS[name], "tools": "demo" if name == RESEARCHER else "none",
+                "engine": req.engine, "model": req.model, "max_tokens": req.max_tokens,
+                "agent": name, "sim": {"tpot_ms": req.tpot_ms} if req.engine == "sim" else None})
             out[name] = _start(create_req, policy=scripts.get(name), role=ROLES[name]).info()
         return {"sessions": out}
 

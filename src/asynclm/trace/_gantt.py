@@ -93,12 +93,12 @@ def _draw(ax: Axes, trace: Trace) -> tuple[set[SpanKind], set[str], set[str]]:
     for inst in trace.instants:
         ids = inst.attrs.get("call_ids") or [inst.attrs.get("call_id")]
         for cid in ids:
-            y = row_of.get(str(cid)) if cid is not None else None
-            if y is None:
+            row = row_of.get(str(cid)) if cid is not None else None
+            if row is None:
                 continue
             if inst.name in _MARKERS:
                 marker, color, dy = _MARKERS[inst.name]
-                ax.plot([inst.ts - origin], [y + dy], marker=marker, color=color, markersize=4)
+                ax.plot([inst.ts - origin], [row + dy], marker=marker, color=color, markersize=4)
                 markers.add(inst.name)
     ax.set_yticks(range(len(rows) + 1), ["LLM", *(_label(s) for s in rows)])
     ax.set_ylim(len(rows) + 0.6, -0.6)
@@ -111,7 +111,9 @@ def _legend(fig: Any, kinds: set[SpanKind], outcomes: set[str], markers: set[str
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    handles = [Patch(facecolor=c, label=k.value) for k, c in KIND_COLORS.items() if k in kinds]
+    handles: list[Any] = [
+        Patch(facecolor=c, label=k.value) for k, c in KIND_COLORS.items() if k in kinds
+    ]
     handles += [
         Patch(facecolor=OUTCOME_COLORS.get(o, _OTHER_OUTCOME), label=f"tool {o}")
         for o in sorted(outcomes)

@@ -138,7 +138,8 @@ def _value(node: ast.expr) -> Any:
     if isinstance(node, ast.UnaryOp):  # BFCL reads any unary operator as negation
         if not isinstance(node.operand, ast.Constant):
             raise DecodeError("unary operator on a non-literal")
-        return -node.operand.value
+        operand: Any = node.operand.value  # not a number: TypeError, a DecodeError for the caller
+        return -operand
     if isinstance(node, ast.List):
         return [_value(v) for v in node.elts]
     if isinstance(node, ast.Dict):

@@ -63,7 +63,7 @@ def lower_bound(
     tau = D / result.n_generated if result.n_generated else 0.0
     injected = [c.injected_at for c in result.calls if c.injected_at is not None]
     A = 0.0
-    calls = result.calls
+    calls: Sequence[CallRecord] = result.calls
     if injected:
         t = max(injected)
         A = sum(max(0.0, s.end - max(s.start, t)) for s in decode)

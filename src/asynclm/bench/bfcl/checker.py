@@ -32,7 +32,7 @@ def _checker() -> tuple[Any, Any]:
 def normalize_calls(calls: Iterable[Any]) -> list[dict[str, dict[str, Any]]]:
     """``[{fn: args}]`` from ``{fn: args}`` dicts or ``(fn, args)`` pairs; tuples inside values
     become lists (as a Python-list answer parsed by BFCL would hold them)."""
-    out = []
+    out: list[dict[str, dict[str, Any]]] = []
     for c in calls:
         if isinstance(c, Mapping):
             out.extend({str(fn): _plain(dict(args))} for fn, args in c.items())

@@ -153,7 +153,7 @@ def _untyped(schema: Mapping[str, Any]) -> ArgumentValidator:
     wrong (``multi_turn_base_173`` passes the existing ticket id ``'ticket_001'`` to an
     ``integer`` parameter). Checking types would reject calls BFCL runs and scores as correct;
     the model is still shown the documented schema."""
-    props = {k: {} for k in schema.get("properties", {})}
+    props: dict[str, dict[str, Any]] = {k: {} for k in schema.get("properties", {})}
     loose = {"type": "object", "properties": props, "required": list(schema.get("required", [])),
              "additionalProperties": False}
     return ArgumentValidator(model_from_schema(loose), tuple(props), fill_defaults=False)

@@ -303,6 +303,7 @@ def bfcl_record(
         calls = decode_python_list(text)
     except DecodeError as exc:
         calls, decode_error = [], str(exc)
+    error: str | None
     if decode_error:
         valid, error = False, f"decode: {decode_error}"
         if item.category in ("irrelevance", "live_irrelevance"):

@@ -20,8 +20,8 @@ after every turn. Latency, lower bound and breakdown are sums over turns.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from asynclm.bench.bfcl.bound import lower_bound
 from asynclm.bench.bfcl.data import BfclItem
@@ -126,7 +126,8 @@ async def _conversation(item: BfclItem, strategy: str, cfg: BenchConfig, backend
                 "status": c.status, "error_type": c.error_type,
                 "error": (c.error or "")[:200] or None,
                 "instance": (None if c.fn not in backend.route
-                             else "".join(map(str, backend.order_key(c.fn)))),
+                             else "".join(map(str, cast("Iterable[Any]",
+                                                        backend.order_key(c.fn))))),
                 "emitted_s": t_offset + c.emitted_at - t0, "exec_s": c.duration_s,
                 "started_s": None if c.started_at is None else t_offset + c.started_at - t0,
                 "ended_s": t_offset + c.ended_at - t0,
