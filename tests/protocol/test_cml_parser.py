@@ -542,3 +542,47 @@ def test_safe_points_char_by_char() -> None:
             assert p.at_safe_point, (k, s[:k])
         assert p.in_call == (call_start + len("[CALL]") <= k < call_end), (k, s[:k])
         assert p.offset == k
+
+
+class _EagerParser(Parser):
+    _defer_max = 0  # lexes every chunk of a call at once
+
+
+def _per_feed(parser: Parser, stream: str, cuts: list[int]) -> list[Any]:
+    """What each feed returned and the parser's observable state after it."""
+    out: list[Any] = []
+    bounds = [0, *sorted(set(cuts)), len(stream)]
+    for a, b in pairwise(bounds):
+        got = parser.feed(stream[a:b])
+        out.append((got, parser.offset, parser.at_safe_point, parser.in_call, parser.in_block))
+        if any(isinstance(e, Forged) for e in got):
+            return out
+    return [*out, parser.close()]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=streams, data=st.data(), transcript=st.booleans())
+def test_deferred_call_text_changes_no_event_or_its_timing(
+    stream: str, data: st.DataObject, transcript: bool
+) -> None:
+    """Call text held back unlexed (the per-token fast path) is invisible: every feed returns
+    exactly what a parser lexing every chunk at once returns, at the same feed."""
+    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=12))
+    for c in (cuts, list(range(len(stream)))):
+        assert _per_feed(Parser(transcript=transcript), stream, c) == _per_feed(
+            _EagerParser(transcript=transcript), stream, c
+        )
+
+
+def test_call_text_is_deferred_until_a_character_that_can_complete_an_event() -> None:
+    p = Parser()
+    head = "[CALL] c1 [HEAD] f(a="
+    assert p.feed(head) == [CallOpened(0, 6)]
+    fed = head
+    for piece in ('"x', " y", '")'):  # nothing here can end or forge the call
+        fed += piece
+        assert p.feed(piece) == []
+        assert p.in_call and p.offset == len(fed)
+    forged, call = p.feed(" ->")  # "-" is lexed at once, with everything before it
+    assert isinstance(forged, Forged) and forged.marker == "->"
+    assert isinstance(call, Call) and call.args == {"a": "x y"}

@@ -144,9 +144,11 @@ LexClasses = dict[tuple[int, str], re.Pattern[str]]
 @functools.lru_cache(maxsize=64)
 def tables(
     markers: Markers, transcript: bool
-) -> tuple[MarkerTable, MarkerTable, MarkerTable, MarkerTable, LexClasses]:
-    """The marker tables (outside, call, interrupt, trap) and the lexer's character classes of
-    one parser configuration (immutable, shared)."""
+) -> tuple[MarkerTable, MarkerTable, MarkerTable, MarkerTable, LexClasses, re.Pattern[str]]:
+    """The marker tables (outside, call, interrupt, trap), the lexer's character classes and
+    the characters that can complete an event inside a call (a marker's first character, the
+    ``-`` of ``->``, a newline after a body that parses) of one parser configuration
+    (immutable, shared)."""
     m = markers
     if transcript:
         out = [
@@ -183,4 +185,5 @@ def tables(
     for q in ("'", '"'):
         rx_lex[(STR, q)] = char_class(fc | {"\\", "\n", q})
         rx_lex[(STR, q * 3)] = char_class(fc | {"\\", q})
-    return t_out, t_call, MarkerTable(intr), MarkerTable(trap), rx_lex
+    call_stop = char_class(fc | {"-", "\n"})
+    return t_out, t_call, MarkerTable(intr), MarkerTable(trap), rx_lex, call_stop

@@ -48,7 +48,9 @@ Contracts
 * **End of stream** (:meth:`Parser.close`): held-back text is flushed; an unterminated call is a
   MalformedCall "unterminated call"; a pending ``[TRAP]`` is a Trap; an unterminated interrupt
   (transcript mode) is Text.
-* **Cost.** Each ``feed`` does O(len(chunk) + longest marker) work, plus at most three body
+* **Cost.** Each ``feed`` does O(len(chunk) + longest marker) work, amortized (call text that
+  cannot complete an event -- no marker's first character, no ``-``, no newline -- is only
+  buffered, up to 1024 characters, and lexed with the next chunk that can), plus at most three body
   parses per call (at the first newline after a closed top-level bracket group, once before and
   once after ``[HEAD]``; at ``[END]``); a call body is under :data:`MAX_CALL_CHARS` characters.
 * **Safe points.** :attr:`Parser.at_safe_point` is true outside every block with no partial
@@ -99,9 +101,24 @@ class _R(enum.Enum):
     FORGED = 3  # a Forged event was emitted: drop the rest
 
 
+# Enum members as module constants: on Python 3.11 reading ``_S.OUTSIDE`` costs about 0.1 µs,
+# more than the rest of a per-token fast path's checks.
+OUTSIDE, CALL, TRAP, INTR = _S
+CONTINUE, HOLD, DONE, FORGED = _R
+K_CALL, K_TRAP, K_END, K_HEAD, K_FORGED, K_STRAY = (
+    Kind.CALL, Kind.TRAP, Kind.END, Kind.HEAD, Kind.FORGED, Kind.STRAY
+)
+
+
 _NONWS = re.compile(r"\S")
 _WS_RUN = re.compile(r"[ \t\r\n]*")  # whitespace between tokens (ASCII, never a marker)
 _TRAP_STOP = re.compile(r"[^ \t\r\n]")
+
+# Text(...) without the frozen dataclass's __init__, for the per-token fast path: the same
+# object, built through the slot descriptors at about half the cost.
+_new = object.__new__
+_set_text, _set_start, _set_end = (Text.__dict__[f].__set__ for f in ("text", "start", "end"))
+
 
 class Parser:
     """Incremental CML parser. See the module docstring for the full contract.
@@ -110,16 +127,20 @@ class Parser:
     ``transcript=True`` parses whole contexts (interrupts allowed, no enforcement).
     """
 
+    _defer_max = 1024  # most call text held back unlexed (see Cost); 0: lex every chunk now
+
     def __init__(self, *, markers: Markers = DEFAULT_MARKERS, transcript: bool = False) -> None:
         self.markers: Final = markers
         self.transcript: Final = transcript
-        (self._t_out, self._t_call, self._t_intr, self._t_trap, self._rx_lex) = tables(
-            markers, transcript
+        (self._t_out, self._t_call, self._t_intr, self._t_trap, self._rx_lex, call_stop) = (
+            tables(markers, transcript)
         )
-        self._rx_out = self._t_out.scan
+        self._call_stop = call_stop.search
+        self._rx_out = self._t_out.scan.search
 
-        self._state = _S.OUTSIDE
+        self._state = OUTSIDE
         self._buf = ""  # held-back input, starting at stream offset self._pos
+        self._deferred = False  # _buf holds only deferred call text (no partial marker)
         self._pos = 0
         self._base = 0  # stream offset of data[0] during a run
         self._closed = False
@@ -130,18 +151,18 @@ class Parser:
     @property
     def in_call(self) -> bool:
         """True between ``[CALL]`` and the end of that call block."""
-        return self._state is _S.CALL
+        return self._state is CALL
 
     @property
     def in_block(self) -> bool:
         """True inside any block: a call, a ``[TRAP]`` awaiting its ``[END]``, or (transcript
         mode) an interrupt."""
-        return self._state is not _S.OUTSIDE
+        return self._state is not OUTSIDE
 
     @property
     def at_safe_point(self) -> bool:
         """True when the runtime may inject: not inside a block and no partial marker held."""
-        return self._state is _S.OUTSIDE and not self._buf
+        return self._state is OUTSIDE and not self._buf
 
     @property
     def offset(self) -> int:
@@ -154,10 +175,29 @@ class Parser:
             raise RuntimeError("feed() after close()")
         if not text:
             return []
-        if self._state is _S.OUTSIDE and not self._buf and self._rx_out.search(text) is None:
-            start = self._pos  # fast path: plain text that cannot start a marker
-            self._pos = start + len(text)
-            return [Text(text, start, self._pos)]
+        state = self._state
+        if state is OUTSIDE:
+            if not self._buf and self._rx_out(text) is None:
+                # fast path: plain text that cannot start a marker
+                start = self._pos
+                self._pos = end = start + len(text)
+                t = _new(Text)
+                _set_text(t, text)
+                _set_start(t, start)
+                _set_end(t, end)
+                return [t]
+        elif (
+            state is CALL
+            and (self._deferred or not self._buf)
+            and len(self._buf) < self._defer_max
+            and self._call_stop(text) is None
+        ):
+            # fast path: call text without a character that can end or forge the call
+            # cannot complete an event; defer it, lexed with the next chunk that can
+            self._buf += text
+            self._deferred = True
+            return []
+        self._deferred = False
         events: list[Event] = []
         self._run(self._buf + text, events, final=False)
         return _coalesce(events) if len(events) > 1 else events
@@ -170,17 +210,17 @@ class Parser:
         data, self._buf = self._buf, ""
         self._run(data, events, final=True)
         end = self._pos + len(self._buf)
-        if self._state is _S.CALL:
+        if self._state is CALL:
             events.append(self._finish_call(end, self._raw(), unterminated=True))
-        elif self._state is _S.TRAP:
+        elif self._state is TRAP:
             events.append(Trap(self._block_start, self._trap_end))
             ws = "".join(self._pieces)
             if ws:
                 events.append(Text(ws, self._trap_end, self._trap_end + len(ws)))
-        elif self._state is _S.INTR:
+        elif self._state is INTR:
             raw = self._raw()
             events.append(Text(raw, self._block_start, self._block_start + len(raw)))
-        self._state = _S.OUTSIDE
+        self._state = OUTSIDE
         self._reset_block()
         self._closed = True
         return _coalesce(events)
@@ -207,7 +247,7 @@ class Parser:
         self._dirty = False  # non-whitespace content since the last parse attempt
 
     def _reset_after_forge(self, start: int) -> None:
-        self._state = _S.OUTSIDE
+        self._state = OUTSIDE
         self._reset_block()
         self._buf = ""
         self._pos = start
@@ -217,17 +257,17 @@ class Parser:
         i = 0
         while True:
             state = self._state
-            if state is _S.OUTSIDE:
+            if state is OUTSIDE:
                 i, r = self._outside(data, i, events, final)
-            elif state is _S.CALL:
+            elif state is CALL:
                 i, r = self._call(data, i, events, final)
-            elif state is _S.TRAP:
+            elif state is TRAP:
                 i, r = self._trap(data, i, events, final)
             else:
                 i, r = self._intr(data, i, events, final)
-            if r is _R.CONTINUE:
+            if r is CONTINUE:
                 continue
-            if r is _R.FORGED:
+            if r is FORGED:
                 return
             self._pos = self._base + i
             self._buf = data[i:]
@@ -242,39 +282,39 @@ class Parser:
         p, r = self._t_out.find(data, i, final)
         self._text(data, i, p, ev)
         if r is None:
-            return p, _R.DONE
+            return p, DONE
         if r is NEED:
-            return p, _R.HOLD
+            return p, HOLD
         kind, s = r
         start, e = self._base + p, p + len(s)
-        if kind is Kind.FORGED:
+        if kind is K_FORGED:
             ev.append(Forged("outside", s, start))
             self._reset_after_forge(start)
-            return p, _R.FORGED
+            return p, FORGED
         self._reset_block()
         self._block_start = start
-        if kind is Kind.CALL:
+        if kind is K_CALL:
             ev.append(CallOpened(start, self._base + e))
-            self._state = _S.CALL
-        elif kind is Kind.TRAP:
-            self._state = _S.TRAP
+            self._state = CALL
+        elif kind is K_TRAP:
+            self._state = TRAP
             self._trap_end = self._base + e
         else:
-            self._state = _S.INTR
-        return e, _R.CONTINUE
+            self._state = INTR
+        return e, CONTINUE
 
     # after [TRAP], waiting for optional whitespace and [END]
     def _trap(self, data: str, i: int, ev: list[Event], final: bool) -> tuple[int, _R]:
         m = _TRAP_STOP.search(data, i)
         if m is None:
             self._pieces.append(data[i:])
-            return len(data), _R.DONE
+            return len(data), DONE
         p = m.start()
         if p > i:
             self._pieces.append(data[i:p])
         r = self._t_trap.match(data, p, final)
         if r is NEED:
-            return p, _R.HOLD
+            return p, HOLD
         if r is not None:
             _, s = r
             ev.append(Trap(self._block_start, self._base + p + len(s)))
@@ -284,9 +324,9 @@ class Parser:
             if ws:
                 ev.append(Text(ws, self._trap_end, self._trap_end + len(ws)))
             s = ""
-        self._state = _S.OUTSIDE
+        self._state = OUTSIDE
         self._reset_block()
-        return p + len(s), _R.CONTINUE
+        return p + len(s), CONTINUE
 
     # inside an interrupt (transcript mode only)
     def _intr(self, data: str, i: int, ev: list[Event], final: bool) -> tuple[int, _R]:
@@ -295,16 +335,16 @@ class Parser:
             p, r = self._t_intr.find(data, i, final)
             if r is None:
                 self._commit(data, cf, p, limit=False)
-                return p, _R.DONE
+                return p, DONE
             if r is NEED:
                 self._commit(data, cf, p, limit=False)
-                return p, _R.HOLD
+                return p, HOLD
             kind, s = r
-            if kind is Kind.HEAD and self._head_seen:
+            if kind is K_HEAD and self._head_seen:
                 i = p + len(s)
                 continue
             self._commit(data, cf, p, limit=False)
-            if kind is Kind.HEAD:
+            if kind is K_HEAD:
                 self._head_seen = True
                 self._id_text = "".join(self._pieces)
                 self._pieces = []
@@ -317,9 +357,9 @@ class Parser:
                 payload = payload[:-1]
             ident = self._id_text.strip() if self._head_seen else ""
             ev.append(Interrupt(ident or None, payload, self._block_start, self._base + p + len(s)))
-            self._state = _S.OUTSIDE
+            self._state = OUTSIDE
             self._reset_block()
-            return p + len(s), _R.CONTINUE
+            return p + len(s), CONTINUE
 
     def _commit(self, data: str, a: int, b: int, *, limit: bool = True) -> None:
         """Add ``data[a:b]`` to the block content (calls keep at most MAX_CALL_CHARS)."""
@@ -337,7 +377,7 @@ class Parser:
 
     def _raw(self) -> str:
         """The block text so far, from its opening marker."""
-        opener = self.markers.call if self._state is _S.CALL else self.markers.interrupt
+        opener = self.markers.call if self._state is CALL else self.markers.interrupt
         head = self._id_text + self.markers.head if self._head_seen else ""
         tail = "…" if self._too_long else ""
         return opener + head + "".join(self._pieces) + tail
@@ -395,7 +435,7 @@ class Parser:
         ev.append(Forged("call", marker, start, raw))
         ev.append(self._finish_call(start, raw, parsed=parsed))
         self._reset_after_forge(start)
-        return p, _R.FORGED
+        return p, FORGED
 
     def _nonws(self) -> None:
         if self._closed_group and self._depth == 0:
@@ -415,7 +455,7 @@ class Parser:
                 p, r = self._t_call.find(data, i, final)
                 if r is None:
                     self._commit(data, cf, p)
-                    return p, _R.DONE
+                    return p, DONE
                 c = ""
             else:
                 lim = cf + MAX_CALL_CHARS - self._content_len  # first index over the limit
@@ -434,25 +474,25 @@ class Parser:
                 self._lex_segment(data, i, stop)
                 if m is None:
                     self._commit(data, cf, n)
-                    return n, _R.DONE
+                    return n, DONE
                 p = stop
                 c = data[p]
                 if c in firsts:
                     r = self._t_call.match(data, p, final)
             if r is NEED:
                 self._commit(data, cf, p)
-                return p, _R.HOLD
+                return p, HOLD
             if r is not None:
                 kind, s = r
-                if kind is Kind.END:
+                if kind is K_END:
                     self._commit(data, cf, p)
                     e = p + len(s)
                     raw = self._raw() + s
                     ev.append(self._finish_call(self._base + e, raw))
-                    self._state = _S.OUTSIDE
+                    self._state = OUTSIDE
                     self._reset_block()
-                    return e, _R.CONTINUE
-                if kind is Kind.HEAD and not self._head_seen:
+                    return e, CONTINUE
+                if kind is K_HEAD and not self._head_seen:
                     self._commit(data, cf, p)
                     self._head_seen = True
                     self._id_text = "".join(self._pieces)
@@ -464,7 +504,7 @@ class Parser:
                     continue
                 if model:
                     return self._forge_call(data, cf, p, s, ev)
-                if kind is Kind.STRAY:
+                if kind is K_STRAY:
                     self._commit(data, cf, p)
                     ev.append(
                         MalformedCall(
@@ -475,9 +515,9 @@ class Parser:
                             self._base + p,
                         )
                     )
-                    self._state = _S.OUTSIDE
+                    self._state = OUTSIDE
                     self._reset_block()
-                    return p, _R.CONTINUE
+                    return p, CONTINUE
                 # a second [HEAD] in transcript mode: content
                 i = p + len(s)
                 continue
@@ -503,7 +543,7 @@ class Parser:
                             return self._forge_call(data, cf, p, "->", ev)
                     elif model and not final:
                         self._commit(data, cf, p)
-                        return p, _R.HOLD
+                        return p, HOLD
                     if mode == CODE:
                         self._nonws()
                     i = p + 1
@@ -523,7 +563,7 @@ class Parser:
                         continue
                     if not final and n - p < 3 and data[p:] == c * (n - p):
                         self._commit(data, cf, p)
-                        return p, _R.HOLD
+                        return p, HOLD
                     self._nonws()
                     self._mode, self._quote = STR, c
                     i = p + 1
@@ -549,7 +589,7 @@ class Parser:
                     i = p + 1
                 else:
                     self._commit(data, cf, p)
-                    return p, _R.HOLD
+                    return p, HOLD
                 continue
             if c == "\n" and len(q) == 1:
                 # a newline ends a single-quoted string: Python rejects it, so will parse_body
@@ -564,7 +604,7 @@ class Parser:
                     continue
                 if not final and n - p < len(q) and q.startswith(data[p:]):
                     self._commit(data, cf, p)
-                    return p, _R.HOLD
+                    return p, HOLD
             i = p + 1
 
     def _lex_segment(self, data: str, a: int, b: int) -> None:
