@@ -14,7 +14,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     typer = None  # type: ignore[assignment]
 
 if typer is not None:
-    app = typer.Typer(add_completion=False, no_args_is_help=True,
+    app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
                       help="Asynchronous LLM function calling.")
     models_app = typer.Typer(no_args_is_help=True, help="Bundled models.")
     app.add_typer(models_app, name="models")
@@ -137,8 +137,10 @@ if typer is not None:
         quiet: Annotated[bool, typer.Option(
             "--quiet", "-q", help="Print only the model's answer.")] = False,
     ) -> None:
-        """Ask the model something with your tools: its calls run while it writes, and their
-        results reach it as interrupts. Prints the text and call events live, then a summary."""
+        """Ask the model something, with your tools.
+
+        Its calls run while it writes, and their results reach it as interrupts. Prints the
+        text and call events live, then a summary."""
         import asyncio
 
         from asynclm.cli_run import open_tools, run_prompt
