@@ -30,6 +30,8 @@ class Need(enum.Enum):
 
 NEED: Final = Need.NEED  # "more input may complete a marker here"
 Hit = tuple[Kind, str]  # a recognised marker: its kind and its canonical text
+_MISSING: Final = object()
+_MAX_TAILS: Final = 4096  # memoized partial-marker answers per table (bounded: input is hostile)
 
 
 # lexer modes inside a call body
@@ -47,7 +49,7 @@ class MarkerTable:
     """Markers recognised in one state, in priority order. ``ci`` entries compare ASCII letters
     case-insensitively (other characters exactly), in the regex and in the prefix check alike."""
 
-    __slots__ = ("entries", "firsts", "scan", "full", "viable", "maxlen")
+    __slots__ = ("entries", "firsts", "scan", "full", "viable", "maxlen", "_tails")
 
     def __init__(self, entries: list[tuple[str, Kind, bool]]) -> None:
         seen: set[tuple[str, bool]] = set()
@@ -81,6 +83,8 @@ class MarkerTable:
             "|".join(alts + ([f"(?:{'|'.join(prefixes)})\\Z"] if prefixes else [])) or r"(?!)",
             re.ASCII,
         )
+        # match() of a text's last few characters, memoized: partial markers ("[CAL") recur
+        self._tails: dict[str, Hit | Need | None] = {}
 
     def find(self, data: str, i: int, final: bool) -> tuple[int, Hit | Need | None]:
         """The next marker at or after ``i``: ``(p, (kind, marker))``; ``(p, NEED)`` when the
@@ -124,9 +128,19 @@ class MarkerTable:
                 return None
             s, _, kind, _ = self.entries[int(m.lastgroup[1:])]  # type: ignore[index]
             return kind, s
+        tail = data[p:]
+        r = self._tails.get(tail, _MISSING)
+        if r is _MISSING:
+            r = self._match_partial(tail)
+            if len(self._tails) < _MAX_TAILS:
+                self._tails[tail] = r
+        return r  # type: ignore[return-value]
+
+    def _match_partial(self, data: str) -> Hit | Need | None:
+        avail = len(data)
         for s, low, kind, ci in self.entries:
             n = len(s)
-            seg = data[p : p + n]
+            seg = data[:n]
             if ci:
                 seg = seg.translate(_ASCII_LOWER)
             if avail >= n:

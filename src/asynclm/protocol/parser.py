@@ -620,6 +620,14 @@ class Parser:
 
 def _coalesce(events: list[Event]) -> list[Event]:
     """Merge adjacent Text events (contiguous offsets)."""
+    prev = False
+    for e in events:  # the common case: no two Text events in a row, nothing to merge
+        is_text = type(e) is Text
+        if is_text and prev:
+            break
+        prev = is_text
+    else:
+        return events
     out: list[Event] = []
     run: list[Text] = []
 
