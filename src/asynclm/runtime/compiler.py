@@ -29,6 +29,7 @@ from typing import Any, Literal
 from asynclm.engines.base import ChatMessage, Engine
 from asynclm.protocol import DEFAULT_MARKERS, BodyError, Markers, parse_body
 from asynclm.runtime.clock import loop_clock
+from asynclm.runtime import otel
 from asynclm.runtime.executor import Executor
 from asynclm.runtime.interrupts import InterruptManager, Segment, tokenize_segments
 from asynclm.runtime.records import CallRecord, SessionResult, StopReason
@@ -242,7 +243,7 @@ class _CompilerRun:
             async with asyncio.TaskGroup() as group:
                 self.executor = Executor(
                     self.s.tools, group, on_start=lambda i, f: None, on_end=self._on_end,
-                    default_timeout=self.cfg.tool_timeout_s,
+                    default_timeout=self.cfg.tool_timeout_s, tracer=otel.tracer(),
                 )
                 try:
                     async with asyncio.timeout(self.cfg.deadline_s) as scope:

@@ -80,6 +80,7 @@ class Executor:
         on_end: Callable[[CallRecord], None],
         on_progress: Callable[[str, str, str], None] | None = None,
         default_timeout: float | None = None,
+        tracer: Any = None,
     ) -> None:
         self._tools = tools
         self._group = group
@@ -87,6 +88,7 @@ class Executor:
         self._on_end = on_end
         self._on_progress = on_progress
         self._default_timeout = default_timeout
+        self._tracer = tracer  # OpenTelemetry: a span per started call (see otel.py)
         self._calls: dict[str, _Call] = {}
         self._order_tail: dict[Hashable, asyncio.Future[CallRecord]] = {}
         self._loop = asyncio.get_running_loop()
@@ -240,7 +242,7 @@ class Executor:
             if self._on_progress is not None:
                 ctx.on_progress = functools.partial(self._report_progress, call)
             call.started_at = self._now()
-            call.span = otel.start_tool_span(call.fn, call.id)
+            call.span = otel.start_tool_span(self._tracer, call.fn, call.id)
             self._on_start(call.id, call.fn)
             timeout = tool.timeout if tool.timeout is not None else self._default_timeout
             if timeout is None:

@@ -125,13 +125,14 @@ class DecodeLoop:
     async def execute(self) -> SessionResult:
         """The run, inside an OpenTelemetry span when the application configured a tracer
         provider (see :mod:`asynclm.runtime.otel`)."""
-        span = otel.start_run_span(self.strategy.name)
+        tracer = otel.tracer()
+        span = otel.start_run_span(tracer, self.strategy.name)
         if span is None:
-            return await self._execute()
+            return await self._execute(tracer)
         error: BaseException | None = None
         try:
             with otel.use_span(span):  # current while the calls' tasks are created
-                return await self._execute()
+                return await self._execute(tracer)
         except BaseException as exc:  # recorded on the span, then raised unchanged
             error = exc
             raise
@@ -141,13 +142,14 @@ class DecodeLoop:
                 input_tokens=self.prompt_len, output_tokens=self.n_generated,
                 injected_tokens=self.injected_tokens, calls=len(self.records), error=error)
 
-    async def _execute(self) -> SessionResult:
+    async def _execute(self, tracer: Any) -> SessionResult:
         t0 = self.now()
         try:
             async with asyncio.TaskGroup() as group:
                 self.executor = Executor(
                     self.s.tools, group, on_start=self._on_start, on_end=self._on_end,
                     on_progress=self._on_progress, default_timeout=self.cfg.tool_timeout_s,
+                    tracer=tracer,
                 )
                 if self.control is not None:
                     self.control._attach(self.interrupts, self.executor)

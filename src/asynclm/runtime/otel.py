@@ -9,8 +9,8 @@
   ``error.type`` and an error status.
 
 Needs only ``opentelemetry-api`` (extra ``otel``), and does nothing until the application
-configures a tracer provider (the SDK's ``trace.set_tracer_provider``): without one, a call
-costs one ``isinstance`` check here, not a no-op span.
+configures a tracer provider (the SDK's ``trace.set_tracer_provider``). The provider is looked
+up once per run (:func:`tracer`); without one, a call costs one ``is None`` check.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the extra
     _api = None  # type: ignore[assignment]
 
-__all__ = ["end_run_span", "end_tool_span", "start_run_span", "start_tool_span", "use_span"]
+__all__ = [
+    "end_run_span", "end_tool_span", "start_run_span", "start_tool_span", "tracer", "use_span"
+]
 
 _cached: tuple[Any, Any] | None = None  # (provider, its tracer for asynclm)
 
@@ -36,7 +38,7 @@ def _provider() -> Any:
     return None if isinstance(provider, _api.ProxyTracerProvider) else provider
 
 
-def _tracer() -> Any:
+def tracer() -> Any:
     """asynclm's tracer from the configured provider, or None when there is none."""
     global _cached
     provider = _provider()
@@ -49,9 +51,8 @@ def _tracer() -> Any:
     return _cached[1]
 
 
-def start_run_span(strategy: str) -> Any:
-    """A started span for one session run, or None when no provider is configured."""
-    tracer = _tracer()
+def start_run_span(tracer: Any, strategy: str) -> Any:
+    """A started span for one session run, or None without a ``tracer``."""
     if tracer is None:
         return None
     return tracer.start_span("invoke_agent asynclm", kind=_api.SpanKind.INTERNAL, attributes={
@@ -72,9 +73,8 @@ def end_run_span(span: Any, *, stop_reason: str | None, input_tokens: int, outpu
     span.end()
 
 
-def start_tool_span(fn: str, call_id: str) -> Any:
-    """A started span for a call of tool ``fn``, or None when no provider is configured."""
-    tracer = _tracer()
+def start_tool_span(tracer: Any, fn: str, call_id: str) -> Any:
+    """A started span for a call of tool ``fn``, or None without a ``tracer``."""
     if tracer is None:
         return None
     return tracer.start_span(
