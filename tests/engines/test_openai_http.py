@@ -349,8 +349,10 @@ def test_a_stream_cut_midway_is_resumed_from_the_tokens_received(flavor):
 def test_server_failure_mid_session_ends_every_call_and_raises():
     """The server dies while a call is pending: the session raises the engine's error within
     the deadline, and every emitted call still gets exactly one outcome."""
+    # Filler that never repeats: a repeated phrase could end the turn ("repetition") before
+    # f returns, and then no request would meet the broken server.
     script = (b'[CALL] a [HEAD] f(x=1) [END]\n[CALL] b [HEAD] g(x=2) [END]\n'
-              + b"filler text " * 20)
+              + b" ".join(b"w%d" % i for i in range(60)))
     holder: dict[str, FakeServer] = {}
 
     @tool
