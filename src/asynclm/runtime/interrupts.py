@@ -141,7 +141,13 @@ class InterruptManager:
                 head, payload = rec.id, self.payload(rec)
             # The space after [HEAD] goes with the payload: tokenized together, they give the
             # tokens the model would see if the text were in its prompt (" {", not " " + "{").
-            out.append(Segment(f"{m.interrupt} {head} {m.head}", trusted=True))
+            opening, closing = self.markup(head)
+            out.append(Segment(opening, trusted=True))
             out.append(Segment(" " + escape_payload(payload, markers=m), trusted=False))
-            out.append(Segment(f" {m.end}\n", trusted=True))
+            out.append(Segment(closing, trusted=True))
         return out
+
+    def markup(self, head: str) -> tuple[str, str]:
+        """The trusted text around the payload of the interrupt headed ``head`` (a call id)."""
+        m = self._markers
+        return f"{m.interrupt} {head} {m.head}", f" {m.end}\n"

@@ -325,6 +325,10 @@ class DecodeLoop:
                 self.stop = "repeat_limit"
                 return "stop"
         await asyncio.sleep(0)  # let the call start now, not after the next decoding step
+        if injectable:  # tokenize its interrupt's markup now, while it runs, not on delivery
+            opening = self.interrupts.markup(call_id)[0]
+            if opening not in self.markup_tokens:
+                self.markup_tokens[opening] = self.engine.tokenize(opening, special=True)
         if self.strategy.block_on_call and call_id not in self.records:
             t = self.now()
             await self.executor.wait(call_id)
