@@ -18,7 +18,7 @@ from asynclm.bench._stats import quantile, summary
 from asynclm.engines.base import Capabilities, ChatMessage
 from asynclm.engines.sim import EOS, SimTokenizer
 from asynclm.protocol import Parser, Text
-from asynclm.protocol.parser import _new, _set_end, _set_start, _set_text
+from asynclm.protocol.parser import _text_event
 from asynclm.runtime import Session
 from asynclm.runtime.clock import loop_clock
 from asynclm.tools import tool
@@ -169,11 +169,7 @@ class OneEventPerFeed:
     def feed(self, text: str) -> list[Text]:
         start = self._pos
         self._pos = end = start + len(text)
-        t = _new(Text)
-        _set_text(t, text)
-        _set_start(t, start)
-        _set_end(t, end)
-        return [t]
+        return [_text_event(text, start, end)]
 
     def close(self) -> list[Text]:
         return []

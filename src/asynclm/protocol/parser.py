@@ -114,10 +114,18 @@ _NONWS = re.compile(r"\S")
 _WS_RUN = re.compile(r"[ \t\r\n]*")  # whitespace between tokens (ASCII, never a marker)
 _TRAP_STOP = re.compile(r"[^ \t\r\n]")
 
-# Text(...) without the frozen dataclass's __init__, for the per-token fast path: the same
-# object, built through the slot descriptors at about half the cost.
 _new = object.__new__
 _set_text, _set_start, _set_end = (Text.__dict__[f].__set__ for f in ("text", "start", "end"))
+
+
+def _text_event(text: str, start: int, end: int) -> Text:
+    """``Text(text, start, end)`` built through its slot descriptors, for the per-token fast
+    path: the same object at about half the cost of the frozen dataclass's ``__init__``."""
+    t = _new(Text)
+    _set_text(t, text)
+    _set_start(t, start)
+    _set_end(t, end)
+    return t
 
 
 class Parser:
@@ -181,11 +189,7 @@ class Parser:
                 # fast path: plain text that cannot start a marker
                 start = self._pos
                 self._pos = end = start + len(text)
-                t = _new(Text)
-                _set_text(t, text)
-                _set_start(t, start)
-                _set_end(t, end)
-                return [t]
+                return [_text_event(text, start, end)]
         elif (
             state is CALL
             and (self._deferred or not self._buf)

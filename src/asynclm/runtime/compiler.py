@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 from asynclm.engines.base import ChatMessage, Engine
 from asynclm.protocol import DEFAULT_MARKERS, BodyError, Markers, parse_body
-from asynclm.runtime.clock import loop_clock
 from asynclm.runtime import otel
+from asynclm.runtime.clock import loop_clock
 from asynclm.runtime.executor import Executor
 from asynclm.runtime.interrupts import InterruptManager, Segment, tokenize_segments
 from asynclm.runtime.records import CallRecord, SessionResult, StopReason

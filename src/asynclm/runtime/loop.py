@@ -326,9 +326,8 @@ class DecodeLoop:
                 return "stop"
         await asyncio.sleep(0)  # let the call start now, not after the next decoding step
         if injectable:  # tokenize its interrupt's markup now, while it runs, not on delivery
-            opening = self.interrupts.markup(call_id)[0]
-            if opening not in self.markup_tokens:
-                self.markup_tokens[opening] = self.engine.tokenize(opening, special=True)
+            opening = Segment(self.interrupts.markup(call_id)[0], trusted=True)
+            tokenize_segments(self.engine.tokenize, [opening], self.markup_tokens)
         if self.strategy.block_on_call and call_id not in self.records:
             t = self.now()
             await self.executor.wait(call_id)
