@@ -10,8 +10,11 @@ EXTRAS ?= cli,plot,test,llama,serve,openai,hf,test-server,bfcl,mcp,otel
 DEMO_MODEL ?= qwen2.5-coder-1.5b
 TEST_MODEL ?= qwen2.5-coder-0.5b
 # llama-cpp-python is built from source on first install (2-4 minutes on 2 cores; pip caches
-# the wheel, later installs are instant).
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+# the wheel, later installs are instant). On x86-64 it is built without AMX: llama.cpp 0.3.36's
+# AMX matrix kernels crash (SIGSEGV in ggml_backend_amx_mul_mat) on the first eval on CPUs that
+# have AMX (Xeon Sapphire Rapids and later), and -march=native turns them on there.
+AMX_OFF := $(if $(filter x86_64,$(shell uname -m)),-DCMAKE_C_FLAGS=-mno-amx-int8 -DCMAKE_CXX_FLAGS=-mno-amx-int8)
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF $(AMX_OFF)
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
 .PHONY: install browser demo demo-sim test test-fast test-pythons bench finetune-data clean
@@ -23,6 +26,12 @@ $(STAMP):
 	$(BIN)/pip install --progress-bar on -e ".[$(EXTRAS)]"
 	@# BFCL data and checker; its declared dependencies are huge and not needed.
 	$(BIN)/pip install -q --no-deps "bfcl-eval==2026.3.23"
+	@# An engine built with AMX (a wheel cached before AMX was turned off) is rebuilt.
+	@if $(BIN)/python -c "import sys, llama_cpp; sys.exit('AMX_INT8 = 1' not in llama_cpp.llama_print_system_info().decode())" 2>/dev/null; then \
+	  echo "Rebuilding the llama.cpp engine without AMX (its AMX kernels crash)..."; \
+	  $(BIN)/pip cache remove "llama_cpp_python*" >/dev/null 2>&1 || true; \
+	  $(BIN)/pip install -q --force-reinstall --no-deps \
+	    "llama-cpp-python==$$($(BIN)/python -c 'import llama_cpp; print(llama_cpp.__version__)')"; fi
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

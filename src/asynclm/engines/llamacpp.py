@@ -23,10 +23,12 @@ Requires the ``llama`` extra: ``pip install 'asynclm[llama]'``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import queue
 import threading
+import warnings
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future as ConcurrentFuture
 from pathlib import Path
@@ -76,7 +78,23 @@ def _import_llama() -> Any:
             "pip install 'asynclm[llama]'"
             f" ({e})"
         ) from e
+    _warn_if_amx(llama_cpp)
     return llama_cpp
+
+
+@functools.cache
+def _warn_if_amx(llama_cpp: Any) -> None:
+    """Warn (once) about a build with llama.cpp's AMX kernels: in 0.3.36 they crash the process
+    (SIGSEGV in ``ggml_backend_amx_mul_mat``) on the first eval of a quantized model."""
+    if "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode(errors="replace"):
+        warnings.warn(
+            "this llama-cpp-python was built with AMX kernels, which crash on the first eval; "
+            "rebuild it without them: CMAKE_ARGS='-DCMAKE_C_FLAGS=-mno-amx-int8 "
+            "-DCMAKE_CXX_FLAGS=-mno-amx-int8' pip install --force-reinstall --no-deps "
+            "--no-cache-dir llama-cpp-python (`make install` does this)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _default_threads() -> int:
