@@ -377,6 +377,21 @@ def test_custom_markers() -> None:
     assert kinds(events) == ["Text", "Forged"]
 
 
+def test_markers_with_more_first_characters_than_the_fast_path_tests_inline() -> None:
+    """The fast path tests two first characters with ``in``, the others with a regex: here
+    ``<``, ``O`` inline and ``[``, ``o`` by the regex."""
+    m = Markers(forbidden=("[INTR", "Observation:"))
+    s = "See: [CALL] f(a=1) [END] then observation: 42"
+    for size in (1, 4, len(s)):
+        p = Parser(markers=m)
+        events: list[Event] = []
+        for i in range(0, len(s), size):
+            events += p.feed(s[i : i + size])
+            if isinstance(events[-1], Forged):
+                break
+        assert kinds(coalesce(events)) == ["Text", "CallOpened", "Call", "Text", "Forged"], size
+
+
 def test_single_character_markers() -> None:
     m = Markers(
         call="\x02", interrupt="\x05", trap="\x07", head="\x1d", end="\x03", forbidden=("\x05",)

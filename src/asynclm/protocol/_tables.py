@@ -30,8 +30,6 @@ class Need(enum.Enum):
 
 NEED: Final = Need.NEED  # "more input may complete a marker here"
 Hit = tuple[Kind, str]  # a recognised marker: its kind and its canonical text
-_MISSING: Final = object()
-_MAX_TAILS: Final = 4096  # memoized partial-marker answers per table (bounded: input is hostile)
 
 
 # lexer modes inside a call body
@@ -39,6 +37,10 @@ CODE, STR, COMMENT = 0, 1, 2
 OPENERS, CLOSERS = "([{", ")]}"
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _fold(s: str) -> str:
+    return s.translate(_ASCII_LOWER)
 
 
 def char_class(chars: set[str]) -> re.Pattern[str]:
@@ -49,7 +51,7 @@ class MarkerTable:
     """Markers recognised in one state, in priority order. ``ci`` entries compare ASCII letters
     case-insensitively (other characters exactly), in the regex and in the prefix check alike."""
 
-    __slots__ = ("entries", "firsts", "scan", "full", "viable", "maxlen", "_tails")
+    __slots__ = ("entries", "firsts", "scan", "full", "partial", "maxlen", "_shadowed")
 
     def __init__(self, entries: list[tuple[str, Kind, bool]]) -> None:
         seen: set[tuple[str, bool]] = set()
@@ -71,7 +73,7 @@ class MarkerTable:
         ]
         self.full = re.compile("|".join(alts) or r"(?!)", re.ASCII)
         self.maxlen = max((len(s) for s, *_ in self.entries), default=0)
-        # a whole entry, or a proper prefix of one that reaches the end of the text
+        # a proper prefix of an entry that reaches the end of the text: a partial marker
         prefixes = sorted(
             {
                 f"(?i:{re.escape(s[:j])})" if ci else re.escape(s[:j])
@@ -79,62 +81,62 @@ class MarkerTable:
                 for j in range(1, len(s))
             }
         )
-        self.viable = re.compile(
-            "|".join(alts + ([f"(?:{'|'.join(prefixes)})\\Z"] if prefixes else [])) or r"(?!)",
-            re.ASCII,
+        self.partial = re.compile(
+            f"(?:{'|'.join(prefixes)})\\Z" if prefixes else r"(?!)", re.ASCII
         )
-        # match() of a text's last few characters, memoized: partial markers ("[CAL") recur
-        self._tails: dict[str, Hit | Need | None] = {}
+        # entry k is shadowed when an entry of higher priority extends it: seeing entry k whole
+        # does not settle the match until that one is ruled out too
+        self._shadowed = [
+            any(
+                len(s2) > len(s)
+                and (_fold(s2).startswith(_fold(s)) if ci or ci2 else s2.startswith(s))
+                for s2, _, _, ci2 in self.entries[:k]
+            )
+            for k, (s, _, _, ci) in enumerate(self.entries)
+        ]
 
-    def find(self, data: str, i: int, final: bool) -> tuple[int, Hit | Need | None]:
-        """The next marker at or after ``i``: ``(p, (kind, marker))``; ``(p, NEED)`` when the
-        text from ``p`` on may still become a marker; ``(len(data), None)`` when there is none.
+    def find(
+        self, data: str, i: int, final: bool, end: int | None = None
+    ) -> tuple[int, Hit | Need | None]:
+        """The next marker starting at or after ``i`` (and before ``end``): ``(p, (kind,
+        marker))``; ``(p, NEED)`` when the text from ``p`` on may still become a marker;
+        ``(len(data), None)`` when there is none.
 
-        Candidates (first characters) are found by the regex engine and checked with one
-        anchored match each; only the last ``maxlen - 1`` characters, where a partial marker can
-        be, get the priority-aware check of :meth:`match`.
+        Candidates (first characters) are found by the regex engine; each is checked as
+        :meth:`match` checks it, inline.
         """
         n = len(data)
-        tail = n if final else n - self.maxlen + 1
-        scan, full = self.scan.search, self.full.match
-        p = i
-        while True:
-            c = scan(data, p)
-            if c is None:
-                return n, None  # every marker, partial or not, starts with a candidate
+        full, partial, shadowed, entries = (
+            self.full.match, self.partial.match, self._shadowed, self.entries
+        )
+        # every marker, partial or not, starts with a candidate
+        for c in self.scan.finditer(data, i, n if end is None else end):
             p = c.start()
-            if p >= tail:
-                break
             m = full(data, p)
             if m is not None:
-                s, _, kind, _ = self.entries[int(m.lastgroup[1:])]  # type: ignore[index]
-                return p, (kind, s)
-            p += 1
-        viable = self.viable.match
-        for c in self.scan.finditer(data, p):
-            if viable(data, c.start()) is not None:
-                r = self.match(data, c.start(), final)
-                if r is not None:
-                    return c.start(), r
+                k = m.lastindex - 1  # type: ignore[operator]
+                if final or not shadowed[k] or n - p >= self.maxlen:
+                    s, _, kind, _ = entries[k]
+                    return p, (kind, s)
+                return p, self._match_partial(data[p:])  # a hit or NEED, never None
+            if not final and n - p < self.maxlen and partial(data, p) is not None:
+                return p, NEED
         return n, None
 
     def match(self, data: str, p: int, final: bool) -> Hit | Need | None:
         """The first entry at ``data[p:]``: ``(kind, marker)``; ``NEED`` if an earlier entry
-        could still match given more input; or ``None``."""
-        avail = len(data) - p
-        if final or avail >= self.maxlen:
-            m = self.full.match(data, p)
-            if m is None:
-                return None
-            s, _, kind, _ = self.entries[int(m.lastgroup[1:])]  # type: ignore[index]
-            return kind, s
-        tail = data[p:]
-        r = self._tails.get(tail, _MISSING)
-        if r is _MISSING:
-            r = self._match_partial(tail)
-            if len(self._tails) < _MAX_TAILS:
-                self._tails[tail] = r
-        return r  # type: ignore[return-value]
+        could still match given more input (a proper prefix of it reaches the end of ``data``);
+        or ``None``."""
+        m = self.full.match(data, p)
+        if m is not None:
+            k = m.lastindex - 1  # type: ignore[operator]
+            if final or not self._shadowed[k] or len(data) - p >= self.maxlen:
+                s, _, kind, _ = self.entries[k]
+                return kind, s
+            return self._match_partial(data[p:])
+        if final or self.partial.match(data, p) is None:
+            return None
+        return NEED
 
     def _match_partial(self, data: str) -> Hit | Need | None:
         avail = len(data)

@@ -581,6 +581,7 @@ _FAST_CALL = re.compile(
     rf"({_FAST_NAME}(?:\.{_FAST_NAME})*)\([ \t\n]*((?:{_FAST_ARG},[ \t\n]*)*(?:{_FAST_ARG})?)\)"
 )
 _FAST_ARG_RE = re.compile(_FAST_ARG)
+_KEYWORDS = frozenset(keyword.kwlist)
 _FAST_CONST = {"True": True, "False": False, "None": None, "true": True, "false": False,
                "null": None}
 
@@ -601,15 +602,15 @@ def _parse_fast(text: str) -> ParsedBody | None:
     m = _FAST_CALL.fullmatch(text)
     if m is None:
         return None
-    fn = m.group(1)
-    if len(fn) > MAX_FN_CHARS or any(keyword.iskeyword(part) for part in fn.split(".")):
+    fn, arg_text = m.group(1, 2)
+    if len(fn) > MAX_FN_CHARS or not _KEYWORDS.isdisjoint(fn.split(".")):
         return None
+    pairs = _FAST_ARG_RE.findall(arg_text)
     args: dict[str, Any] = {}
-    for a in _FAST_ARG_RE.finditer(m.group(2)):
-        name = a.group(1)
-        if name in args:
-            return None
-        args[name] = _fast_value(a.group(2))
+    for name, v in pairs:
+        args[name] = _fast_value(v)
+    if len(args) != len(pairs):
+        return None  # a repeated keyword: the full path says so
     return ParsedBody(fn, args, ())
 
 

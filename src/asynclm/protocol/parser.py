@@ -48,11 +48,12 @@ Contracts
 * **End of stream** (:meth:`Parser.close`): held-back text is flushed; an unterminated call is a
   MalformedCall "unterminated call"; a pending ``[TRAP]`` is a Trap; an unterminated interrupt
   (transcript mode) is Text.
-* **Cost.** Each ``feed`` does O(len(chunk) + longest marker) work, amortized (call text that
-  cannot complete an event -- no marker's first character, no ``-``, no newline -- is only
-  buffered, up to 1024 characters, and lexed with the next chunk that can), plus at most three body
-  parses per call (at the first newline after a closed top-level bracket group, once before and
-  once after ``[HEAD]``; at ``[END]``); a call body is under :data:`MAX_CALL_CHARS` characters.
+* **Cost.** Each ``feed`` does O(len(chunk) + longest marker) work, amortized, plus at most
+  three body parses per call (at the first newline after a closed top-level bracket group, once
+  before and once after ``[HEAD]``; at ``[END]``); a call body is under :data:`MAX_CALL_CHARS`
+  characters. Call text is lexed (strings, brackets) only when a ``-`` or a newline makes that
+  matter: text without either is buffered, up to 1024 characters, and needs no lexing at all if
+  ``[HEAD]`` or ``[END]`` comes first. None of this changes an event or the feed that returns it.
 * **Safe points.** :attr:`Parser.at_safe_point` is true outside every block with no partial
   marker held back: the only moments the runtime may inject text.
 """
@@ -64,7 +65,7 @@ import re
 from typing import Final
 
 from asynclm.protocol._tables import (
-    CLOSERS, CODE, COMMENT, NEED, OPENERS, STR, Hit, Kind, Need, tables,
+    CLOSERS, CODE, COMMENT, NEED, OPENERS, STR, Hit, Kind, Need, char_class, tables,
 )
 from asynclm.protocol.body import BodyError, ParsedBody, parse_body
 from asynclm.protocol.events import (
@@ -92,6 +93,7 @@ class _S(enum.Enum):
     CALL = 1
     TRAP = 2
     INTR = 3
+    CLOSED = 4
 
 
 class _R(enum.Enum):
@@ -103,7 +105,7 @@ class _R(enum.Enum):
 
 # Enum members as module constants: on Python 3.11 reading ``_S.OUTSIDE`` costs about 0.1 µs,
 # more than the rest of a per-token fast path's checks.
-OUTSIDE, CALL, TRAP, INTR = _S
+OUTSIDE, CALL, TRAP, INTR, CLOSED = _S
 CONTINUE, HOLD, DONE, FORGED = _R
 K_CALL, K_TRAP, K_END, K_HEAD, K_FORGED, K_STRAY = (
     Kind.CALL, Kind.TRAP, Kind.END, Kind.HEAD, Kind.FORGED, Kind.STRAY
@@ -113,19 +115,12 @@ K_CALL, K_TRAP, K_END, K_HEAD, K_FORGED, K_STRAY = (
 _NONWS = re.compile(r"\S")
 _WS_RUN = re.compile(r"[ \t\r\n]*")  # whitespace between tokens (ASCII, never a marker)
 _TRAP_STOP = re.compile(r"[^ \t\r\n]")
+_LEX_TRIGGER = re.compile(r"[-\n]")  # what makes a call body's lexer state matter
 
+# ``Text(text, start, end)`` built through its slot descriptors, inline on the per-token fast
+# path: the same object at about half the cost of the frozen dataclass's ``__init__``
 _new = object.__new__
 _set_text, _set_start, _set_end = (Text.__dict__[f].__set__ for f in ("text", "start", "end"))
-
-
-def _text_event(text: str, start: int, end: int) -> Text:
-    """``Text(text, start, end)`` built through its slot descriptors, for the per-token fast
-    path: the same object at about half the cost of the frozen dataclass's ``__init__``."""
-    t = _new(Text)
-    _set_text(t, text)
-    _set_start(t, start)
-    _set_end(t, end)
-    return t
 
 
 class Parser:
@@ -144,14 +139,18 @@ class Parser:
             tables(markers, transcript)
         )
         self._call_stop = call_stop.search
-        self._rx_out = self._t_out.scan.search
+        self._lex_trigger = _LEX_TRIGGER.search
+        # the characters that can start a marker outside any block, for the fast path: two
+        # plain ``in`` tests (the default markers have two), then a regex for any others
+        firsts = sorted(self._t_out.firsts)
+        self._c0, self._c1 = firsts[0], firsts[min(1, len(firsts) - 1)]
+        self._rx_more = char_class(set(firsts[2:])).search if len(firsts) > 2 else None
 
         self._state = OUTSIDE
         self._buf = ""  # held-back input, starting at stream offset self._pos
         self._deferred = False  # _buf holds only deferred call text (no partial marker)
         self._pos = 0
         self._base = 0  # stream offset of data[0] during a run
-        self._closed = False
         self._reset_block()
 
     # -- public -----------------------------------------------------------------------------
@@ -165,12 +164,12 @@ class Parser:
     def in_block(self) -> bool:
         """True inside any block: a call, a ``[TRAP]`` awaiting its ``[END]``, or (transcript
         mode) an interrupt."""
-        return self._state is not OUTSIDE
+        return self._state is not OUTSIDE and self._state is not CLOSED
 
     @property
     def at_safe_point(self) -> bool:
         """True when the runtime may inject: not inside a block and no partial marker held."""
-        return self._state is OUTSIDE and not self._buf
+        return (self._state is OUTSIDE or self._state is CLOSED) and not self._buf
 
     @property
     def offset(self) -> int:
@@ -179,17 +178,25 @@ class Parser:
 
     def feed(self, text: str) -> list[Event]:
         """Consume ``text``; return the events it completes (see the module contract)."""
-        if self._closed:
-            raise RuntimeError("feed() after close()")
-        if not text:
-            return []
         state = self._state
         if state is OUTSIDE:
-            if not self._buf and self._rx_out(text) is None:
+            if (
+                not self._buf
+                and text
+                and self._c0 not in text
+                and self._c1 not in text
+                and (self._rx_more is None or self._rx_more(text) is None)
+            ):
                 # fast path: plain text that cannot start a marker
                 start = self._pos
                 self._pos = end = start + len(text)
-                return [_text_event(text, start, end)]
+                t = _new(Text)
+                _set_text(t, text)
+                _set_start(t, start)
+                _set_end(t, end)
+                return [t]
+        elif state is CLOSED:
+            raise RuntimeError("feed() after close()")
         elif (
             state is CALL
             and (self._deferred or not self._buf)
@@ -201,6 +208,8 @@ class Parser:
             self._buf += text
             self._deferred = True
             return []
+        if not text:
+            return []
         self._deferred = False
         events: list[Event] = []
         self._run(self._buf + text, events, final=False)
@@ -208,7 +217,7 @@ class Parser:
 
     def close(self) -> list[Event]:
         """End of stream: flush held text and close any open block. Idempotent."""
-        if self._closed:
+        if self._state is CLOSED:
             return []
         events: list[Event] = []
         data, self._buf = self._buf, ""
@@ -224,9 +233,8 @@ class Parser:
         elif self._state is INTR:
             raw = self._raw()
             events.append(Text(raw, self._block_start, self._block_start + len(raw)))
-        self._state = OUTSIDE
+        self._state = CLOSED
         self._reset_block()
-        self._closed = True
         return _coalesce(events)
 
     # -- machinery ----------------------------------------------------------------------------
@@ -240,6 +248,7 @@ class Parser:
         self._id_text = ""
         self._too_long = False
         self._trap_end = 0
+        self._scanned = 0
         self._lex_reset()
 
     def _lex_reset(self) -> None:
@@ -279,7 +288,11 @@ class Parser:
 
     def _text(self, data: str, a: int, b: int, events: list[Event]) -> None:
         if b > a:
-            events.append(Text(data[a:b], self._base + a, self._base + b))
+            t = _new(Text)
+            _set_text(t, data[a:b])
+            _set_start(t, self._base + a)
+            _set_end(t, self._base + b)
+            events.append(t)
 
     # outside any block
     def _outside(self, data: str, i: int, ev: list[Event], final: bool) -> tuple[int, _R]:
@@ -461,6 +474,15 @@ class Parser:
                     self._commit(data, cf, p)
                     return p, DONE
                 c = ""
+            elif i == cf and (skip := self._unlexed(data, i, final)) is not None:
+                p, r = skip
+                if r is None or r is NEED:
+                    # nothing in data[i:] needs the lexer yet: hold it back, lexed when a
+                    # chunk brings a "-" or a newline; scanning resumes at p
+                    self._deferred = r is None
+                    self._scanned = p - i
+                    return i, HOLD
+                c = ""  # a marker with nothing before it that needs the lexer
             else:
                 lim = cf + MAX_CALL_CHARS - self._content_len  # first index over the limit
                 if self._mode == CODE:
@@ -610,6 +632,33 @@ class Parser:
                     self._commit(data, cf, p)
                     return p, HOLD
             i = p + 1
+
+    def _unlexed(self, data: str, i: int, final: bool) -> tuple[int, Hit | Need | None] | None:
+        """The next marker ``(p, hit)`` (``NEED``, or ``None`` with ``p = len(data)``) when the
+        lexer need not see ``data[i:p]``, else ``None``.
+
+        The lexer (string and bracket state) matters only to ``->`` and to a newline: text
+        without either, up to ``[END]`` (which ends the block) or the first ``[HEAD]`` (which
+        resets the lexer), needs no lexing at all; up to a partial marker or the end of the
+        chunk, it is held back (at most ``_defer_max`` characters) for the lexer to see with
+        what follows. ``data[i:i + _scanned]`` is held-back text already known to hold neither a
+        marker nor ``-`` nor a newline, so that no character is scanned twice.
+        """
+        k, self._scanned = i + self._scanned, 0
+        if final or not self._defer_max:
+            return None
+        trigger = self._lex_trigger(data, k)
+        if trigger is None:
+            p, r = self._t_call.find(data, k, final)
+            if (r is None or r is NEED) and len(data) - i > self._defer_max:
+                return None
+        else:  # only a whole marker before the trigger spares the lexer
+            p, r = self._t_call.find(data, k, final, trigger.start())
+            if r is None or r is NEED:
+                return None
+        if p - i >= MAX_CALL_CHARS - self._content_len:
+            return None
+        return p, r
 
     def _lex_segment(self, data: str, a: int, b: int) -> None:
         """Account for ``data[a:b]``, which holds no character the lexer reacts to."""
