@@ -258,6 +258,7 @@ class Parser:
         self._closed_group = False  # a top-level bracket group has closed
         self._dead = False  # the body can no longer become parseable
         self._dirty = False  # non-whitespace content since the last parse attempt
+        self._lazy = True  # no "-" or newline has needed the lexer yet (see _unlexed)
 
     def _reset_after_forge(self, start: int) -> None:
         self._state = OUTSIDE
@@ -642,10 +643,11 @@ class Parser:
         resets the lexer), needs no lexing at all; up to a partial marker or the end of the
         chunk, it is held back (at most ``_defer_max`` characters) for the lexer to see with
         what follows. ``data[i:i + _scanned]`` is held-back text already known to hold neither a
-        marker nor ``-`` nor a newline, so that no character is scanned twice.
+        marker nor ``-`` nor a newline, so that no character is scanned twice. Once a ``-`` or a
+        newline has needed the lexer, the rest of that body (or id) is lexed as it comes.
         """
         k, self._scanned = i + self._scanned, 0
-        if final or not self._defer_max:
+        if final or not self._defer_max or not self._lazy:
             return None
         trigger = self._lex_trigger(data, k)
         if trigger is None:
@@ -655,6 +657,9 @@ class Parser:
         else:  # only a whole marker before the trigger spares the lexer
             p, r = self._t_call.find(data, k, final, trigger.start())
             if r is None or r is NEED:
+                # a body with "-" or newlines: lex the rest of it as it comes (until a [HEAD]
+                # resets the lexer), rather than hold text back only to lex it anyway
+                self._lazy = False
                 return None
         if p - i >= MAX_CALL_CHARS - self._content_len:
             return None
