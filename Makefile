@@ -26,11 +26,12 @@ $(STAMP):
 	$(BIN)/pip install --progress-bar on -e ".[$(EXTRAS)]"
 	@# BFCL data and checker; its declared dependencies are huge and not needed.
 	$(BIN)/pip install -q --no-deps "bfcl-eval==2026.3.23"
-	@# An engine built with AMX (a wheel cached before AMX was turned off) is rebuilt.
+	@# An engine built with AMX (a wheel cached before AMX was turned off) is rebuilt, from
+	@# source: the cached wheel is dropped and not read.
 	@if $(BIN)/python -c "import sys, llama_cpp; sys.exit('AMX_INT8 = 1' not in llama_cpp.llama_print_system_info().decode())" 2>/dev/null; then \
 	  echo "Rebuilding the llama.cpp engine without AMX (its AMX kernels crash)..."; \
 	  $(BIN)/pip cache remove "llama_cpp_python*" >/dev/null 2>&1 || true; \
-	  $(BIN)/pip install -q --force-reinstall --no-deps \
+	  $(BIN)/pip install -q --no-cache-dir --force-reinstall --no-deps \
 	    "llama-cpp-python==$$($(BIN)/python -c 'import llama_cpp; print(llama_cpp.__version__)')"; fi
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
