@@ -204,7 +204,7 @@ class Parser:
             and self._call_stop(text) is None
         ):
             # fast path: call text without a character that can end or forge the call
-            # cannot complete an event; defer it, lexed with the next chunk that can
+            # cannot complete an event; hold it, looked at with the next chunk that can
             self._buf += text
             self._deferred = True
             return []
