@@ -28,7 +28,7 @@ $(STAMP):
 	$(BIN)/pip install -q --no-deps "bfcl-eval==2026.3.23"
 	@# An engine built with AMX (a wheel cached before AMX was turned off) is rebuilt, from
 	@# source: the cached wheel is dropped and not read.
-	@if $(BIN)/python -c "import sys, llama_cpp; sys.exit('AMX_INT8 = 1' not in llama_cpp.llama_print_system_info().decode())" 2>/dev/null; then \
+	@if $(BIN)/python -c "import sys, llama_cpp; from asynclm.engines.llamacpp import has_amx_kernels; sys.exit(not has_amx_kernels(llama_cpp))" 2>/dev/null; then \
 	  echo "Rebuilding the llama.cpp engine without AMX (its AMX kernels crash)..."; \
 	  $(BIN)/pip cache remove "llama_cpp_python*" >/dev/null 2>&1 || true; \
 	  $(BIN)/pip install -q --no-cache-dir --force-reinstall --no-deps \

@@ -82,11 +82,17 @@ def _import_llama() -> Any:
     return llama_cpp
 
 
+def has_amx_kernels(llama_cpp: Any) -> bool:
+    """Whether this llama-cpp-python build has llama.cpp's AMX kernels: in 0.3.36 they crash
+    the process (SIGSEGV in ``ggml_backend_amx_mul_mat``) on the first eval of a quantized
+    model. ``make install`` asks this to decide whether to rebuild the engine."""
+    return "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode(errors="replace")
+
+
 @functools.cache
 def _warn_if_amx(llama_cpp: Any) -> None:
-    """Warn (once) about a build with llama.cpp's AMX kernels: in 0.3.36 they crash the process
-    (SIGSEGV in ``ggml_backend_amx_mul_mat``) on the first eval of a quantized model."""
-    if "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode(errors="replace"):
+    """Warn (once) about a build with AMX kernels (see :func:`has_amx_kernels`)."""
+    if has_amx_kernels(llama_cpp):
         warnings.warn(
             "this llama-cpp-python was built with AMX kernels, which crash on the first eval; "
             "rebuild it without them: CMAKE_ARGS='-DCMAKE_C_FLAGS=-mno-amx-int8 "

@@ -57,7 +57,7 @@ class MarkerTable:
         seen: set[tuple[str, bool]] = set()
         self.entries: list[tuple[str, str, Kind, bool]] = []
         for s, kind, ci in entries:
-            key = (s.translate(_ASCII_LOWER) if ci else s, ci)
+            key = (_fold(s) if ci else s, ci)
             if s and key not in seen:
                 seen.add(key)
                 self.entries.append((s, key[0], kind, ci))
@@ -102,39 +102,31 @@ class MarkerTable:
         marker))``; ``(p, NEED)`` when the text from ``p`` on may still become a marker;
         ``(len(data), None)`` when there is none.
 
-        Candidates (first characters) are found by the regex engine; each is checked as
-        :meth:`match` checks it, inline.
+        Candidates (first characters) are found by the regex engine, each checked by
+        :meth:`match`.
         """
         n = len(data)
-        full, partial, shadowed, entries = (
-            self.full.match, self.partial.match, self._shadowed, self.entries
-        )
+        match = self.match
         # every marker, partial or not, starts with a candidate
         for c in self.scan.finditer(data, i, n if end is None else end):
-            p = c.start()
-            m = full(data, p)
-            if m is not None:
-                k = m.lastindex - 1  # type: ignore[operator]
-                if final or not shadowed[k] or n - p >= self.maxlen:
-                    s, _, kind, _ = entries[k]
-                    return p, (kind, s)
-                return p, self._match_partial(data[p:])  # a hit or NEED, never None
-            if not final and n - p < self.maxlen and partial(data, p) is not None:
-                return p, NEED
+            r = match(data, c.start(), final)
+            if r is not None:
+                return c.start(), r
         return n, None
 
     def match(self, data: str, p: int, final: bool) -> Hit | Need | None:
         """The first entry at ``data[p:]``: ``(kind, marker)``; ``NEED`` if an earlier entry
         could still match given more input (a proper prefix of it reaches the end of ``data``);
         or ``None``."""
+        whole = final or len(data) - p >= self.maxlen  # no entry can grow past the end
         m = self.full.match(data, p)
         if m is not None:
             k = m.lastindex - 1  # type: ignore[operator]
-            if final or not self._shadowed[k] or len(data) - p >= self.maxlen:
+            if whole or not self._shadowed[k]:
                 s, _, kind, _ = self.entries[k]
                 return kind, s
-            return self._match_partial(data[p:])
-        if final or self.partial.match(data, p) is None:
+            return self._match_partial(data[p:])  # a hit or NEED, never None
+        if whole or self.partial.match(data, p) is None:
             return None
         return NEED
 
@@ -144,11 +136,11 @@ class MarkerTable:
             n = len(s)
             seg = data[:n]
             if ci:
-                seg = seg.translate(_ASCII_LOWER)
+                seg = _fold(seg)
             if avail >= n:
-                if seg == (low if ci else s):
+                if seg == low:
                     return kind, s
-            elif (low if ci else s).startswith(seg):
+            elif low.startswith(seg):
                 return NEED
         return None
 
