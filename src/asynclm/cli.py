@@ -281,6 +281,10 @@ if typer is not None:
         tools_module: Annotated[list[str] | None, typer.Option(
             "--tools-module", help="Python module whose tools a session may use "
             "(repeatable).")] = None,
+        allowed_host: Annotated[list[str] | None, typer.Option(
+            "--allowed-host", help="A Host header to accept besides the bound address, "
+            "localhost, 127.0.0.1 and [::1] on the bound port: NAME (any port), NAME:PORT, or "
+            "* for any (repeatable; e.g. the name a reverse proxy forwards).")] = None,
         max_sessions: Annotated[int, typer.Option(help="Live sessions at most.")] = 64,
         threads: Annotated[int | None, typer.Option(help="llama.cpp threads per engine.")] = (
             None),
@@ -288,17 +292,18 @@ if typer is not None:
         """HTTP API + live web page: sessions, event streams, messages as interrupts."""
         try:
             from asynclm.server import serve as run_server
-            from asynclm.server.config import ServerConfig, UnsafeBindError
+            from asynclm.server.config import ServerConfig
         except ImportError as exc:  # pragma: no cover - without the extra
             console.print(f"[red]error:[/] {exc}; install the 'serve' extra")
             raise typer.Exit(1) from None
         _import_from_cwd()
         cfg = ServerConfig(host=host, port=port, token=token,
                            tool_modules=tuple(tools_module or ()),
+                           allowed_hosts=tuple(allowed_host or ()),
                            max_live_sessions=max_sessions, llama_threads=threads)
         try:
             cfg.check()
-        except UnsafeBindError as exc:
+        except ValueError as exc:  # UnsafeBindError, or an --allowed-host that is no host
             console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(2) from None
         console.print(f"asynclm serve: http://{host}:{port}/")

@@ -35,13 +35,13 @@ class Served(str):
 
 @contextmanager
 def running_server(
-    config: ServerConfig, run: Callable[[Any], Any] = asyncio.run,
+    config: ServerConfig, run: Callable[[Any], Any] = asyncio.run, log_level: str = "warning",
 ) -> Iterator[Served]:
     """Start ``create_app(config)`` on 127.0.0.1 (free port), its loop started by ``run``
     (``uvloop.run`` to test on uvloop); yield its base URL; stop it (and check that it stopped:
-    every session task ended)."""
+    every session task ended). ``log_level="info"`` turns uvicorn's access log on."""
     server = uvicorn.Server(uvicorn.Config(
-        create_app(config), host="127.0.0.1", port=0, log_level="warning",
+        create_app(config), host="127.0.0.1", port=0, log_level=log_level,
         timeout_graceful_shutdown=2, lifespan="on"))
     loops: list[asyncio.AbstractEventLoop] = []
 

@@ -232,7 +232,10 @@ def test_token_limits_and_tool_modules() -> None:
         r = c.post("/sessions", json=body, headers=auth)
         assert r.status_code == 201, r.text
         sid = r.json()["id"]
-        with c.stream("GET", f"/sessions/{sid}/events?token=s3cret") as resp:
+        # the event stream: the bearer header, or the cookie the page gets from /auth/cookie
+        assert c.get(f"/sessions/{sid}/events?token=s3cret").status_code == 401
+        assert c.post("/auth/cookie", headers=auth).status_code == 204
+        with c.stream("GET", f"/sessions/{sid}/events") as resp:
             assert resp.status_code == 200
             text = "".join(resp.iter_text())
         assert '"value": "\\"HI\\""' in text

@@ -1,6 +1,7 @@
 """The web page in a real browser: Playwright driving Debian's Chromium (``make browser``
 installs it). Start a session, type a message while the model generates, see it injected on
-the timeline. Skips, saying why, only when the browser or the model is absent."""
+the timeline; with a token, the token never travels in a URL. Skips, saying why, only when the
+browser or the model is absent."""
 
 from __future__ import annotations
 
@@ -33,10 +34,10 @@ def browser() -> Iterator[Any]:
 
 
 def _inject_mid_generation(page: Any, url: str, *, engine: str, max_tokens: int,
-                           prompt: str, system: str = "") -> None:
+                           prompt: str, system: str = "", fragment: str = "") -> None:
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(url + "/")
+    page.goto(url + "/" + fragment)
     page.select_option("#engine", engine)
     page.fill("#model", "qwen2.5-coder-0.5b")
     page.fill("#tools", "none")
@@ -66,6 +67,30 @@ def test_page_injects_a_typed_message_on_the_simulator(browser: Any) -> None:
     with running_server(ServerConfig()) as url:
         page = browser.new_page()
         _inject_mid_generation(page, url, engine="sim", max_tokens=400, prompt="Say things.")
+        page.close()
+
+
+def test_page_with_a_token_never_puts_it_in_a_url(browser: Any) -> None:
+    """The page reads the token from its fragment, sends it as a bearer header, and opens
+    event streams with an HttpOnly cookie: no request URL carries the token."""
+    with running_server(ServerConfig(token="s3cret-t0ken")) as url:
+        page = browser.new_page()
+        urls: list[str] = []
+        page.on("request", lambda r: urls.append(r.url))
+        _inject_mid_generation(page, url, engine="sim", max_tokens=400, prompt="Say things.",
+                               fragment="#token=s3cret-t0ken")
+        assert any("/events" in u for u in urls), urls
+        server_urls = [u.split("#")[0] for u in urls]
+        assert not [u for u in server_urls if "s3cret" in u], server_urls
+        assert "s3cret" not in page.evaluate("document.cookie")  # HttpOnly: not readable
+        page.close()
+        # without the token the page cannot open a stream (the API refuses it)
+        page = browser.new_page()
+        page.goto(url + "/")
+        page.fill("#prompt", "x")
+        page.click("#start")
+        page.wait_for_function("() => /error/.test(document.querySelector('#status').textContent)",
+                               timeout=30_000)
         page.close()
 
 

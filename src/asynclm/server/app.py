@@ -2,6 +2,7 @@
 
 Routes (JSON unless said; errors are ``{"error": ..., "detail": ...}`` with a 4xx status):
 - ``GET /health``; ``GET /`` the page; ``GET /static/*`` its assets (no external ones);
+- ``POST /auth/cookie`` (bearer) → 204 and an HttpOnly event-stream cookie (for the page);
 - ``POST /sessions`` create and start → 201 session info; ``GET /sessions`` list;
   ``GET /sessions/{id}`` info; ``DELETE /sessions/{id}`` forget a finished session;
 - ``GET /sessions/{id}/events`` server-sent events from ``?from=N`` or ``Last-Event-ID``;
@@ -10,20 +11,31 @@ Routes (JSON unless said; errors are ``{"error": ..., "detail": ...}`` with a 4x
 - ``POST /sessions/{id}/messages`` inject a message as an interrupt → 202;
 - ``POST /sessions/{id}/cancel``; ``POST /sessions/{id}/calls/{call_id}/cancel``;
 - ``POST /demos/agents`` two agents linked by ``send_message``.
+
+Every request passes :class:`_Guard` first: a ``Host`` that does not name this server gets 400
+(DNS rebinding), a state-changing request from a foreign ``Origin`` 403, a missing token 401, a
+body over the limit 413. A token is never taken from a URL, and uvicorn's access log redacts
+credential-like query parameters.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import ipaddress
 import json
+import logging
+import re
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import resources
 from typing import Any
+from urllib.parse import unquote_plus
 
 from fastapi import FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,43 +44,65 @@ from asynclm.agents import send_message_tool
 from asynclm.engines.base import Engine
 from asynclm.prompt import system_prompt
 from asynclm.runtime import Session, SessionConfig
-from asynclm.server.config import ServerConfig
+from asynclm.server.config import ServerConfig, parse_host
 from asynclm.server.engines import EngineHub, EngineUnavailable
 from asynclm.server.registry import LiveSession, SessionRegistry, TooManySessions
 from asynclm.server.schemas import AgentsDemo, CreateSession, SendMessage
 from asynclm.tools import Toolbox
 
 _PUBLIC = ("/", "/health", "/favicon.ico")
+_STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_STREAM_COOKIE = "asynclm_stream_"  # + the port the browser sees; value: "<expiry>.<mac>"
+_STREAM_COOKIE_S = 12 * 3600
+_EVENTS_PATH = re.compile(r"/sessions/[^/]+/events")
+_LAST_EVENT_ID = re.compile(r"[0-9]{1,18}")
 
 
 def _error(status: int, error: str, detail: Any = None) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status)
 
 
+def _short(text: str, n: int = 100) -> str:
+    """``text`` cut for an error message (ids come from the URL: never echo a huge one)."""
+    return repr(text if len(text) <= n else text[:n] + "...")
+
+
+def _canonical(name: str) -> str:
+    try:
+        return ipaddress.ip_address(name).compressed
+    except ValueError:
+        return name.lower()
+
+
 class _Guard:
-    """ASGI middleware: bearer token (when configured) and request body size."""
+    """ASGI middleware, in order: the ``Host`` allow-list (DNS rebinding), the ``Origin`` of
+    state-changing requests (cross-site requests), the bearer token (when configured; the
+    event stream also takes the cookie that ``POST /auth/cookie`` sets), the request body
+    size. Every refusal is a 4xx in the server's error shape."""
 
     def __init__(self, app: ASGIApp, config: ServerConfig) -> None:
         self.app, self.config = app, config
+        self.any_host = "*" in config.allowed_hosts
+        self.extra = {p for h in config.allowed_hosts if h != "*" and (p := parse_host(h))}
+        names = {"localhost", "127.0.0.1", "::1"}
+        if config.host not in ("0.0.0.0", "::", ""):
+            bound = parse_host(config.host if ":" not in config.host else f"[{config.host}]")
+            if bound is not None:
+                names.add(bound[0])
+        self.names = frozenset(names)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        token = self.config.token
-        if token and path not in _PUBLIC and not path.startswith("/static/"):
-            if not self._authorized(scope, token):
-                await _error(401, "missing or wrong bearer token")(scope, receive, send)
-                return
-        limit = self.config.max_body_bytes
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            await _error(413, f"request body over {limit} bytes")(scope, receive, send)
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
             return
-        if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+        if scope["method"] in _STATE_CHANGING:
             # Read the body first (it is small by contract): a chunked body over the limit is
             # refused before the application sees any of it.
+            limit = self.config.max_body_bytes
             body, more = [], True
             size = 0
             while more:
@@ -90,16 +124,146 @@ class _Guard:
             return
         await self.app(scope, receive, send)
 
-    @staticmethod
-    def _authorized(scope: Scope, token: str) -> bool:
-        headers = dict(scope["headers"])
-        auth = headers.get(b"authorization", b"").decode("latin-1")
-        given = auth[7:] if auth.lower().startswith("bearer ") else ""
-        if not given and scope.get("method") == "GET":  # EventSource cannot set headers
-            from urllib.parse import parse_qs
+    def _refusal(self, scope: Scope) -> JSONResponse | None:
+        """The error answer for a request refused on its headers alone, else ``None``."""
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        hosts = [v for k, v in headers if k == b"host"]
+        host = self._host(scope, hosts[0].decode("latin-1")) if len(hosts) == 1 else None
+        if host is None and not self.any_host:
+            shown = hosts[0].decode("latin-1")[:100] if len(hosts) == 1 else None
+            return _error(400, "Host header not allowed", {
+                "host": shown, "hint": "use the address the server is bound to, or start it "
+                                       "with --allowed-host NAME"})
+        if scope["method"] in _STATE_CHANGING:
+            origins = [v for k, v in headers if k == b"origin"]
+            if origins and not self._same_origin(scope, origins, host):
+                return _error(403, "cross-origin request refused: Origin is not this server",
+                              origins[0].decode("latin-1")[:100])
+        path: str = scope["path"]
+        token = self.config.token
+        if token and path not in _PUBLIC and not path.startswith("/static/"):
+            if not self._authorized(scope, token, host):
+                return _error(401, "missing or wrong bearer token")
+        limit = self.config.max_body_bytes
+        lengths = [v for k, v in headers if k == b"content-length"]
+        for length in lengths:
+            if not (length.isdigit() and len(length) <= 18):
+                if length.isdigit():
+                    return _error(413, f"request body over {limit} bytes")
+                return _error(400, "Content-Length is not a byte count")
+            if int(length) > limit:
+                return _error(413, f"request body over {limit} bytes")
+        if len(set(lengths)) > 1:
+            return _error(400, "conflicting Content-Length headers")
+        return None
 
-            given = parse_qs(scope.get("query_string", b"").decode()).get("token", [""])[0]
-        return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+    def _host(self, scope: Scope, value: str) -> tuple[str, int] | None:
+        """``value`` (a Host, or an Origin's host:port) as ``(name, port)`` when it names this
+        server, else ``None``."""
+        default = 443 if scope.get("scheme") in ("https", "wss") else 80
+        parsed = parse_host(value, default)
+        if parsed is None:
+            return None
+        name, port = parsed
+        assert port is not None
+        if (name, None) in self.extra or (name, port) in self.extra:
+            return name, port
+        server = scope.get("server")
+        local_name = _canonical(str(server[0])) if server else None
+        ports = {self.config.port, *([int(server[1])] if server and server[1] else [])}
+        if port in ports and (name in self.names or name == local_name):
+            return name, port
+        return None
+
+    def _same_origin(self, scope: Scope, origins: list[bytes], host: tuple[str, int] | None,
+                     ) -> bool:
+        if len(origins) != 1:
+            return False
+        origin = origins[0].decode("latin-1").strip()
+        scheme, sep, rest = origin.partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not rest or "/" in rest:
+            return False  # "null", file://, garbage
+        parsed = parse_host(rest, 443 if scheme.lower() == "https" else 80)
+        if parsed is None:
+            return False
+        if host is not None and parsed == host:
+            return True  # the request's own Host (already allowed)
+        if self.any_host:
+            # every Host is allowed: only the request's own Host is this server's origin
+            own = [v for k, v in scope["headers"] if k == b"host"]
+            return len(own) == 1 and parse_host(own[0].decode("latin-1"), parsed[1]) == parsed
+        return self._host({**scope, "scheme": scheme.lower()}, rest) is not None
+
+    def _authorized(self, scope: Scope, token: str, host: tuple[str, int] | None) -> bool:
+        headers = scope["headers"]
+        auth = next((v for k, v in headers if k == b"authorization"), b"").decode("latin-1")
+        given = auth[7:] if auth.lower().startswith("bearer ") else ""
+        if given:
+            return hmac.compare_digest(given.encode(), token.encode())
+        if scope.get("method") == "GET" and _EVENTS_PATH.fullmatch(scope["path"]):
+            # EventSource cannot set headers: the stream takes the cookie instead
+            return _check_stream_cookie(scope, token, host)
+        return False
+
+
+def _cookie_name(host: tuple[str, int] | None, scope: Scope) -> str:
+    """Cookies are not scoped by port: the name carries the port the browser sees."""
+    port = host[1] if host else (scope.get("server") or ("", 0))[1]
+    return f"{_STREAM_COOKIE}{port}"
+
+
+def _cookie_mac(token: str, expiry: int) -> str:
+    key = hmac.new(token.encode(), b"asynclm stream cookie", hashlib.sha256).digest()
+    return hmac.new(key, str(expiry).encode(), hashlib.sha256).hexdigest()
+
+
+def _check_stream_cookie(scope: Scope, token: str, host: tuple[str, int] | None) -> bool:
+    name = _cookie_name(host, scope)
+    for k, v in scope["headers"]:
+        if k != b"cookie":
+            continue
+        for part in v.decode("latin-1").split(";"):
+            key, _, value = part.strip().partition("=")
+            if key != name:
+                continue
+            expiry, _, mac = value.partition(".")
+            if not (expiry.isascii() and expiry.isdigit() and len(expiry) <= 12):
+                continue
+            want = _cookie_mac(token, int(expiry))
+            if int(expiry) > time.time() and hmac.compare_digest(mac.encode(), want.encode()):
+                return True
+    return False
+
+
+_SECRET_PARAM = re.compile(r"token|secret|password|passwd|key|auth", re.IGNORECASE)
+
+
+class _RedactSecrets(logging.Filter):
+    """On uvicorn's access log: the value of any query parameter whose name looks like a
+    credential (``token``, ``access_token``, ``api_key``, ...) is written as ``[redacted]``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact(a) if isinstance(a, str) and "?" in a else a
+                                for a in record.args)
+        return True
+
+
+def _redact(path: str) -> str:
+    base, _, query = path.partition("?")
+    parts = []
+    for part in query.split("&"):
+        name, eq, _value = part.partition("=")
+        if eq and _SECRET_PARAM.search(unquote_plus(name)):
+            part = f"{name}=[redacted]"
+        parts.append(part)
+    return base + "?" + "&".join(parts)
+
+
+def _redact_access_log() -> None:
+    log = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _RedactSecrets) for f in log.filters):
+        log.addFilter(_RedactSecrets())
 
 
 def _load_tools(name: str, config: ServerConfig, cache: dict[str, Toolbox]) -> Toolbox:
@@ -147,6 +311,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                   openapi_url=None)
     app.state.registry, app.state.config = registry, cfg
     app.add_middleware(_Guard, config=cfg)
+    _redact_access_log()
     static = resources.files("asynclm.server") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
@@ -168,7 +333,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     def _get(sid: str) -> LiveSession:
         ls = registry.get(sid)
         if ls is None:
-            raise HTTPException(404, f"no session {sid!r}")
+            raise HTTPException(404, f"no session {_short(sid)}")
         return ls
 
     def _open_engine(req: CreateSession, policy: Any) -> Callable[
@@ -242,6 +407,23 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     async def page() -> FileResponse:
         return FileResponse(str(static / "index.html"), media_type="text/html")
 
+    @app.post("/auth/cookie", status_code=204)
+    async def stream_cookie(request: Request) -> Response:
+        """Trade the bearer header (checked by the middleware) for an HttpOnly, SameSite=Strict
+        cookie that opens event streams only, for 12 h: ``EventSource`` cannot send headers,
+        and a token in its URL would reach access logs. The cookie is a MAC of its expiry
+        under a key derived from the token, never the token itself."""
+        resp = Response(status_code=204)
+        if cfg.token:
+            host = parse_host(request.headers.get("host", ""),
+                              443 if request.url.scheme == "https" else 80)
+            expiry = int(time.time()) + _STREAM_COOKIE_S
+            resp.set_cookie(_cookie_name(host, request.scope),  # type: ignore[arg-type]
+                            f"{expiry}.{_cookie_mac(cfg.token, expiry)}",
+                            max_age=_STREAM_COOKIE_S, path="/sessions", httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https")
+        return resp
+
     @app.post("/sessions", status_code=201)
     async def create(req: CreateSession) -> dict[str, Any]:
         return _start(req).info()
@@ -263,13 +445,15 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     @app.get("/sessions/{sid}/events")
     async def events(
-        sid: str, start: int = Query(0, alias="from", ge=0),
+        sid: str, start: int = Query(0, alias="from", ge=0, le=10**18),
         last_event_id: str | None = Header(None),
     ) -> StreamingResponse:
         ls = _get(sid)
         if last_event_id is not None:
-            if not last_event_id.isdigit():
-                raise HTTPException(400, "Last-Event-ID must be an event index")
+            # ASCII digits, bounded: int() of 5,000 digits (or of "\u00b2") raises
+            if not _LAST_EVENT_ID.fullmatch(last_event_id):
+                raise HTTPException(400, "Last-Event-ID must be an event index (at most 18 "
+                                         "digits)")
             start = int(last_event_id) + 1
 
         async def stream() -> AsyncIterator[str]:
@@ -310,7 +494,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     async def cancel_call(sid: str, call_id: str) -> dict[str, Any]:
         ls = _get(sid)
         if not ls.control.cancel_call(call_id):
-            raise HTTPException(409, f"call {call_id!r} is not running in this session")
+            raise HTTPException(409, f"call {_short(call_id)} is not running in this session")
         return {"cancelling": True, "session": sid, "call_id": call_id}
 
     @app.post("/demos/agents", status_code=201)
@@ -338,5 +522,6 @@ def serve(config: ServerConfig) -> None:
     import uvicorn
 
     config.check()
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info",
+    app = create_app(config)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="info",
                 timeout_graceful_shutdown=3)

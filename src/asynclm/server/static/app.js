@@ -3,7 +3,16 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+// The token comes in the URL's fragment (never sent to the server); it is kept in memory only,
+// sent as a bearer header, and traded once for an HttpOnly cookie that opens event streams
+// (EventSource cannot set headers, and a token in a URL would reach access logs).
 const token = new URLSearchParams(location.hash.slice(1)).get("token");
+let streamCookie = null;  // the pending or done POST /auth/cookie
+function streamAuth(renew) {
+  if (!token) return Promise.resolve();
+  if (!streamCookie || renew) streamCookie = api("POST", "/auth/cookie").catch((e) => { streamCookie = null; throw e; });
+  return streamCookie;
+}
 const state = { sessions: new Map(), current: null };
 
 async function api(method, path, body) {
@@ -182,15 +191,25 @@ function renderTimeline(v) {
 }
 
 // -- streams and actions -------------------------------------------------------------------
+const EVENT_TYPES = ["session.queued", "session.started", "text.delta", "call.emitted", "call.started",
+  "call.completed", "interrupt.injected", "trap", "rollback", "done", "message.queued",
+  "message.undelivered", "session.end"];
+
 function follow(info) {
   const v = newView(info);
   v.openedAt = performance.now(); v.offset = 0;
   state.sessions.set(info.id, v);
   state.current = info.id;
-  const url = `/sessions/${info.id}/events` + (token ? `?token=${encodeURIComponent(token)}` : "");
-  const src = new EventSource(url);
+  streamAuth(false).then(() => openStream(v, false), (e) => { $("status").textContent = "error: " + e.message; });
+  redraw();
+}
+
+// Open (or reopen, after the browser gave up: an expired cookie) the session's event stream
+// from the event after the last one seen.
+function openStream(v, renewed) {
+  const from = v.events.length ? v.events[v.events.length - 1].seq + 1 : 0;
+  const src = new EventSource(`/sessions/${v.info.id}/events` + (from ? `?from=${from}` : ""));
   v.source = src;
-  src.onmessage = null;
   const handler = (msg) => {
     const e = JSON.parse(msg.data);
     if (v.events.length && e.seq <= v.events[v.events.length - 1].seq) return;  // resent after a reconnect
@@ -199,10 +218,12 @@ function follow(info) {
     if (e.type === "session.end") src.close();
     redraw();
   };
-  for (const type of ["session.queued", "session.started", "text.delta", "call.emitted", "call.started",
-    "call.completed", "interrupt.injected", "trap", "rollback", "done", "message.queued",
-    "message.undelivered", "session.end"]) src.addEventListener(type, handler);
-  redraw();
+  for (const type of EVENT_TYPES) src.addEventListener(type, handler);
+  src.onopen = () => { renewed = false; };
+  src.onerror = () => {
+    if (src.readyState !== EventSource.CLOSED || v.ended || renewed) return;  // retrying itself
+    streamAuth(true).then(() => openStream(v, true), () => {});
+  };
 }
 
 $("start-form").addEventListener("submit", async (ev) => {
