@@ -43,7 +43,7 @@ def test_run_prints_text_and_call_events_live() -> None:
     assert lines[0] == "Checking."
     events = [line.split("] ", 1)[1] for line in lines if line.startswith("  [")]
     assert events[0] == "→ t get_time(city='Oslo')"
-    assert "← t ok" in events[1] and "'12:00 in Oslo'" in events[1]
+    assert "← t ok" in events[1] and '"12:00 in Oslo"' in events[1]
     assert "← x error" in events[events.index("→ x nope()") + 1]  # unknown tool: at once
     # the echo call (0.3 s) is still running when the model traps: the wait is reported (when
     # it ends) and the result goes in right after the call ends

@@ -102,7 +102,7 @@ class _Printer:
         elif isinstance(event, ev.CallCompleted):
             r = event.record
             took = f" in {r.duration_s:.2f}s" if r.duration_s is not None else ""
-            detail = repr(r.value) if r.status == "ok" else (r.error or "")
+            detail = (r.rendered or "") if r.status == "ok" else (r.error or "")
             self.line(event.t, f"← {r.id} {r.status}{took}: {_short(detail)}")
         elif isinstance(event, ev.CallProgress):
             self.line(event.t, f"· {event.call_id} {_short(event.message)}")

@@ -103,6 +103,8 @@ def test_ten_is_not_one_then_zero() -> None:
 
 
 def test_dollar_inside_strings_is_text() -> None:
+    # The parser never reads references inside strings: the executor interpolates those that
+    # name earlier calls, once it knows the session's ids (tests/runtime/test_futures.py).
     src = """f(a="$c1", b='$10 costs $5', c='''$x''', d=r"\\$y", e="it's $z\\" $w")"""
     assert parse_body(src).args == {
         "a": "$c1",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import keyword
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,3 +250,93 @@ def test_format_value_truncates() -> None:
     out = format_value("x" * 100, max_chars=10)
     assert out == '"xxxxxxxxx…(truncated 92 chars)'
     assert format_value("x" * 5, max_chars=10) == '"xxxxx"'
+
+
+# -- bounded rendering of results (issue 20, defect 7) -----------------------------------------
+
+
+def _peak_and_time(fn: Any) -> tuple[int, float]:
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        t = time.perf_counter()
+        fn()
+        return tracemalloc.get_traced_memory()[1], time.perf_counter() - t
+    finally:
+        tracemalloc.stop()
+
+
+def test_format_value_huge_string_costs_what_the_limit_needs() -> None:
+    limit = 2000
+    small, huge = "é" * 1_000_000, "é" * 100_000_000
+    peak, _ = _peak_and_time(lambda: format_value(huge, max_chars=limit))
+    assert peak < 20 * limit  # a few bytes per char of the limit, not ~5 per char of the value
+    for value in ([huge], {"k": huge}, _Point(huge, 1), huge.encode()):
+        # in a container: encoded as far as the limit, then counted up to 64 K chars
+        peak, _ = _peak_and_time(lambda: format_value(value, max_chars=limit))  # noqa: B023
+        assert peak < 1_000_000, (type(value), peak)
+    out = format_value(huge, max_chars=limit)
+    assert out == '"' + "é" * (limit - 1) + "…(truncated at least 99998002 chars)"
+    t_small = min(_peak_and_time(lambda: format_value(small, max_chars=limit))[1]
+                  for _ in range(3))
+    t_huge = min(_peak_and_time(lambda: format_value(huge, max_chars=limit))[1]
+                 for _ in range(3))
+    assert t_huge < 10 * t_small + 0.005  # independent of the value's size
+    listed = format_value(["ab\n" * 1_000_000], max_chars=10)
+    assert listed == '["ab\\nab\\n…(truncated at least 87374 chars)'
+
+
+def test_format_value_never_raises_for_odd_values() -> None:
+    big = format_value(10**5000)
+    assert big == "1.000000000e+5000 (an int of about 5001 digits, rounded)"
+    assert format_value(-(10**5000) + 1).startswith("-1.000000000e+5000")
+    assert format_value([2**20000]).startswith("[3.9802")
+    assert format_value(float("nan")) == "NaN"
+    assert format_value([float("inf"), -math.inf]) == "[Infinity, -Infinity]"
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert len(format_value(deep, max_chars=100)) < 150
+    cyc: dict[str, Any] = {"a": 1}
+    cyc["me"] = cyc
+    assert format_value(cyc) == "{'a': 1, 'me': {...}}"
+    big_cyclic: list[Any] = list(range(100_000))
+    big_cyclic.append(big_cyclic)
+    assert format_value(big_cyclic, max_chars=20) == (
+        "[0, 1, 2, 3, 4, 5, 6…(truncated at least 65519 chars)")
+
+    class BadList(list):  # type: ignore[type-arg]
+        def __iter__(self) -> Any:
+            raise RuntimeError("no")
+
+    class BadDict(dict):  # type: ignore[type-arg]
+        def items(self) -> Any:
+            raise RuntimeError("no")
+
+    assert format_value(BadList([1, 2])) == "[1, 2]"
+    assert format_value(BadDict(a=1)) == "{'a': 1}"
+    assert format_value({(1, 2): [1] * 100_000}, max_chars=30) == (
+        "{(1, 2): [1, 1, 1, 1, 1, 1, 1,…(truncated 33 chars)")  # a bounded repr: 16 items
+
+    class Raises:
+        def __init__(self, exc: BaseException) -> None:
+            self.exc = exc
+
+        def __repr__(self) -> str:
+            raise self.exc
+
+    assert format_value(Raises(ValueError())) == "<Raises object>"
+    assert format_value([Raises(ValueError())]) == '["<Raises object>"]'
+    for exc in (SystemExit(1), KeyboardInterrupt()):  # not swallowed: the executor decides
+        with pytest.raises(type(exc)):
+            format_value(Raises(exc))
+
+
+def test_format_value_ordinary_values_unchanged() -> None:
+    for value, limit in [("x" * 5000, 100), (list(range(3000)), 50), ({"a": "b" * 9000}, 20),
+                         ([_Point(i, "é\n") for i in range(2000)], 40)]:
+        text = json.dumps(value, ensure_ascii=False, default=dataclasses.asdict)
+        assert format_value(value, max_chars=limit) == (
+            f"{text[:limit]}…(truncated {len(text) - limit} chars)")

@@ -12,7 +12,7 @@ import pytest
 
 from asynclm.bench.overhead import InstantEngine, noop
 from asynclm.runtime import Session, VirtualTimeLoop, run_virtual
-from asynclm.runtime.clock import loop_clock, now
+from asynclm.runtime.clock import THREAD_HOLD_S, loop_clock, now
 
 
 def test_asyncio_loops_keep_their_own_clock() -> None:
@@ -69,3 +69,22 @@ def test_virtual_loop_waits_for_its_worker_threads_in_real_time() -> None:
         assert slow.done() and threading.active_count() == baseline
     finally:
         loop.close()
+
+
+def test_virtual_clock_stands_still_while_a_thread_job_runs() -> None:
+    """Thread work takes no virtual time: a timer due meanwhile waits for it (up to
+    THREAD_HOLD_S real seconds per job, then the clock moves on)."""
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        timer = asyncio.ensure_future(asyncio.sleep(100))  # a timer that would be jumped to
+        await loop.run_in_executor(None, time.sleep, 0.05)
+        during = loop.time()
+        t = time.monotonic()
+        await loop.run_in_executor(None, time.sleep, THREAD_HOLD_S + 1)  # outlives the hold
+        assert time.monotonic() - t >= THREAD_HOLD_S
+        after = loop.time()
+        timer.cancel()
+        return during, after
+
+    during, after = run_virtual(main())
+    assert during == 0.0 and after == 100.0

@@ -18,7 +18,12 @@ Contract of :func:`parse_body`:
   instead of ``"arguments"``; arguments may be a JSON-encoded string, as OpenAI sends them; the
   OpenAI wrapper ``{"type": "function", "function": {...}}`` too). A string value (at any depth)
   that is exactly a reference such as ``"$c1"`` or ``"$c1.items.0"`` becomes a :class:`Ref`;
-  any other string is kept verbatim (``$`` inside is plain text).
+  any other string is kept verbatim.
+* Other strings come back exactly as written (a Python-syntax ``"$c1"`` stays a string).
+  References *inside* strings (``title="Meeting $m1.event_id"``) are found later, by the executor
+  (:func:`asynclm.runtime.futures.bind_string_refs`), because only it knows which ids exist when
+  the call is submitted: ``$`` + an earlier call's id is interpolated as text, every other ``$``
+  (``$5.00``, ``$HOME``) stays text, and ``$$m1`` writes ``$m1`` literally.
 * Everything else raises :class:`BodyError` with a human-readable reason, meant to be shown to
   the model in an error interrupt. Bodies over :data:`MAX_BODY_CHARS` characters or nesting
   brackets deeper than :data:`MAX_DEPTH` are rejected before any parsing.

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
+import json.encoder
 import keyword
 import math
 import re
+import reprlib
+import sys
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -305,6 +309,8 @@ def _json_default(o: Any) -> Any:
 
 
 def _safe_repr(o: Any) -> str:
+    """``repr(o)``, or ``<T object>`` where it raises an ``Exception`` (other
+    ``BaseException`` subclasses propagate: the caller decides, see :func:`format_value`)."""
     try:
         return repr(o)
     except Exception:
@@ -312,6 +318,253 @@ def _safe_repr(o: Any) -> str:
 
 
 _JSON_NATIVE = (dict, list, tuple, str, int, float, bool, type(None))
+
+_EXACT_CHARS = 1 << 16
+"""Values whose JSON text has at most about this many characters are encoded whole (the exact
+text and count of dropped characters); longer ones only as far as the limit needs."""
+
+_EXACT_INT_BITS = 13_000
+"""Ints up to this many bits (about 3,900 digits, under Python's 4,300-digit limit on int to
+str conversion) are written out; longer ones are written rounded (:func:`_big_int_text`)."""
+
+
+def _big_int_text(v: int) -> str:
+    """``1.234567890e+5000 (an int of about 5001 digits, rounded)``, from the top 64 bits of
+    ``v`` (cost linear in its size, never a conversion of all its digits)."""
+    a = abs(int(v))
+    shift = a.bit_length() - 64
+    lg = math.log10(a >> shift) + shift * math.log10(2)
+    exp = math.floor(lg)
+    mant = f"{10 ** (lg - exp):.9f}"
+    if mant.startswith("10"):
+        mant, exp = f"{1:.9f}", exp + 1
+    sign = "-" if v < 0 else ""
+    return f"{sign}{mant}e+{exp} (an int of about {exp + 1} digits, rounded)"
+
+
+def _int_text(v: int) -> str:
+    return int.__repr__(v) if v.bit_length() <= _EXACT_INT_BITS else _big_int_text(v)
+
+
+def _float_json(v: float) -> str:
+    if v != v:
+        return "NaN"
+    if v in (math.inf, -math.inf):
+        return "Infinity" if v > 0 else "-Infinity"
+    return float.__repr__(v)
+
+
+def _small_json(value: Any, budget: int = _EXACT_CHARS) -> bool:
+    """True if ``value`` is made only of exact ``dict``/``list``/``tuple``/``str``/``int``/
+    ``float``/``bool``/``None`` and its JSON text is about ``budget`` characters at most, so
+    that ``json.dumps`` can encode it whole at a bounded cost. Cost: at most about ``budget``
+    steps (a cycle or a deep nest exceeds the budget and stops the walk)."""
+    stack = [value]
+    pop, push = stack.pop, stack.extend
+    n = 0
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is str:
+            n += len(v) + 2
+        elif t is dict:
+            n += 2 + 4 * len(v)
+            push(v.keys())
+            push(v.values())
+        elif t is list or t is tuple:
+            n += 2 + 2 * len(v)
+            push(v)
+        elif t is int:
+            if v.bit_length() > _EXACT_INT_BITS:
+                return False
+            n += 1
+        elif t is float or t is bool or v is None:
+            n += 1
+        else:
+            return False
+        if n > budget:
+            return False
+    return True
+
+
+class _Full(Exception):
+    """The JSON writer has counted as much as it may."""
+
+
+class _JsonWriter:
+    """``json.dumps(value, ensure_ascii=False, default=_json_default)``, written only as far as
+    needed: the first ``keep`` characters are kept, characters are counted up to ``stop``, then
+    :class:`_Full` is raised. A string is escaped only as far as ``stop`` needs, huge bytes are
+    decoded only as far, and huge ints are written rounded. Errors are those of ``json.dumps``
+    (``ValueError`` for a cycle, ``TypeError`` for a key, ``RecursionError``) or of the value's
+    own methods."""
+
+    __slots__ = ("parts", "n", "keep", "stop", "markers")
+
+    def __init__(self, keep: int, stop: int) -> None:
+        self.parts: list[str] = []
+        self.n = 0
+        self.keep, self.stop = keep, stop
+        self.markers: set[int] = set()
+
+    def put(self, s: str) -> None:
+        n = self.n
+        if n < self.keep:
+            self.parts.append(s if n + len(s) <= self.keep else s[: self.keep - n])
+        self.n = n = n + len(s)
+        if n > self.stop:
+            raise _Full
+
+    def string(self, s: str) -> None:
+        room = self.stop - self.n + 1  # every char gives at least one: this many pass `stop`
+        self.put(json.encoder.encode_basestring(s[:room] if len(s) > room else s))
+
+    def value(self, o: Any) -> None:  # the order of checks is json's
+        if isinstance(o, str):
+            self.string(o)
+        elif o is None:
+            self.put("null")
+        elif o is True:
+            self.put("true")
+        elif o is False:
+            self.put("false")
+        elif isinstance(o, int):
+            self.put(_int_text(o))
+        elif isinstance(o, float):
+            self.put(_float_json(o))
+        elif isinstance(o, (list, tuple)):
+            self.sequence(o)
+        elif isinstance(o, dict):
+            self.mapping(o)
+        else:
+            self.enter(o)
+            self.value(self.default(o))
+            self.markers.discard(id(o))
+
+    def enter(self, o: Any) -> None:
+        if id(o) in self.markers:
+            raise ValueError("Circular reference detected")
+        self.markers.add(id(o))
+
+    def sequence(self, o: list[Any] | tuple[Any, ...]) -> None:
+        items = list.__iter__(o) if isinstance(o, list) else tuple.__iter__(o)
+        if not (list.__len__(o) if isinstance(o, list) else tuple.__len__(o)):
+            self.put("[]")
+            return
+        self.enter(o)
+        self.put("[")
+        for i, x in enumerate(items):
+            if i:
+                self.put(", ")
+            self.value(x)
+        self.put("]")
+        self.markers.discard(id(o))
+
+    def mapping(self, o: dict[Any, Any]) -> None:
+        if not dict.__len__(o):
+            self.put("{}")
+            return
+        self.enter(o)
+        self.put("{")
+        for i, (k, x) in enumerate(o.items()):
+            if i:
+                self.put(", ")
+            if isinstance(k, str):
+                self.string(k)
+            else:
+                self.put(json.encoder.encode_basestring(self.key(k)))
+            self.put(": ")
+            self.value(x)
+        self.put("}")
+        self.markers.discard(id(o))
+
+    @staticmethod
+    def key(k: Any) -> str:
+        if isinstance(k, float):
+            return _float_json(k)
+        if k is True or k is False or k is None:
+            return {True: "true", False: "false", None: "null"}[k]
+        if isinstance(k, int):
+            return _int_text(k)
+        raise TypeError(f"keys must be str, int, float, bool or None, not {type(k).__name__}")
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, (bytes, bytearray)):
+            room = self.stop - self.n + 1  # chars enough to pass `stop`
+            if len(o) > 4 * room + 4:  # decode a prefix: a char comes from 1 to 4 bytes
+                text = bytes(o[: room + 3]).decode("utf-8", errors="replace")
+                if len(text) <= room:
+                    text = bytes(o[: 4 * room + 4]).decode("utf-8", errors="replace")
+                return text
+        elif isinstance(o, (set, frozenset)) and len(o) > self.stop:
+            return list(itertools.islice(o, self.stop + 1))  # too many to sort
+        return _json_default(o)
+
+
+class _BoundedRepr(reprlib.Repr):
+    """``repr`` at a bounded cost: builtin ``repr`` for small values (cycles as ``[...]``,
+    dicts and sets in their order), containers cut after ``n`` items, strings and other
+    objects' texts cut to about ``n`` characters."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.maxlevel = 64
+        self.maxtuple = self.maxlist = self.maxarray = self.maxdict = n
+        self.maxset = self.maxfrozenset = self.maxdeque = n
+        self.maxstring = self.maxlong = self.maxother = max(n, 16)
+        self._path: set[int] = set()
+
+    def repr1(self, x: Any, level: int) -> str:
+        t = type(x)
+        if t is not list and t is not dict:
+            return super().repr1(x, level)
+        if id(x) in self._path:
+            return "[...]" if t is list else "{...}"
+        self._path.add(id(x))
+        try:
+            return super().repr1(x, level)
+        finally:
+            self._path.discard(id(x))
+
+    def repr_int(self, x: int, level: int) -> str:
+        return _int_text(x)
+
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:  # insertion order, as repr
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        pieces = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}"
+                  for k, v in itertools.islice(x.items(), self.maxdict)]
+        if len(x) > self.maxdict:
+            pieces.append("...")
+        return "{" + ", ".join(pieces) + "}"
+
+    def repr_set(self, x: set[Any], level: int) -> str:
+        if not x:
+            return "set()"
+        return "{" + self._items(x, level) + "}"
+
+    def repr_frozenset(self, x: frozenset[Any], level: int) -> str:
+        if not x:
+            return "frozenset()"
+        return "frozenset({" + self._items(x, level) + "})"
+
+    def _items(self, x: set[Any] | frozenset[Any], level: int) -> str:
+        if level <= 0:
+            return "..."
+        pieces = [self.repr1(v, level - 1) for v in itertools.islice(x, self.maxset)]
+        if len(x) > self.maxset:
+            pieces.append("...")
+        return ", ".join(pieces)
+
+
+def _bounded_repr(value: Any, max_chars: int) -> str:
+    n = max(16, max_chars // 8) if max_chars >= 0 else sys.maxsize
+    try:
+        return _BoundedRepr(n).repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
 
 
 _PRIMITIVES: dict[type, Callable[[Any], str]] = {
@@ -322,32 +575,58 @@ _PRIMITIVES: dict[type, Callable[[Any], str]] = {
 }
 
 
+def _cut(text: str, max_chars: int) -> str:
+    if len(text) <= max_chars or max_chars < 0:
+        return text
+    return f"{text[:max_chars]}…(truncated {len(text) - max_chars} chars)"
+
+
 def format_value(value: Any, *, max_chars: int = DEFAULT_MAX_VALUE_CHARS) -> str:
     """A tool result as text for an interrupt: compact one-line JSON (non-ASCII kept as is).
 
     Pydantic models, dataclasses, sets and bytes are converted; other objects inside a JSON
     value become their ``repr`` as a string, and a non-JSON value at the top level (or one JSON
-    cannot encode, e.g. with tuple keys or cycles) is written as its ``repr``. Text longer than
-    ``max_chars`` is cut, and ``…(truncated N chars)`` says how much was dropped. The result is
-    not escaped: :func:`render_interrupt` does that.
+    cannot encode, e.g. with tuple keys or cycles) is written as its ``repr`` (a placeholder
+    ``<T object>`` where ``repr`` raises an ``Exception``). Ints too long to write out are
+    written rounded (``1.000000000e+5000 (an int of about 5001 digits, rounded)``). Text longer
+    than ``max_chars`` (negative: no limit) is cut, and ``…(truncated N chars)`` says how much
+    was dropped (``…(truncated at least N chars)`` for a long value, which is not encoded whole).
+
+    Cost: bounded by ``max_chars`` (and a fixed 64 K characters), not by the size of the value,
+    except for what the value's own methods cost (``repr``, ``model_dump``, dataclass fields).
+    Raises only what the value's own methods raise that is not an ``Exception``
+    (``SystemExit`` from a ``__repr__``, ...); callers that must not fail catch
+    ``BaseException`` (see ``Executor``). The result is not escaped: :func:`render_interrupt`
+    does that.
     """
     kind = type(value)
     if kind in _PRIMITIVES:  # the common case, kept cheap (runs once per result)
-        text = _PRIMITIVES[kind](value)
-        return text if len(text) <= max_chars or max_chars < 0 else (
-            f"{text[:max_chars]}…(truncated {len(text) - max_chars} chars)")
+        if kind is str and len(value) > _EXACT_CHARS and max_chars >= 0:
+            text = json.encoder.encode_basestring(value[: max_chars + 1])  # escapes cut first
+            return f"{text[:max_chars]}…(truncated at least {len(value) + 2 - max_chars} chars)"
+        if kind is int and value.bit_length() > _EXACT_INT_BITS:
+            return _cut(_big_int_text(value), max_chars)
+        return _cut(_PRIMITIVES[kind](value), max_chars)
+    if (kind is dict or kind is list or kind is tuple or kind is float) and _small_json(value):
+        try:  # small and plain: the C encoder, whole
+            text = json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError, RecursionError):
+            text = _safe_repr(value)
+        return _cut(text, max_chars)
     if (
         isinstance(value, _JSON_NATIVE)
         or hasattr(value, "model_dump")
         or (dataclasses.is_dataclass(value) and not isinstance(value, type))
         or isinstance(value, (set, frozenset, bytes, bytearray, Ref))
     ):
+        keep = max_chars if max_chars >= 0 else sys.maxsize
+        writer = _JsonWriter(keep, max(keep + 1, _EXACT_CHARS) if max_chars >= 0 else keep)
         try:
-            text = json.dumps(value, ensure_ascii=False, default=_json_default)
-        except (TypeError, ValueError, RecursionError):
-            text = _safe_repr(value)
-    else:
-        text = _safe_repr(value)
-    if max_chars >= 0 and len(text) > max_chars:
-        text = f"{text[:max_chars]}…(truncated {len(text) - max_chars} chars)"
-    return text
+            writer.value(value)
+        except _Full:
+            return f"{''.join(writer.parts)}…(truncated at least {writer.n - keep} chars)"
+        except Exception:  # not JSON (cycle, odd key, too deep, a failing method): its repr
+            return _cut(_bounded_repr(value, max_chars), max_chars)
+        text = "".join(writer.parts)
+        return text if writer.n <= keep else f"{text}…(truncated {writer.n - keep} chars)"
+    return _cut(_safe_repr(value), max_chars)

@@ -10,8 +10,11 @@ ones included; ``time.monotonic`` on others such as uvloop, whose ``loop.time`` 
 milliseconds).
 
 Contract: under virtual time, only timers advance the clock. Work done in threads (sync tools,
-blocking engines) takes no virtual time, and a timer due while such work runs fires first. Use it
-with the simulated engine and simulated tools; use real time for everything else.
+blocking engines: anything sent through ``loop.run_in_executor``) takes no virtual time: while
+such work runs, the loop waits for it in real time before it lets the clock jump to the next
+timer, for up to :data:`THREAD_HOLD_S` real seconds per wait (so that a thread blocked until its
+timeout cannot freeze the run). Use it with the simulated engine and simulated tools; use real
+time for everything else.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+THREAD_HOLD_S = 1.0
+"""How long (real seconds) a virtual-time loop waits for a job running in its threads before it
+lets the clock jump to the next timer anyway."""
+
 
 class _VirtualSelector(selectors.BaseSelector):
     """Delegates to a real selector, but instead of sleeping until the next timer it advances
@@ -32,6 +39,8 @@ class _VirtualSelector(selectors.BaseSelector):
     def __init__(self, inner: selectors.BaseSelector) -> None:
         self._inner = inner
         self.now = 0.0
+        self.threads = 0  # run_in_executor jobs not yet done
+        self.hold_until = 0.0  # real time until which the clock waits for them
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._inner.register(fileobj, events, data)
@@ -48,6 +57,12 @@ class _VirtualSelector(selectors.BaseSelector):
             return ready
         if timeout is None:  # nothing scheduled: only another thread can wake us
             return self._inner.select(None)
+        if self.threads:  # thread work takes no virtual time: wait for it (really), bounded
+            left = self.hold_until - time.monotonic()
+            if left > 0:
+                ready = self._inner.select(left)
+                if ready:
+                    return ready  # woken by a thread (its job done): time stood still
         self.now += timeout
         return []
 
@@ -70,6 +85,18 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self._vselector.now
+
+    def run_in_executor(self, executor: Any, func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """As asyncio's, counting the job as thread work the clock waits for (module doc)."""
+        fut = super().run_in_executor(executor, func, *args)
+        sel = self._vselector
+        sel.threads += 1
+        sel.hold_until = max(sel.hold_until, time.monotonic() + THREAD_HOLD_S)
+        fut.add_done_callback(self._thread_done)
+        return fut
+
+    def _thread_done(self, _: asyncio.Future[Any]) -> None:
+        self._vselector.threads -= 1
 
     async def shutdown_default_executor(self, timeout: float | None = None) -> None:
         """Wait for the worker threads without a timeout: they run in real time, so a timeout

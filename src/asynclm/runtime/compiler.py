@@ -30,6 +30,7 @@ from asynclm.engines.base import ChatMessage, Engine
 from asynclm.protocol import DEFAULT_MARKERS, BodyError, Markers, parse_body
 from asynclm.runtime import otel
 from asynclm.runtime.clock import loop_clock
+from asynclm.runtime.config import DEFAULT_CANCEL_GRACE_S, DEFAULT_DEADLINE_S
 from asynclm.runtime.executor import Executor
 from asynclm.runtime.interrupts import InterruptManager, Segment, tokenize_segments
 from asynclm.runtime.records import CallRecord, SessionResult, StopReason
@@ -159,14 +160,17 @@ def parse_action(text: str) -> tuple[Literal["finish", "replan", "none"], str]:
 class CompilerConfig:
     """``max_replans``: planning rounds after the first. ``joiner_request``: ``new`` sends the
     joiner as a new request over the whole context (LLMCompiler's separate joiner call: time to
-    first token again, prefix cache reused), ``append`` extends the live context."""
+    first token again, prefix cache reused), ``append`` extends the live context.
+    ``deadline_s`` (default 600 s, ``None``: none) and ``cancel_grace_s`` bound the run as in
+    :class:`~asynclm.runtime.config.SessionConfig` (see ``SessionResult.abandoned``)."""
 
     max_plan_tokens: int = 768
     max_join_tokens: int = 256
     max_replans: int = 1
-    deadline_s: float | None = None
+    deadline_s: float | None = DEFAULT_DEADLINE_S
     tool_timeout_s: float | None = None
     joiner_request: Literal["new", "append"] = "new"
+    cancel_grace_s: float = DEFAULT_CANCEL_GRACE_S
 
 
 def planner_prompt(tools: Toolbox) -> str:
@@ -244,6 +248,7 @@ class _CompilerRun:
                 self.executor = Executor(
                     self.s.tools, group, on_start=lambda i, f: None, on_end=self._on_end,
                     default_timeout=self.cfg.tool_timeout_s, tracer=otel.tracer(),
+                    cancel_grace_s=self.cfg.cancel_grace_s,
                 )
                 try:
                     async with asyncio.timeout(self.cfg.deadline_s) as scope:
@@ -257,6 +262,9 @@ class _CompilerRun:
         except BaseExceptionGroup as group_exc:
             raise group_exc.exceptions[0] if len(group_exc.exceptions) == 1 else group_exc
         t1 = self.now()
+        abandoned = self.executor.abandoned()
+        if abandoned:
+            self.counters["abandoned"] = len(abandoned)
         self.trace.set_bounds(t0, t1)
         transcript = self.engine.detokenize(self.ctx[self.prompt_len:]).decode("utf-8", "replace")
         return SessionResult(
@@ -265,7 +273,7 @@ class _CompilerRun:
             trace=self.trace, strategy="llmcompiler", stop_reason=self.stop,
             latency_s=t1 - t0, n_generated=self.n_generated, n_injected=self.n_injected,
             first_token_s=None if self.first_token_at is None else self.first_token_at - t0,
-            counters=dict(self.counters),
+            counters=dict(self.counters), abandoned=abandoned,
         )
 
     async def _rounds(self) -> str:

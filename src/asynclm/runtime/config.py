@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+DEFAULT_DEADLINE_S = 600.0
+"""Default ``SessionConfig.deadline_s`` (seconds): no run lasts forever unless asked to."""
+
+DEFAULT_CANCEL_GRACE_S = 5.0
+"""Default ``SessionConfig.cancel_grace_s`` (seconds): how long a cancelled or timed-out tool
+gets to end before it is abandoned."""
+
 
 @dataclass(frozen=True, slots=True)
 class SessionConfig:
@@ -26,10 +33,28 @@ class SessionConfig:
     ``enforce``: the model may not write results or interrupt markers itself (such text is rolled
     back and the model waits for the real result). ``False`` lets it write them (they stay in its
     context, parsed as a transcript): the setting for measuring what a model does unaided. Either
-    way ``counters["forged"]`` counts the attempts."""
+    way ``counters["forged"]`` counts the attempts.
+
+    Liveness: a run returns within ``deadline_s`` plus ``cancel_grace_s`` whatever its tools do.
+    ``deadline_s`` (default :data:`DEFAULT_DEADLINE_S`, 600 s; ``None`` explicitly: no deadline)
+    bounds the whole run, on the loop's clock (virtual time for the simulator): at the deadline
+    the run stops (``stop_reason="deadline"``) and its pending calls are cancelled.
+    ``tool_timeout_s`` is the per-call timeout of tools without their own ``timeout``.
+    ``cancel_grace_s`` (default :data:`DEFAULT_CANCEL_GRACE_S`, 5 s): a tool that is cancelled
+    (timeout, deadline, ``RunControl.cancel_call``, end of the run) gets this long to end; one
+    that ignores the cancellation is *abandoned*: its outcome is recorded (``timeout`` or
+    ``cancelled``, whatever it returns later is discarded), its task is left running detached,
+    and its id is listed in ``SessionResult.abandoned`` (``counters["abandoned"]``; a warning is
+    logged on the ``asynclm.runtime`` logger). A sync tool's thread cannot be stopped at all: a
+    sync tool cancelled while running is abandoned at once (it is told through
+    ``ToolContext.cancelled()``). An abandoned coroutine still runs on the event loop, which
+    cancels it again when it closes, and ``asyncio.run`` waits for it and for worker threads
+    then: the run returned, its event loop may still linger. Under virtual time the clock stands
+    still while a sync tool's thread runs, up to ``clock.THREAD_HOLD_S`` real
+    seconds, so the deadline is not reached just because a thread is working."""
 
     max_tokens: int = 1024
-    deadline_s: float | None = None
+    deadline_s: float | None = DEFAULT_DEADLINE_S
     ids: Literal["assign", "strict"] = "assign"
     on_eos_pending: Literal["trap", "finish"] = "trap"
     echo_calls: Literal["auto", "always", "never"] = "auto"
@@ -40,4 +65,12 @@ class SessionConfig:
     max_repeats: int = 3
     loop_window: int = 48
     enforce: bool = True
+    cancel_grace_s: float = DEFAULT_CANCEL_GRACE_S
+
+    def __post_init__(self) -> None:
+        if self.deadline_s is not None and not self.deadline_s > 0:
+            raise ValueError(f"deadline_s must be a positive number of seconds or None, "
+                             f"not {self.deadline_s!r}")
+        if not self.cancel_grace_s >= 0:
+            raise ValueError(f"cancel_grace_s must be >= 0, not {self.cancel_grace_s!r}")
 

@@ -9,22 +9,36 @@ Invariants (each has a test):
 - a timeout is a real cancellation of the tool's coroutine (a sync tool's thread cannot be
   killed: it is told through ``ToolContext.cancelled()`` and its late result is discarded);
 - calls with the same ordering key start in emission order, each after the previous one ended;
-- a call whose arguments reference ``$id`` starts the moment those results are in (futures).
+- a call whose arguments reference ``$id`` starts the moment those results are in (futures);
+- liveness: a cancelled or timed-out call ends within ``cancel_grace_s`` whatever its tool does.
+  The tool runs in a task of its own under the call's task; one that ignores its cancellation
+  past the grace period (or a sync tool, whose thread cannot be stopped) is *abandoned*: the call
+  ends (``timeout`` or ``cancelled``; a value it returns late is discarded), its task is detached
+  and its id listed by :meth:`Executor.abandoned`, and a warning is logged on ``asynclm.runtime``;
+- no call waited for stays deferred: :meth:`Executor.wait_all` starts deferred calls it waits on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Callable, Hashable
 from typing import Any
 
 from asynclm.protocol import Ref
 from asynclm.runtime import otel
 from asynclm.runtime.clock import loop_clock
-from asynclm.runtime.futures import ReferenceError_, find_refs, substitute
+from asynclm.runtime.config import DEFAULT_CANCEL_GRACE_S
+from asynclm.runtime.futures import ReferenceError_, bind_string_refs, find_refs, substitute
+from asynclm.runtime.interrupts import describe_unrenderable, render_result
 from asynclm.runtime.records import CallRecord, Status
 from asynclm.tools import Tool, Toolbox, ToolContext, ToolError
+
+log = logging.getLogger("asynclm.runtime")
+
+_DETACHED: set[asyncio.Task[Any]] = set()
+"""Abandoned tool tasks, referenced until they end (the loop holds tasks only weakly)."""
 
 
 class _Call:
@@ -69,7 +83,12 @@ class _Call:
 
 class Executor:
     """Runs calls for one session. ``on_start`` and ``on_end`` are called on the loop, once each
-    per call (``on_start`` only for calls that really start)."""
+    per call (``on_start`` only for calls that really start). ``cancel_grace_s``: how long a
+    cancelled or timed-out tool may take to end before it is abandoned (see the module doc)."""
+
+    render_result: Callable[[Any], str] = staticmethod(render_result)
+    """Renders an ``ok`` result as its interrupt text, once, when the call ends (replaceable per
+    instance); what it raises makes the outcome an ``UnrenderableResult`` error."""
 
     def __init__(
         self,
@@ -81,6 +100,7 @@ class Executor:
         on_progress: Callable[[str, str, str], None] | None = None,
         default_timeout: float | None = None,
         tracer: Any = None,
+        cancel_grace_s: float = DEFAULT_CANCEL_GRACE_S,
     ) -> None:
         self._tools = tools
         self._group = group
@@ -89,6 +109,8 @@ class Executor:
         self._on_progress = on_progress
         self._default_timeout = default_timeout
         self._tracer = tracer  # OpenTelemetry: a span per started call (see otel.py)
+        self._grace = cancel_grace_s
+        self._abandoned: list[str] = []
         self._calls: dict[str, _Call] = {}
         self._order_tail: dict[Hashable, asyncio.Future[CallRecord]] = {}
         self._loop = asyncio.get_running_loop()
@@ -112,15 +134,25 @@ class Executor:
     def deferred(self) -> int:
         return sum(1 for c in self._calls.values() if c.deferred)
 
+    def abandoned(self) -> tuple[str, ...]:
+        """Ids of calls whose tool was abandoned (see the module doc), in order."""
+        return tuple(self._abandoned)
+
     async def wait(self, call_id: str) -> CallRecord:
         return await asyncio.shield(self._calls[call_id].done)
 
     async def wait_all(self, *, fire_and_forget_only: bool = False) -> None:
-        """Wait until every call (or every call whose outcome is not injected) has ended."""
-        futs = [
-            c.done for c in self._calls.values()
+        """Wait until every call (or every call whose outcome is not injected) has ended.
+        Deferred calls among them are started first: nothing else would start them now."""
+        calls = [
+            c for c in self._calls.values()
             if c.record is None and not (fire_and_forget_only and c.injectable)
         ]
+        for c in calls:
+            if c.deferred:
+                c.deferred = False
+                self._start(c)
+        futs = [c.done for c in calls if c.record is None]
         if futs:
             await asyncio.wait(futs)
 
@@ -144,6 +176,8 @@ class Executor:
         result, unrun. With ``start=False`` it waits for :meth:`start_deferred`."""
         if call_id in self._calls:
             raise ValueError(f"duplicate call id {call_id!r}")  # the session renames first
+        # "$id" inside strings: only ids written before this call (futures.py)
+        args, pos = bind_string_refs(args, self._calls), bind_string_refs(pos, self._calls)
         call = _Call(call_id, fn, args, pos, raw, injectable, self._now())
         call.id_assigned = id_assigned
         self._calls[call_id] = call
@@ -230,6 +264,9 @@ class Executor:
 
     # -- running ---------------------------------------------------------------------------
     async def _run(self, call: _Call, prev: asyncio.Future[CallRecord] | None) -> None:
+        """The call's task (in the session's task group): resolve, wait for its turn, run the
+        tool in a task of its own and supervise it (timeout, cancellation, abandonment)."""
+        inner: asyncio.Task[tuple[bool, Any]] | None = None
         try:
             if call.refs:
                 if not await self._resolve(call):
@@ -245,35 +282,78 @@ class Executor:
             call.span = otel.start_tool_span(self._tracer, call.fn, call.id)
             self._on_start(call.id, call.fn)
             timeout = tool.timeout if tool.timeout is not None else self._default_timeout
-            if timeout is None:
-                with otel.use_span(call.span):
-                    value = await tool.invoke(call.call_args, ctx=ctx)
-                self._finish(call, "ok", value=value)
+            inner = self._loop.create_task(
+                _invoke(tool, call.call_args, ctx, call.span), name=f"asynclm-tool-{call.id}")
+            done, _ = await asyncio.wait((inner,), timeout=timeout)
+            if not done:
+                try:
+                    await self._stop(call, inner)
+                finally:  # whatever the tool does now (even return a value): a timeout
+                    self._finish(
+                        call, "timeout", error=f"timed out after {timeout:g} s",
+                        error_type="Timeout",
+                    )
                 return
-            scope = asyncio.timeout(timeout)
-            try:
-                async with scope:
-                    with otel.use_span(call.span):
-                        value = await tool.invoke(call.call_args, ctx=ctx)
-            except TimeoutError:
-                if not scope.expired():
-                    raise
-                ctx.cancel()
+            if inner.cancelled():  # the tool raised CancelledError on its own
                 self._finish(
-                    call, "timeout", error=f"timed out after {timeout:g} s",
-                    error_type="Timeout",
-                )
+                    call, "error", error="tool raised CancelledError", error_type="CancelledError")
                 return
-            self._finish(call, "ok", value=value)
+            ok, value = inner.result()
+            if ok:
+                self._finish(call, "ok", value=value)
+            else:
+                self._finish(call, "error", error=_describe(value), error_type=type(value).__name__)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
-                self._finish(call, "cancelled", error=call.cancel_reason, error_type="Cancelled")
+                try:
+                    if inner is not None and call.record is None:
+                        await self._stop(call, inner)
+                finally:
+                    if call.record is None:
+                        self._finish(
+                            call, "cancelled", error=call.cancel_reason, error_type="Cancelled")
                 raise
-            # The tool raised CancelledError on its own: an error like any other.
-            self._finish(call, "error", error="tool raised CancelledError", error_type="CancelledError")
+            if call.record is not None:  # raised after the outcome (by a hook): a bug, loud
+                raise
+            # Not a cancellation of this task: an error like any other.
+            self._finish(call, "error", error="CancelledError", error_type="CancelledError")
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded, never lost
+            if call.record is not None:  # raised after the outcome (by a hook): a bug, loud
+                raise
             self._finish(call, "error", error=_describe(exc), error_type=type(exc).__name__)
+
+    async def _stop(self, call: _Call, inner: asyncio.Task[Any]) -> None:
+        """Cancel the running tool ``inner`` of ``call`` and give it ``cancel_grace_s`` to end;
+        abandon it if it does not, or if it is a sync tool (its worker thread cannot be
+        stopped; it is told through ``ToolContext.cancelled()``). If this task is cancelled
+        meanwhile, the tool is abandoned and CancelledError propagates."""
+        if call.ctx is not None:
+            call.ctx.cancel()
+        if inner.done():
+            return
+        inner.cancel()
+        thread = call.tool is not None and not call.tool.is_async
+        try:
+            await asyncio.wait((inner,), timeout=self._grace)
+        except asyncio.CancelledError:
+            self._abandon(call, inner, thread)
+            raise
+        if thread or not inner.done():
+            self._abandon(call, inner, thread)
+
+    def _abandon(self, call: _Call, inner: asyncio.Task[Any], thread: bool) -> None:
+        """Stop waiting for the tool of ``call``: detach its task and report it."""
+        if call.id in self._abandoned:
+            return
+        self._abandoned.append(call.id)
+        if not inner.done():
+            _DETACHED.add(inner)
+            inner.add_done_callback(_DETACHED.discard)
+        why = ("its sync tool's worker thread cannot be stopped" if thread
+               else f"its tool ignored cancellation for {self._grace:g} s")
+        log.warning("call %s (%s) abandoned: %s; its late result will be discarded",
+                    call.id, call.fn, why)
 
     def _report_progress(self, call: _Call, message: str) -> None:
         """``ToolContext.on_progress`` of ``call`` (bound with ``partial``): callable from any
@@ -323,6 +403,20 @@ class Executor:
         if call.record is not None:  # exactly once: a second outcome is a bug, never silent
             raise RuntimeError(f"call {call.id} ended twice ({call.record.status}, {status})")
         call.deferred = False
+        rendered = None
+        if status == "ok":  # rendered now, so that a value that cannot be is this call's error
+            prev = self._calls.get(repeat_of) if repeat_of is not None else None
+            if prev is not None and prev.record is not None and prev.record.rendered is not None:
+                rendered = prev.record.rendered
+            else:
+                try:
+                    rendered = self.render_result(value)
+                except BaseException as exc:  # noqa: BLE001 - never ends the run
+                    # Rendering is synchronous: a CancelledError here is the value's own doing,
+                    # not a cancellation of this task (one requested is still delivered at the
+                    # task's next await: nothing is uncancelled here).
+                    status, value, error_type = "error", None, "UnrenderableResult"
+                    error = describe_unrenderable(exc)
         call.record = CallRecord(
             id=call.id, fn=call.fn, args=call.args, pos=call.pos, raw=call.raw, status=status,
             value=value, error=error, error_type=error_type, injectable=call.injectable,
@@ -330,13 +424,28 @@ class Executor:
             emitted_at=call.emitted_at, started_at=call.started_at, ended_at=self._now(),
             depends_on=tuple(dict.fromkeys(r.id for r in call.refs)) if call.refs else (),
             resolved_args=dict(call.call_args) if call.started_at is not None else None,
-            repeat_of=repeat_of,
+            repeat_of=repeat_of, rendered=rendered,
         )
         if call.span is not None:
             otel.end_tool_span(call.span, status, error_type, error)
         if call._done is not None:
             call._done.set_result(call.record)
         self._on_end(call.record)
+
+
+async def _invoke(
+    tool: Tool, args: dict[str, Any], ctx: ToolContext, span: Any,
+) -> tuple[bool, Any]:
+    """The tool's own task: ``(True, value)``, or ``(False, exception)`` for any exception but
+    CancelledError (``SystemExit`` and ``KeyboardInterrupt`` included: raised out of a task they
+    would stop the event loop)."""
+    try:
+        with otel.use_span(span):
+            return True, await tool.invoke(args, ctx=ctx)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - becomes the call's error outcome
+        return False, exc
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
@@ -347,5 +456,10 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    msg = str(exc)
+    """``Type: message`` of a tool's exception; never raises (an exception whose ``__str__``
+    fails is still described by its type)."""
+    try:
+        msg = str(exc)
+    except BaseException:  # noqa: BLE001 - the exception's own __str__ failed
+        msg = ""
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__

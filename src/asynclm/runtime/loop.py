@@ -149,15 +149,16 @@ class DecodeLoop:
                 self.executor = Executor(
                     self.s.tools, group, on_start=self._on_start, on_end=self._on_end,
                     on_progress=self._on_progress, default_timeout=self.cfg.tool_timeout_s,
-                    tracer=tracer,
+                    tracer=tracer, cancel_grace_s=self.cfg.cancel_grace_s,
                 )
                 if self.control is not None:
                     self.control._attach(self.interrupts, self.executor)
                 try:
                     async with asyncio.timeout(self.cfg.deadline_s) as scope:
                         await self._decode()
-                        # Fire-and-forget calls still run to an outcome the session records;
-                        # anything else still pending now is cancelled below.
+                        # Fire-and-forget calls still run to an outcome the session records
+                        # (deferred ones start now); anything else still pending now is
+                        # cancelled below (a deferred one without starting).
                         await self.executor.wait_all(fire_and_forget_only=True)
                 except TimeoutError:
                     if not scope.expired():
@@ -170,6 +171,10 @@ class DecodeLoop:
         except BaseExceptionGroup as group_exc:  # only engine/loop failures get here
             raise group_exc.exceptions[0] if len(group_exc.exceptions) == 1 else group_exc
         t1 = self.now()
+        abandoned = self.executor.abandoned()
+        if abandoned:
+            self.counters["abandoned"] = len(abandoned)
+            self.trace.add_instant("calls.abandoned", t1, call_ids=list(abandoned))
         if not self.cfg.enforce:
             self.counters["forged"] = _count_forged("".join(self.tok_text), self.s.markers)
         self._record_requests()
@@ -191,6 +196,7 @@ class DecodeLoop:
             n_injected=self.n_injected,
             first_token_s=None if self.first_token_at is None else self.first_token_at - t0,
             counters=dict(self.counters),
+            abandoned=abandoned,
         )
         self.emit(ev.Done(result, t1))
         return result
@@ -541,7 +547,8 @@ def _call_key(fn: str, args: dict[str, Any], pos: tuple[Any, ...], raw: str) -> 
     call that did not parse (no ``fn``), its text with whitespace normalized."""
     if not fn:
         return " ".join(raw.split())
-    if not pos and all(type(v) in ATOMIC_TYPES for v in args.values()):  # the common case
+    # the common case; isinstance: a string holding $refs (futures.Template) keys as its text
+    if not pos and all(type(v) in ATOMIC_TYPES or isinstance(v, str) for v in args.values()):
         return f"{fn}{sorted(args.items())!r}"
     return json.dumps([fn, args, pos], sort_keys=True, default=repr)
 

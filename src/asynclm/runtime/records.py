@@ -46,6 +46,9 @@ class CallRecord:
     repeat_of: str | None = None
     """The model repeated an earlier call whose result it already had: this call was not run
     again and ends with that call's result (see ``SessionConfig.repeated_calls``)."""
+    rendered: str | None = None
+    """For an ``ok`` call: its value as the text the model is shown (bounded, see
+    :func:`~asynclm.protocol.format_value`), rendered once when the call ended; None otherwise."""
 
     @property
     def ok(self) -> bool:
@@ -78,6 +81,10 @@ class SessionResult:
     n_injected: int
     first_token_s: float | None = None
     counters: dict[str, int] = field(default_factory=dict)
+    abandoned: tuple[str, ...] = ()
+    """Ids of calls whose tool ignored its cancellation (timeout, deadline, cancel, end of the
+    run) past ``SessionConfig.cancel_grace_s``, or whose sync tool's thread was left running:
+    their outcome is recorded, their task detached (see :class:`SessionConfig`)."""
 
     def call(self, call_id: str) -> CallRecord:
         for c in self.calls:

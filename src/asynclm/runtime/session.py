@@ -70,7 +70,11 @@ class Session:
         """Run one conversation turn to its end. Never raises for tool or model misbehaviour
         (those become error interrupts); engine failures and cancellation propagate, after
         every call has reached an outcome. ``control`` steers the run from outside (messages
-        injected as interrupts, call cancellation); see :class:`RunControl`."""
+        injected as interrupts, call cancellation); see :class:`RunControl`.
+
+        Liveness: returns (or, cancelled, raises) within ``config.deadline_s`` plus
+        ``config.cancel_grace_s`` whatever the tools do; a tool that ignores its cancellation
+        is abandoned and listed in ``SessionResult.abandoned`` (see :class:`SessionConfig`)."""
         return await DecodeLoop(self, self.messages(prompt), on_event, control).execute()
 
     async def stream(

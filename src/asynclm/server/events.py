@@ -15,8 +15,13 @@ _MAX_VALUE = 1000
 def _value(value: Any) -> str:
     try:
         return format_value(value, max_chars=_MAX_VALUE)
-    except Exception:  # noqa: BLE001 - a result that cannot be shown is still an event
-        return repr(value)[:_MAX_VALUE]
+    except BaseException:  # noqa: BLE001 - a value that cannot be shown is still an event
+        return f"<{type(value).__name__} object>"
+
+
+def _result(rec: CallRecord) -> str:
+    """The result's text as rendered for the model when the call ended (bounded)."""
+    return rec.rendered if rec.rendered is not None else _value(rec.value)
 
 
 def _rel(t: float | None, t0: float) -> float | None:
@@ -26,7 +31,7 @@ def _rel(t: float | None, t0: float) -> float | None:
 def record_json(rec: CallRecord, t0: float) -> dict[str, Any]:
     return {
         "call_id": rec.id, "fn": rec.fn, "status": rec.status,
-        "value": _value(rec.value) if rec.status == "ok" else None, "error": rec.error,
+        "value": _result(rec) if rec.status == "ok" else None, "error": rec.error,
         "emitted_at": _rel(rec.emitted_at, t0), "started_at": _rel(rec.started_at, t0),
         "ended_at": _rel(rec.ended_at, t0), "injected_at": _rel(rec.injected_at, t0),
     }

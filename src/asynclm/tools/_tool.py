@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import copy
+import functools
 import inspect
 import math
+import threading
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -236,10 +240,37 @@ async def _run(
 ) -> Any:
     if is_async:
         return await fn(*args, **kwargs)
-    result = await asyncio.to_thread(fn, *args, **kwargs)
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    result = await asyncio.get_running_loop().run_in_executor(_DAEMON_THREADS, call)
     if inspect.isawaitable(result):  # a sync function that returned a coroutine
         result = await result
     return result
+
+
+class _DaemonThreads(concurrent.futures.Executor):
+    """Runs each job in a daemon thread of its own. A sync tool's thread cannot be stopped; one
+    that blocks past its call's cancellation is abandoned by the runtime, and must then keep
+    neither the event loop's shutdown (``asyncio.run`` joins the default executor's threads)
+    nor the interpreter's exit waiting for it."""
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any,
+    ) -> concurrent.futures.Future[Any]:
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def work() -> None:
+            if not fut.set_running_or_notify_cancel():
+                return
+            try:
+                fut.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                fut.set_exception(exc)
+
+        threading.Thread(target=work, name="asynclm-sync-tool", daemon=True).start()
+        return fut
+
+
+_DAEMON_THREADS = _DaemonThreads()
 
 
 def _seconds(what: str, value: float | None, *, allow_zero: bool) -> float | None:
