@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from asynclm.protocol import (
     DEFAULT_MARKERS, Interrupt, Markers, Parser, escape_payload, render_interrupt,
 )
+from asynclm.protocol.escape import CONTROL_TAGS, SPECIAL_TOKEN_PREFIXES
 
 
 LOOKALIKES = [
@@ -173,3 +174,48 @@ def test_escape_custom_markers_and_context() -> None:
     assert "d x" not in ("@head " + out + " @end").casefold()
     out = escape_payload("@INTR and @call", m, extra=())
     assert "@intr" not in out.casefold() and "@call" not in out.casefold()
+
+
+# -- extra patterns: an engine's added-token texts, or the conservative CONTROL_TAGS ----------
+
+QWEN_ADDED = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>",
+              "<|fim_prefix|>", "<|file_sep|>", "</s>", "[PAD151665]"]
+EXTRA = (*SPECIAL_TOKEN_PREFIXES, *CONTROL_TAGS, *QWEN_ADDED)
+
+
+def _assert_safe_extra(payload: str) -> None:
+    out = escape_payload(payload, extra=EXTRA)
+    pats = {unicodedata.normalize("NFKC", s).casefold() for s in (*PATTERNS, *EXTRA)}
+    for view in _views(out):
+        for pat in pats:
+            assert pat not in view, (payload, out, pat)
+    ctx = _views(DEFAULT_MARKERS.head + " " + out + " " + DEFAULT_MARKERS.end)
+    for pat in pats - {"[head]", "[end]"}:
+        assert all(pat not in v for v in ctx), (payload, out, pat)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(FRAGMENTS + LOOKALIKES + list(EXTRA))
+        | st.sampled_from(list(EXTRA)).map(lambda s: s[: len(s) // 2])
+        | st.sampled_from(list(EXTRA)).map(lambda s: s[len(s) // 2:])
+        | st.text(max_size=3),
+        max_size=15,
+    ).map("".join)
+)
+def test_escape_property_with_extra_patterns(payload: str) -> None:
+    _assert_safe_extra(payload)
+
+
+def test_extra_patterns_are_escaped_readably_and_only_when_asked() -> None:
+    assert escape_payload("<tool_call>", extra=EXTRA) == "\u2039tool_call>"
+    assert escape_payload("x </tool_call>", extra=EXTRA) == "x \u2039/tool_call>"
+    assert escape_payload("[INST] hi [/INST]", extra=EXTRA) == "\u27e6INST] hi \u27e6/INST]"
+    assert escape_payload("<TOOL_CALL>", extra=EXTRA) == "\u2039TOOL_CALL>"  # any case
+    assert escape_payload("\uff1ctool_call\uff1e", extra=EXTRA) != "\uff1ctool_call\uff1e"
+    assert escape_payload("[PAD151665]", extra=EXTRA) == "\u27e6PAD151665]"
+    assert escape_payload("a < b > c", extra=EXTRA) == "a < b > c"
+    # by default only the CML markers and "<|": an engine escapes its own vocabulary's tokens
+    assert escape_payload("<tool_call>") == "<tool_call>"
+    assert not {"[HEAD]", "[END]", "[INTR]", "[CALL]", "[TRAP]"} & set(CONTROL_TAGS)

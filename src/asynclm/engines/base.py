@@ -15,8 +15,12 @@ Contract, for every engine:
   already in the context when ``capabilities.true_injection`` is true.
 - ``rollback(n)`` truncates the context to its first ``n`` tokens; the next ``step`` continues as
   if the removed tokens had never been there.
-- ``tokenize(text, special=False)``: untrusted text must be tokenized with ``special=False``, so
-  that a payload spelling a control token never becomes one.
+- ``tokenize(text, special=False)``: untrusted text must be tokenized with ``special=False``, and
+  then no *added* token of the model's vocabulary comes out, whatever its type: not a control
+  token (``<|im_end|>``) and not a user-defined one either (Qwen's ``<tool_call>``, which
+  llama.cpp and Hugging Face tokenizers match even with special-token parsing off). The engine
+  knows its vocabulary, so it enforces this (see
+  :func:`asynclm.engines.tokenizers.tokenize_untrusted`); the text should still read the same.
 - Every coroutine may be cancelled; ``aclose`` releases the engine and is idempotent.
 
 Optional: an engine that talks to a server may offer ``take_requests() -> list`` (the requests

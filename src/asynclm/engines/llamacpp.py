@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asynclm.engines.base import Capabilities, ChatMessage
-from asynclm.engines.tokenizers import tokenize_chat
+from asynclm.engines.tokenizers import tokenize_chat, tokenize_untrusted
 
 if TYPE_CHECKING:
     import numpy as np
@@ -124,6 +124,20 @@ class _Vocab:
         self._model = model
         self.ptr = llama_cpp.llama_model_get_vocab(model)
         self.n_vocab: int = llama_cpp.llama_vocab_n_tokens(self.ptr)
+        self._added: dict[int, str] | None = None
+
+    def added_tokens(self) -> dict[int, str]:
+        """Tokens whose attributes say CONTROL, USER_DEFINED or UNUSED (padding), by id, with
+        their text (computed once: about 0.1 s for a 150k vocabulary)."""
+        if self._added is None:
+            lib = self._lib
+            mask = (lib.LLAMA_TOKEN_ATTR_CONTROL | lib.LLAMA_TOKEN_ATTR_USER_DEFINED
+                    | lib.LLAMA_TOKEN_ATTR_UNUSED)
+            get_attr, ptr = lib.llama_vocab_get_attr, self.ptr
+            self._added = {
+                t: self.text(t) for t in range(self.n_vocab) if get_attr(ptr, t) & mask
+            }
+        return self._added
 
     def meta(self, key: str) -> str | None:
         lib = self._lib
@@ -260,6 +274,7 @@ class LlamaCppEngine:
         template, self._formatter = self._vocab.chat_formatter()
         self.chat_template: str = template
         self._control_ids: frozenset[int] | None = None
+        self._raw = _RawTokenizer(self)
 
     @classmethod
     def from_name(cls, name: str | None = None, **kwargs: Any) -> LlamaCppEngine:
@@ -504,10 +519,15 @@ class LlamaCppEngine:
         return self._closed
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
-        """Token ids of ``text``, without BOS. Keep ``special=False`` for untrusted text: a
-        payload spelling ``<|im_end|>`` then stays plain text."""
+        """Token ids of ``text``, without BOS. Keep ``special=False`` for untrusted text: then
+        no id of :meth:`added_tokens` comes out -- not a control token (``<|im_end|>``), and not
+        a user-defined one either (Qwen's ``<tool_call>``, which llama.cpp matches even with
+        special-token parsing off): such a spelling is tokenized as ordinary text that still
+        reads the same (see :func:`~asynclm.engines.tokenizers.tokenize_untrusted`)."""
         self._check_open()
-        return self._vocab.tokenize(text.encode("utf-8"), special=special)
+        if special:
+            return self._vocab.tokenize(text.encode("utf-8"), special=True)
+        return tokenize_untrusted(self._raw, text, self._vocab.added_tokens())
 
     def detokenize(self, tokens: Sequence[int]) -> bytes:
         """UTF-8 bytes of ``tokens``; control tokens are rendered as their text
@@ -520,6 +540,16 @@ class LlamaCppEngine:
     def is_eos(self, token: int) -> bool:
         """End of generation: EOS and end-of-turn tokens (``<|im_end|>``, ``<|endoftext|>``)."""
         return bool(self._lib.llama_vocab_is_eog(self._vocab.ptr, token))
+
+    def added_tokens(self) -> dict[int, str]:
+        """The vocabulary's added tokens by id, with their text: every token whose llama.cpp
+        attributes say CONTROL (``<|im_end|>``), USER_DEFINED (``<tool_call>``) or UNUSED
+        (padding), whatever its position in the vocabulary (Qwen2.5: 151643 onwards, and
+        ``</s>`` at 128247). Untrusted text never tokenizes to one of them (:meth:`tokenize`
+        with ``special=False``). UNKNOWN (``<unk>``) is not among them: plain text yields it
+        only for characters the vocabulary cannot spell."""
+        self._check_open()
+        return dict(self._vocab.added_tokens())
 
     @property
     def control_ids(self) -> frozenset[int]:
@@ -545,6 +575,21 @@ class LlamaCppEngine:
     def _check_open(self) -> None:
         if self._vocab._model is None:
             raise EngineClosedError("the engine is closed")
+
+
+class _RawTokenizer:
+    """The vocabulary's plain tokenization, for :func:`tokenize_untrusted`."""
+
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: LlamaCppEngine) -> None:
+        self._engine = engine
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        return self._engine._vocab.tokenize(text.encode("utf-8"), special=special)
+
+    def detokenize(self, tokens: Sequence[int]) -> bytes:
+        return self._engine.detokenize(tokens)
 
 
 def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:

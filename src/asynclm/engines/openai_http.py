@@ -27,7 +27,10 @@ mode            endpoint                    token ids in / out       cached-toke
 ``text`` sends the context as text (the server re-tokenizes it; generated text is tokenized
 here), which is what llama-cpp-python's ``python -m llama_cpp.server`` 0.3.36 offers: its
 ``/v1/completions`` accepts only strings, has no ``/completion`` endpoint and reports no cached
-tokens (its prefix cache still works; it logs ``prefix-match hit`` lines when verbose). ``chat``
+tokens (its prefix cache still works; it logs ``prefix-match hit`` lines when verbose). The
+server re-tokenizes with special tokens parsed, so in the text sent any spelling of an added
+token (``<|im_end|>``, ``<tool_call>``) that is not one of the context's own added tokens is
+broken with U+2060 (see ``HttpEngine._text``). ``chat``
 is the degraded mode for hosted chat-only APIs: each resume is a new chat request whose last
 assistant message holds everything generated so far (the paper's Async-Naive restart); the cost
 shows in the request log.
@@ -49,7 +52,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import uuid
+from bisect import bisect_right
 from collections import deque
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +62,10 @@ from enum import StrEnum
 from typing import Any
 
 from asynclm.engines.base import Capabilities, ChatMessage
-from asynclm.engines.tokenizers import GGUFTokenizer, HFTokenizer, Tokenizer
+from asynclm.engines.tokenizers import (
+    GGUFTokenizer, HFTokenizer, Tokenizer, tokenize_chat, tokenize_untrusted,
+)
+from asynclm.protocol.escape import CONTROL_TAGS, SPECIAL_TOKEN_PREFIXES
 from asynclm.runtime.clock import now
 
 __all__ = [
@@ -220,6 +228,8 @@ class HttpEngine:
         self._resume_reason = "prefill"
         self._messages: dict[tuple[int, ...], list[ChatMessage]] = {}
         self._closed = False
+        self._added: dict[int, str] | None = None
+        self._break_rx: re.Pattern[str] | None = None
 
     # -- probing ----------------------------------------------------------------------------
 
@@ -307,7 +317,9 @@ class HttpEngine:
         return self.tokenizer.render_chat(messages)
 
     def tokenize_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
-        tokens = self.tokenizer.tokenize_chat(messages)
+        """Special tokens from the template only; message contents go through :meth:`tokenize`
+        (no added token can come out of them)."""
+        tokens = tokenize_chat(self, messages)
         if self.mode is Mode.CHAT:  # chat requests need the messages, not their tokens
             self._messages[tuple(tokens)] = list(messages)
             while len(self._messages) > 16:
@@ -315,7 +327,22 @@ class HttpEngine:
         return tokens
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
-        return self.tokenizer.tokenize(text, special=special)
+        """With ``special=False`` (untrusted text) no id of :meth:`added_tokens` comes out (see
+        :func:`~asynclm.engines.tokenizers.tokenize_untrusted`)."""
+        if special:
+            return self.tokenizer.tokenize(text, special=True)
+        return tokenize_untrusted(self.tokenizer, text, self._added_map())
+
+    def added_tokens(self) -> dict[int, str]:
+        """The tokenizer's added tokens by id, with their text (its ``added_tokens()``), or
+        only its control tokens (``control_texts()``) for a tokenizer that cannot list them."""
+        return dict(self._added_map())
+
+    def _added_map(self) -> dict[int, str]:
+        if self._added is None:
+            listed = getattr(self.tokenizer, "added_tokens", None)
+            self._added = dict(listed() if callable(listed) else self.tokenizer.control_texts())
+        return self._added
 
     def detokenize(self, tokens: Sequence[int]) -> bytes:
         return self.tokenizer.detokenize(tokens)
@@ -536,31 +563,45 @@ class HttpEngine:
 
     # -- wire formats -----------------------------------------------------------------------
 
-    def _text(self) -> str:
-        """The context as text for text/chat modes. Control tokens the model's template put
-        there keep their spelling; a control-token string inside ordinary tokens (an injected
-        payload) is broken with U+2060 so the server's re-tokenization cannot make it one."""
-        controls = self.tokenizer.control_texts()
-        out: list[str] = []
+    def _text(self, tokens: Sequence[int] | None = None) -> str:
+        """The context (or ``tokens``) as text for text/chat modes. Added tokens in it (the
+        template's control tokens, a ``<tool_call>`` the model generated) keep their spelling;
+        any other occurrence of an added token's text -- inside ordinary tokens (an injected
+        payload) or across a boundary -- is broken with U+2060 so the server's re-tokenization
+        cannot make it one. A tokenizer without ``added_tokens()`` gives only its control
+        tokens: then every :data:`~asynclm.protocol.escape.CONTROL_TAGS` tag and every ``<|`` /
+        ``<\uff5c`` is broken too (a conservative list: an added token of another shape could
+        still form, and a one-character added token cannot be broken in text)."""
+        added = self._added_map()
+        pieces: list[tuple[str, bool]] = []
         run: list[int] = []
 
         def flush() -> None:
             if run:
-                text = self.tokenizer.detokenize(run).decode("utf-8", "replace")
-                for spelled in set(controls.values()):
-                    if spelled and spelled in text:
-                        text = text.replace(spelled, spelled[0] + "\u2060" + spelled[1:])
-                out.append(text)
+                pieces.append((self.tokenizer.detokenize(run).decode("utf-8", "replace"), False))
                 run.clear()
 
-        for t in self._ctx:
-            if t in controls:
+        for t in self._ctx if tokens is None else tokens:
+            if t in added and added[t]:
                 flush()
-                out.append(controls[t])
+                pieces.append((added[t], True))
             else:
                 run.append(t)
         flush()
-        return "".join(out)
+        return _join_broken(pieces, self._breaker())
+
+    def _breaker(self) -> re.Pattern[str] | None:
+        """A finder of every spelling :meth:`_text` must break (overlapping matches)."""
+        if self._break_rx is None:
+            texts = {t for t in self._added_map().values() if len(t) > 1}
+            if not callable(getattr(self.tokenizer, "added_tokens", None)):
+                texts |= {*CONTROL_TAGS, *SPECIAL_TOKEN_PREFIXES, "<\uff5c"}
+            if not texts:
+                return None
+            alts = "|".join(map(re.escape, sorted(texts, key=len, reverse=True)))
+            firsts = "".join(sorted({re.escape(t[0]) for t in texts}))
+            self._break_rx = re.compile(f"(?=[{firsts}])(?=({alts}))")
+        return self._break_rx
 
     def _body(self, max_tokens: int, ban: Collection[int]) -> tuple[str, dict[str, Any]]:
         ids = list(self._ctx)
@@ -623,8 +664,7 @@ class HttpEngine:
                 out = [{"role": m.role, "content": m.content} for m in msgs]
                 rest = self._ctx[len(prompt):]
                 if rest:  # everything generated and injected so far, as the assistant's turn
-                    text = self.tokenizer.detokenize(rest).decode("utf-8", "replace")
-                    out.append({"role": "assistant", "content": text})
+                    out.append({"role": "assistant", "content": self._text(rest)})
                 return out
         raise ServerResponseError(
             "chat mode needs the conversation: build the prompt with engine.tokenize_chat()")
@@ -693,6 +733,41 @@ class HttpEngine:
     def _check_open(self) -> None:
         if self._closed:
             raise ServerError("the engine is closed")
+
+
+def _join_broken(pieces: list[tuple[str, bool]], rx: re.Pattern[str] | None) -> str:
+    """Join ``(text, spelled)`` pieces, inserting U+2060 so that ``rx`` matches nothing but a
+    spelled piece exactly. A match inside one spelled piece is part of that token and stays;
+    any other is broken at its first position not inside a spelled piece."""
+    text = "".join(p for p, _ in pieces)
+    if rx is None:
+        return text
+    spans: list[tuple[int, int]] = []
+    at = 0
+    for p, spelled in pieces:
+        if spelled:
+            spans.append((at, at + len(p)))
+        at += len(p)
+    for _ in range(16):
+        exact = set(spans)
+        inner = bytearray(len(text) + 1)  # 1 at offsets strictly inside a spelled piece
+        for a, b in spans:
+            inner[a + 1:b] = b"\x01" * (b - a - 1)
+        cuts: set[int] = set()
+        for m in rx.finditer(text):
+            a = m.start()
+            b = a + len(m.group(1))
+            if (a, b) in exact:
+                continue
+            p = next((p for p in range(a + 1, b) if not inner[p]), None)
+            if p is not None:
+                cuts.add(p)
+        if not cuts:
+            return text
+        order = sorted(cuts)
+        text = "".join(text[i:j] + "\u2060" for i, j in zip([0, *order], order)) + text[order[-1]:]
+        spans = [(a + bisect_right(order, a), b + bisect_right(order, a)) for a, b in spans]
+    return text  # only a pattern containing U+2060 itself could get here
 
 
 def _capabilities(mode: Mode) -> Capabilities:

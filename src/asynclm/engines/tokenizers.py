@@ -1,8 +1,14 @@
-"""Client-side tokenizers for engines that do not own the model (an HTTP server), and the one
-safe way to tokenize a chat prompt.
+"""Client-side tokenizers for engines that do not own the model (an HTTP server), and the safe
+ways to tokenize a chat prompt and untrusted text.
 
 :func:`tokenize_chat` parses special tokens in the chat template's own text only, never in
 message contents: a user or tool message spelling ``<|im_end|>`` stays plain text.
+
+:func:`tokenize_untrusted` goes further: special-token parsing off is not enough, because
+tokenizers still match *user-defined* added tokens in plain text (llama.cpp does; so does a
+Hugging Face tokenizer for added tokens that are not ``special``), and Qwen's ``<tool_call>`` /
+``</tool_call>`` are such tokens. It guarantees that no id of the vocabulary's added-token list
+comes out, whatever the token's type.
 """
 
 from __future__ import annotations
@@ -10,12 +16,12 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from asynclm.engines.base import ChatMessage
 
-__all__ = ["GGUFTokenizer", "HFTokenizer", "Tokenizer", "tokenize_chat"]
+__all__ = ["GGUFTokenizer", "HFTokenizer", "Tokenizer", "tokenize_chat", "tokenize_untrusted"]
 
 _SENTINEL = re.compile("\ue000(\\d+)\ue001")
 
@@ -45,9 +51,96 @@ def tokenize_chat(tok: _ChatTokenizer, messages: Sequence[ChatMessage]) -> list[
     return out
 
 
+_WJ = "\u2060"  # WORD JOINER: invisible, breaks a spelling without changing how it reads
+_ROUNDS = 4
+
+
+class _UntrustedTokenizer(Protocol):
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]: ...
+    def detokenize(self, tokens: Sequence[int]) -> bytes: ...
+
+
+def tokenize_untrusted(
+    tok: _UntrustedTokenizer, text: str, added: Mapping[int, str]
+) -> list[int]:
+    """Token ids of untrusted ``text``, special-token parsing off, in which no id of ``added``
+    (the vocabulary's added tokens, id -> text) appears. Guaranteed whatever ``tok`` does.
+
+    Text without such a spelling costs one tokenization and a set lookup per token. Otherwise:
+
+    1. each spelling that came out as an added token is cut after its first character and the
+       pieces are tokenized apart (``<`` + ``tool_call>``): the tokens spell exactly the same
+       text, so the model reads ``<tool_call>`` -- as text. Used when the detokenized result is
+       byte-identical to the plain tokenization's (true for byte-level BPE, e.g. Qwen, Llama 3);
+    2. else (a tokenizer that adds text per call, e.g. SentencePiece's space prefix) a WORD
+       JOINER (U+2060, invisible) goes after the first character of each spelling, in one call;
+    3. whatever still comes out as an added token (a one-character added token) is replaced by
+       the tokens of U+FFFD.
+    """
+    tokens = tok.tokenize(text, special=False)
+    if not added or not any(t in added for t in tokens):
+        return tokens
+    want = tok.detokenize(tokens)
+    cuts: set[int] = set()
+    toks = tokens
+    for _ in range(_ROUNDS):  # 1. same text, other tokens
+        new = _cut_points(text, _spellings(toks, added)) - cuts
+        if not new:
+            break
+        cuts |= new
+        toks = []
+        last = 0
+        for c in sorted(cuts):
+            toks += tok.tokenize(text[last:c], special=False)
+            last = c
+        toks += tok.tokenize(text[last:], special=False)
+        if not any(t in added for t in toks):
+            if tok.detokenize(toks) == want:
+                return toks
+            break
+    broken, toks = text, tokens
+    for _ in range(_ROUNDS):  # 2. break the spellings
+        cut = _cut_points(broken, _spellings(toks, added))
+        if not cut:
+            break
+        broken = "".join(_WJ + c if i in cut else c for i, c in enumerate(broken))
+        toks = tok.tokenize(broken, special=False)
+        if not any(t in added for t in toks):
+            return toks
+    repl = [t for t in tok.tokenize("\ufffd", special=False) if t not in added]
+    out: list[int] = []  # 3. last resort
+    for t in toks:
+        if t in added:
+            out += repl
+        else:
+            out.append(t)
+    return out
+
+
+def _spellings(tokens: Sequence[int], added: Mapping[int, str]) -> set[str]:
+    return {added[t] for t in tokens if t in added and len(added[t]) > 1}
+
+
+def _cut_points(text: str, spellings: set[str]) -> set[int]:
+    """Offsets just after the first character of each occurrence of a spelling in ``text``."""
+    cuts: set[int] = set()
+    for s in spellings:
+        i = text.find(s)
+        while i >= 0:
+            cuts.add(i + 1)
+            i = text.find(s, i + 1)
+    return cuts
+
+
 class Tokenizer(Protocol):
     """The model's tokenizer, on the client side (the engine's sync methods cannot ask the
-    server). It must be the tokenizer of the model the server runs."""
+    server). It must be the tokenizer of the model the server runs.
+
+    Optional: ``added_tokens() -> dict[int, str]``, every added token of the vocabulary (control,
+    user-defined, padding) by id, with its text. :class:`GGUFTokenizer` and :class:`HFTokenizer`
+    have it; without it the HTTP engine knows only :meth:`control_texts` and falls back to a
+    conservative list of common control tags (see
+    :data:`asynclm.protocol.escape.CONTROL_TAGS`)."""
 
     eos_id: int
 
@@ -82,6 +175,12 @@ class GGUFTokenizer:
         self.eos_id: int = eot if eot >= 0 else lib.llama_vocab_eos(v)
         self.chat_template, self._formatter = self._vocab.chat_formatter()
         self._controls: dict[int, str] | None = None
+
+    def added_tokens(self) -> dict[int, str]:
+        """Every added token (control, user-defined such as Qwen's ``<tool_call>``, unused
+        padding) by id, with its text; see
+        :meth:`asynclm.engines.llamacpp.LlamaCppEngine.added_tokens`."""
+        return dict(self._vocab.added_tokens())
 
     @classmethod
     def from_name(cls, name: str | None = None) -> GGUFTokenizer:
@@ -189,3 +288,7 @@ class HFTokenizer:
 
     def control_texts(self) -> dict[int, str]:
         return dict(self._controls)
+
+    def added_tokens(self) -> dict[int, str]:
+        """Every added token (``added_tokens_decoder``, special or not) by id, with its text."""
+        return dict(self._added)

@@ -21,11 +21,24 @@ from collections.abc import Iterable
 
 from asynclm.protocol.events import DEFAULT_MARKERS, Markers
 
-__all__ = ["SPECIAL_TOKEN_PREFIXES", "escape_payload"]
+__all__ = ["CONTROL_TAGS", "SPECIAL_TOKEN_PREFIXES", "escape_payload"]
 
 SPECIAL_TOKEN_PREFIXES: tuple[str, ...] = ("<|",)
 """Openers of chat-template special tokens (``<|im_end|>``, ``<|eot_id|>``, and DeepSeek's
 full-width ``<｜...｜>`` after NFKC) escaped in payloads by default."""
+
+CONTROL_TAGS: tuple[str, ...] = (
+    "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<tools>", "</tools>",
+    "<function_call>", "</function_call>", "<think>", "</think>",
+    "[INST]", "[/INST]", "[TOOL_CALLS]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]",
+    "[TOOL_RESULTS]", "[/TOOL_RESULTS]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[THINK]",
+    "[/THINK]", "<<SYS>>", "<</SYS>>", "<s>", "</s>", "<start_of_turn>", "<end_of_turn>",
+    "<bos>", "<eos>", "<pad>", "<unk>", "[gMASK]", "<sop>", "<eop>",
+)
+"""Added-token texts of common chat templates that do not start with ``<|`` (Qwen/Hermes tool
+tags, reasoning tags, Mistral, Llama 2, Gemma, GLM). Not escaped by default: an engine escapes by
+its own vocabulary's added tokens; this list is the conservative fallback where the vocabulary
+is unknown (pass ``extra=(*SPECIAL_TOKEN_PREFIXES, *CONTROL_TAGS)``). It cannot be complete."""
 
 _WJ = "\u2060"
 _LOOKALIKE = {"[": "\u27e6", "<": "\u2039", "{": "\u2983", "(": "\u2985"}
