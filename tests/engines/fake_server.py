@@ -218,6 +218,9 @@ class FakeServer:
     async def _stream(self, rec: Record, prompt: list[int], start: int, n: int, ban: set[int],
                       cached: int, cut: int | None) -> Any:
         ctx = list(prompt)
+        # The cache grows with each token, as a real server's KV does: a client that aborts this
+        # stream and resumes at once must not race the generator's cleanup (``finally``).
+        self.cache = ctx
         out: list[int] = []
         tok = ByteTokenizer()
         f = self.flavor
@@ -268,8 +271,6 @@ class FakeServer:
         except asyncio.CancelledError:
             rec.disconnected = True
             raise
-        finally:
-            self.cache = ctx
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> FakeServer:
