@@ -91,6 +91,22 @@ def test_deferred_calls_reach_an_outcome_when_the_turn_is_cut_off() -> None:
     assert by["k"].status == "cancelled" and by["k"].started_at is None
 
 
+@pytest.mark.parametrize("strategy", ["sync-parallel", "sync-parallel-reprefill"])
+@pytest.mark.parametrize("on_eos", ["trap", "finish"])
+def test_a_deferred_call_a_fire_and_forget_call_depends_on_is_started(
+    strategy: str, on_eos: str,
+) -> None:
+    """Found by ``asynclm bench faults``: the fire-and-forget call references a deferred
+    call that expects a result; starting only the former left it waiting forever."""
+    r = bounded(["[CALL] k3 [HEAD] add(a=1, b=2) [END]\n", "[CALL] add(a=$k3, b=1) [END]\n"],
+                [add, sleepy], strategy=strategy,
+                config=SessionConfig(ids="strict", on_eos_pending=on_eos, deadline_s=None))
+    assert r.stop_reason == "eos"
+    ff = next(c for c in r.calls if not c.injectable)
+    assert ff.status == "ok" and ff.value == 4 and ff.depends_on == ("k3",)
+    assert r.call("k3").status == "ok" and len(r.calls) == 2
+
+
 # -- defect 6: liveness -----------------------------------------------------------------------
 
 def test_a_tool_ignoring_cancellation_is_abandoned_at_the_deadline(caplog) -> None:

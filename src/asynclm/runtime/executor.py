@@ -143,13 +143,18 @@ class Executor:
 
     async def wait_all(self, *, fire_and_forget_only: bool = False) -> None:
         """Wait until every call (or every call whose outcome is not injected) has ended.
-        Deferred calls among them are started first: nothing else would start them now."""
+        Deferred calls among them, and the deferred calls whose results they reference, are
+        started first (in emission order): nothing else would start them now."""
         calls = [
             c for c in self._calls.values()
             if c.record is None and not (fire_and_forget_only and c.injectable)
         ]
-        for c in calls:
-            if c.deferred:
+        needed = {c.id for c in calls}
+        for c in reversed(self._calls.values()):  # references point only to earlier calls
+            if c.id in needed:
+                needed.update(r.id for r in c.refs if r.id in self._calls)
+        for c in list(self._calls.values()):
+            if c.deferred and c.id in needed:
                 c.deferred = False
                 self._start(c)
         futs = [c.done for c in calls if c.record is None]
