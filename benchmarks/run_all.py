@@ -69,6 +69,9 @@ COMMANDS = [
     "python benchmarks/bfcl_accuracy_table.py "
     + " ".join(f"benchmarks/results/bfcl-accuracy-1.5b-{c}.json" for c in ACCURACY_CATEGORIES)
     + " --out benchmarks/results/bfcl-accuracy-1.5b",
+    # fault injection at volume (simulator, virtual and real time; a few minutes)
+    "bench faults --sessions 10000 --seed 0 "
+    "--json benchmarks/results/faults.json --report benchmarks/results/faults.md",
     "bench overhead --sessions 50 --calls 20 "
     "--json benchmarks/results/overhead.json --report benchmarks/results/overhead.md",
     "bench server --model qwen2.5-coder-0.5b --tasks 3 --threads 1 "

@@ -100,6 +100,33 @@ def bench_overhead(
     _write(result, json_path, report, markdown(result, result["command"]))
 
 
+@bench_app.command("faults")
+def bench_faults(
+    sessions: Annotated[int, typer.Option(help="Randomized sessions.")] = 10_000,
+    seed: int = 0,
+    real_share: Annotated[float, typer.Option(
+        help="Share of the sessions run in real time (the rest in virtual time).")] = 0.2,
+    shrink: Annotated[bool, typer.Option(
+        help="Shrink each distinct failure to a minimal reproduction.")] = True,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Exit with status 1 unless every count is zero.")] = False,
+    json_path: Annotated[Path | None, typer.Option("--json")] = None,
+    report: Annotated[Path | None, typer.Option("--report")] = None,
+) -> None:
+    """Fault injection at volume: misbehaving tools, cancellations, malformed scripts across
+    every strategy × id policy × deadline; counts lost, duplicated, hung, crashed, leaks
+    (target: all zero)."""
+    from asynclm.bench.faults import bench_faults as run, markdown
+
+    err = Console(stderr=True)
+    result = run(sessions=sessions, seed=seed, real_share=real_share, shrink_failures=shrink,
+                 progress=lambda m: err.print(m, highlight=False))
+    result["command"] = _command()
+    _write(result, json_path, report, markdown(result, result["command"]))
+    if check and not result["all_zero"]:
+        raise typer.Exit(1)
+
+
 @bench_app.command("bfcl")
 def bench_bfcl(
     category: str = "parallel",
