@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from asynclm import latency
+from asynclm.bench import latency
 from asynclm.bench.bfcl.bound import bound_parts
 from asynclm.bench.bfcl.report import markdown
 from asynclm.bench.bfcl.summary import summarize

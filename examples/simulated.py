@@ -6,8 +6,9 @@ ideal model on virtual time, so the comparison takes no model and finishes at on
 
 from __future__ import annotations
 
-from asynclm import OraclePolicy, Session, SimCall, SimCosts, SimEngine, SimTask, run_virtual
-from asynclm.engines.sim import task_toolbox
+from asynclm import Session, run_virtual
+from asynclm.testing import OraclePolicy, SimCall, SimCosts, SimEngine, SimTask
+from asynclm.testing.sim import task_toolbox
 from asynclm.trace import text_timeline
 
 TASK = SimTask(calls=(

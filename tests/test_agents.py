@@ -49,7 +49,7 @@ def test_an_agent_stops_waiting_when_its_peers_have_ended() -> None:
     """The researcher never answers: the planner's wait ends when the researcher ends, not at
     the deadline."""
     from asynclm.agents_demo import AgentScript, Wait, agent_sessions, run_agents
-    from asynclm.engines.sim import SimCosts, SimEngine
+    from asynclm.testing.sim import SimCosts, SimEngine
     from asynclm.runtime import SessionConfig, run_virtual
 
     d = AgentDirectory()

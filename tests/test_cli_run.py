@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from asynclm.cli_run import open_tools, run_prompt
-from asynclm.engines.sim import ScriptedPolicy, SimCosts, SimEngine
+from asynclm.testing.sim import ScriptedPolicy, SimCosts, SimEngine
 
 SERVER = Path(__file__).parent / "tools" / "mcp_server.py"
 

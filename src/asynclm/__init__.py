@@ -11,13 +11,11 @@ import importlib
 from typing import Any
 
 from asynclm.engines.base import Capabilities, ChatMessage, Engine
-from asynclm.engines.sim import OraclePolicy, ScriptedPolicy, SimCall, SimCosts, SimEngine, SimTask
 from asynclm.protocol import DEFAULT_MARKERS, Markers, Parser, Ref
 from asynclm.runtime import (
     STRATEGIES, CallRecord, Session, SessionConfig, SessionResult, Strategy, run_sync,
     run_virtual,
 )
-from asynclm.runtime.compiler import CompilerConfig, CompilerSession
 from asynclm.runtime.control import RunControl, SessionClosedError
 from asynclm.runtime.events import (
     CallCompleted, CallDelta, CallEmitted, CallProgress, CallStarted, Done, InterruptInjected,
@@ -45,13 +43,12 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_MARKERS", "SERIAL", "STRATEGIES", "Breakdown", "CallCompleted", "CallDelta",
-    "CallEmitted", "CallProgress", "CallRecord", "CallStarted", "Capabilities", "ChatMessage", "CompilerConfig",
-    "CompilerSession", "Done", "Engine", "HttpEngine",
-    "InterruptInjected", "LlamaCppEngine", "Markers", "OraclePolicy", "Ordered", "Parser",
+    "CallEmitted", "CallProgress", "CallRecord", "CallStarted", "Capabilities", "ChatMessage",
+    "Done", "Engine", "HttpEngine",
+    "InterruptInjected", "LlamaCppEngine", "Markers", "Ordered", "Parser",
     "ProcessResult", "Ref", "RollbackEvent",
-    "RunControl", "ScriptedPolicy", "Session", "SessionClosedError", "SessionConfig",
-    "SessionResult", "SimCall", "SimCosts",
-    "SimEngine", "SimTask", "StreamEvent", "Strategy", "TextDelta", "Tool", "ToolArgumentError",
+    "RunControl", "Session", "SessionClosedError", "SessionConfig",
+    "SessionResult", "StreamEvent", "Strategy", "TextDelta", "Tool", "ToolArgumentError",
     "ToolContext", "ToolError", "Toolbox", "Trace", "TrapEvent", "UnknownToolError", "__version__",
     "run_process", "run_sync", "run_virtual", "tool",
 ]

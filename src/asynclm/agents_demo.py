@@ -171,7 +171,7 @@ async def run_agents(
 
 def run_sim_agents(tpot_s: float = 0.02) -> dict[str, SessionResult]:
     """The two-agent task on the simulator (virtual time: instant)."""
-    from asynclm.engines.sim import SimCosts, SimEngine
+    from asynclm.testing.sim import SimCosts, SimEngine
     from asynclm.runtime import run_virtual
 
     directory = AgentDirectory()

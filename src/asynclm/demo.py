@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from asynclm.engines.sim import OraclePolicy, SimCall, SimCosts, SimEngine, SimTask, task_toolbox
+from asynclm.testing.sim import OraclePolicy, SimCall, SimCosts, SimEngine, SimTask, task_toolbox
 from asynclm.engines.base import Engine
 from asynclm.runtime import Session, SessionConfig, SessionResult, run_virtual
 from asynclm.trace import gantt_compare, text_timeline

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from asynclm.bench.bfcl.run import default_config, run_bfcl
-from asynclm.engines.sim import SimTokenizer
+from asynclm.testing.sim import SimTokenizer
 
 _SCRIPT = Path(__file__).parents[2] / "benchmarks" / "rebound_bfcl.py"
 

@@ -1,7 +1,7 @@
 """The call-quality benchmark classifies each call the model wrote."""
 
 from asynclm.bench.calls import run_calls, summarize
-from asynclm.engines.sim import ScriptedPolicy, SimCosts, SimEngine
+from asynclm.testing.sim import ScriptedPolicy, SimCosts, SimEngine
 from asynclm.runtime import run_virtual
 
 SCRIPT = [

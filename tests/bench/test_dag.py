@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from asynclm import latency
+from asynclm.bench import latency
 from asynclm.bench.dag import (
     SHAPES, STRATEGIES, analytic, bench_dag, goals, make_tasks, markdown, run_task, task_model,
 )
-from asynclm.engines.sim import OraclePolicy, SimCall, SimCosts, SimEngine, SimTask, task_toolbox
+from asynclm.testing.sim import OraclePolicy, SimCall, SimCosts, SimEngine, SimTask, task_toolbox
 from asynclm.protocol import Ref
 from asynclm.runtime import Session, run_virtual
 

@@ -10,7 +10,7 @@ from asynclm.bench.bfcl import available
 from asynclm.bench.dag import (
     MULTI_STEP_PARALLEL, SHAPES, STRATEGIES, bench_dag, markdown, run_task, task_row,
 )
-from asynclm.engines.sim import SimCosts
+from asynclm.testing.sim import SimCosts
 
 pytestmark = pytest.mark.skipif(not available(), reason="bfcl-eval is not installed")
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from asynclm.bench.dag_real import TASKS, TOOLS, score, summarize_real
-from asynclm.engines.sim import ScriptedPolicy, SimCosts, SimEngine
+from asynclm.testing.sim import ScriptedPolicy, SimCosts, SimEngine
 from asynclm.protocol import format_call
 from asynclm.runtime import Session, run_virtual
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from asynclm.engines.base import ChatMessage
-from asynclm.engines.sim import SimTokenizer
+from asynclm.testing.sim import SimTokenizer
 from asynclm.engines.tokenizers import tokenize_chat
 from asynclm.protocol import DEFAULT_MARKERS
 

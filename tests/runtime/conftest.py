@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from asynclm.engines.sim import ScriptedPolicy, SimCosts, SimEngine
+from asynclm.testing.sim import ScriptedPolicy, SimCosts, SimEngine
 from asynclm.runtime import Session, SessionConfig, SessionResult, run_virtual
 from asynclm.tools import tool
 

@@ -10,7 +10,8 @@ import warnings
 
 import pytest
 
-from asynclm.bench.overhead import InstantEngine, noop
+from asynclm.bench.overhead import noop
+from asynclm.testing import InstantEngine
 from asynclm.runtime import Session, VirtualTimeLoop, run_virtual
 from asynclm.runtime.clock import THREAD_HOLD_S, loop_clock, now
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from asynclm.engines.sim import ScriptedPolicy, SimCosts, SimEngine
+from asynclm.testing.sim import ScriptedPolicy, SimCosts, SimEngine
 from asynclm.runtime import RunControl, Session, SessionClosedError, run_virtual
 from asynclm.runtime.events import InterruptInjected
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from asynclm.engines.sim import ScriptedPolicy, SimCosts, SimEngine, SimTokenizer
+from asynclm.testing.sim import ScriptedPolicy, SimCosts, SimEngine, SimTokenizer
 from asynclm.protocol import Call, Interrupt, Parser
 from asynclm.runtime import Session, SessionConfig, run_virtual
 from asynclm.tools import ToolContext, tool

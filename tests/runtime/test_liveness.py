@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from asynclm.engines.sim import ScriptedPolicy, SimCosts, SimEngine
+from asynclm.testing.sim import ScriptedPolicy, SimCosts, SimEngine
 from asynclm.runtime import Session, SessionConfig, run_virtual
-from asynclm.runtime.compiler import CompilerConfig, CompilerSession
+from asynclm.bench.compiler import CompilerConfig, CompilerSession
 from asynclm.runtime.config import DEFAULT_CANCEL_GRACE_S, DEFAULT_DEADLINE_S
 from asynclm.runtime.control import RunControl
 from asynclm.tools import ToolContext, tool

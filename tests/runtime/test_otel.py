@@ -96,7 +96,7 @@ def test_global_provider_and_parent_span() -> None:
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
         from asynclm import Session, tool
-        from asynclm.engines.sim import ScriptedPolicy, SimCosts, SimEngine
+        from asynclm.testing.sim import ScriptedPolicy, SimCosts, SimEngine
 
         exp = InMemorySpanExporter()
         provider = TracerProvider()
@@ -127,7 +127,7 @@ def test_global_provider_and_parent_span() -> None:
 
 
 def test_a_run_that_fails_ends_its_span_with_the_error(exporter: InMemorySpanExporter) -> None:
-    from asynclm.engines.sim import ScriptedPolicy, SimCosts, SimEngine
+    from asynclm.testing.sim import ScriptedPolicy, SimCosts, SimEngine
     from asynclm.runtime import Session, run_virtual
 
     class Broken(SimEngine):

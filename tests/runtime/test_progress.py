@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any
 
-from asynclm.engines.sim import ScriptedPolicy, SimCosts, SimEngine
+from asynclm.testing.sim import ScriptedPolicy, SimCosts, SimEngine
 from asynclm.runtime import Session, SessionConfig, run_virtual
 from asynclm.runtime import events as ev
 from asynclm.tools import ToolContext, tool

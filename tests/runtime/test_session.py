@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from asynclm.engines.sim import (
+from asynclm.testing.sim import (
     OraclePolicy, ScriptedPolicy, SimCall, SimCosts, SimEngine, SimTask, task_toolbox,
 )
 from asynclm.protocol import Interrupt, Parser

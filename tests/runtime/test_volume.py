@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from asynclm.engines.sim import ScriptedPolicy, SimCosts, SimEngine
+from asynclm.testing.sim import ScriptedPolicy, SimCosts, SimEngine
 from asynclm.protocol import Call, Interrupt, Parser
 from asynclm.runtime import Session, SessionConfig, run_virtual
 from asynclm.tools import tool

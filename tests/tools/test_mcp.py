@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from asynclm.engines.sim import ScriptedPolicy, SimCosts, SimEngine
+from asynclm.testing.sim import ScriptedPolicy, SimCosts, SimEngine
 from asynclm.runtime import Session, SessionConfig
 from asynclm.tools import MCPToolError, Tool, ToolArgumentError, ToolContext, Toolbox, from_mcp
 

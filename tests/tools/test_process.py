@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from asynclm.engines.sim import ScriptedPolicy, SimCosts, SimEngine
+from asynclm.testing.sim import ScriptedPolicy, SimCosts, SimEngine
 from asynclm.runtime import Session, SessionConfig
 from asynclm.tools import ProcessResult, run_process, tool
 

@@ -32,7 +32,7 @@ from collections.abc import Hashable, Mapping
 from typing import Any, Literal
 
 from asynclm.bench.bfcl.data import MULTI_STEP_PARALLEL, BfclItem
-from asynclm.engines.sim import SimCall, SimTask
+from asynclm.testing.sim import SimCall, SimTask
 
 __all__ = [
     "CHAIN_BY", "MULTI_STEP_PARALLEL", "ChainBy", "item_tasks", "make_msp_tasks", "report_intro",

@@ -51,7 +51,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from asynclm.engines.sim import ScriptedPolicy, SimCosts, SimEngine
+from asynclm.testing.sim import ScriptedPolicy, SimCosts, SimEngine
 from asynclm.protocol import Call, MalformedCall, Parser
 from asynclm.runtime import STRATEGIES, RunControl, Session, SessionConfig
 from asynclm.runtime.clock import VirtualTimeLoop

@@ -12,9 +12,9 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from asynclm import latency
+from asynclm.bench import latency
 from asynclm.bench._stats import quantile, summary
-from asynclm.engines.sim import (
+from asynclm.testing.sim import (
     OraclePolicy, SimCall, SimCosts, SimEngine, SimTask, SimTokenizer, task_toolbox,
 )
 from asynclm.protocol import render_call

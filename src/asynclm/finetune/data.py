@@ -38,8 +38,9 @@ from typing import Any, cast
 
 from asynclm.bench.bfcl.data import BfclItem, _multi_turn_docs, ground_truth_calls
 from asynclm.bench.bfcl.timing import canonical_args
+from asynclm.bench.bfcl.tools import toolbox_from_bfcl
 from asynclm.engines.base import ChatMessage
-from asynclm.engines.sim import SimCall, SimCosts
+from asynclm.testing.sim import SimCall, SimCosts
 from asynclm.finetune.sim import USER_ID, RecordingEngine, Stage, StagedOracle
 from asynclm.finetune.split import POOL, make_split
 from asynclm.protocol import (
@@ -131,7 +132,7 @@ def _toolbox(functions: Sequence[Mapping[str, Any]], plan: dict[tuple[str, str],
         await asyncio.sleep(call.duration_s)
         return call.result
 
-    box = Toolbox.from_bfcl(list(functions), handler=handler)
+    box = toolbox_from_bfcl(list(functions), handler=handler)
     return Toolbox([t.replace(estimated_time=estimates.get(t.name)) for t in box.values()])
 
 
@@ -154,7 +155,7 @@ def _simulate(
     estimates: Mapping[str, float], tpot_s: float, user: tuple[float, str] | None,
 ) -> _Turn:
     plan: dict[tuple[str, str], list[SimCall]] = {}
-    probe = Toolbox.from_bfcl(list(functions), handler=_never)
+    probe = toolbox_from_bfcl(list(functions), handler=_never)
     for s in stages:
         for c in s.calls:
             plan.setdefault((c.fn, canonical_args(probe[c.fn].validate(dict(c.args)))), []).append(c)

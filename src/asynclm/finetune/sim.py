@@ -1,10 +1,10 @@
 """Recording a simulated session: the oracle (longest-estimate-first) writes, the real runtime
 injects, and every context token is labelled with who wrote it.
 
-- :class:`StagedOracle` is :class:`~asynclm.engines.sim.OraclePolicy` over call *stages*: stage 0
+- :class:`StagedOracle` is :class:`~asynclm.testing.sim.OraclePolicy` over call *stages*: stage 0
   is the user's question; each ``[INTR] user [HEAD] … [END]`` interrupt releases the next stage
   (a user message that arrives mid-generation). Calls on their own lines, one answer per stage.
-- :class:`RecordingEngine` is a :class:`~asynclm.engines.sim.SimEngine` that labels each context
+- :class:`RecordingEngine` is a :class:`~asynclm.testing.sim.SimEngine` that labels each context
   token ``prompt``, ``model`` (sampled), ``runtime`` (appended by the session: interrupts) or
   ``user`` (a user interrupt, which it delivers itself at the first decoding step at or after its
   time when the oracle is between two pieces of text, i.e. at a safe point).
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from asynclm.engines.sim import EOS, OraclePolicy, SimCall, SimCosts, SimEngine, SimTask
+from asynclm.testing.sim import EOS, OraclePolicy, SimCall, SimCosts, SimEngine, SimTask
 from asynclm.protocol import DEFAULT_MARKERS, Markers, escape_payload, render_call, render_trap
 
 __all__ = ["USER_ID", "RecordingEngine", "Stage", "StagedOracle", "user_interrupt_segments"]

@@ -340,7 +340,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             [], AbstractAsyncContextManager[Engine]]:
         if req.engine == "llamacpp":
             return lambda: hub.llama(req.model)
-        from asynclm.engines.sim import SimCosts, SimEngine
+        from asynclm.testing.sim import SimCosts, SimEngine
 
         @asynccontextmanager
         async def sim() -> AsyncIterator[Engine]:

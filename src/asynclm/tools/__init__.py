@@ -20,7 +20,6 @@ tools = await from_mcp(mcp_client)     # the tools of an MCP server (extra: mcp)
 ```
 """
 
-from ._bfcl import bfcl_to_json_schema
 from ._context import ToolContext
 from ._decorator import tool
 from ._errors import (
@@ -46,7 +45,6 @@ __all__ = [
     "ToolNotImplemented",
     "Toolbox",
     "UnknownToolError",
-    "bfcl_to_json_schema",
     "from_mcp",
     "run_process",
     "tool",

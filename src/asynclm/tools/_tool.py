@@ -31,7 +31,7 @@ class Tool:
     """A callable tool: what the model sees (``name``, ``description``, ``parameters``) plus
     how to check and run a call (``validate``, ``invoke``, ``order_key``).
 
-    Create one with :func:`tool`, :meth:`from_openai` or :meth:`from_bfcl`; change options with
+    Create one with :func:`tool`, :meth:`from_openai` (BFCL documents: :mod:`asynclm.bench.bfcl.tools`); change options with
     :meth:`replace`. Instances are immutable; ``parameters`` must not be mutated.
     ``timeout`` (seconds) is enforced by the runtime; ``estimated_time`` (seconds) is shown to
     the model. Calling the tool object calls ``fn`` directly, without validation.
@@ -152,15 +152,6 @@ class Tool:
         from ._openai import tool_from_openai
 
         return tool_from_openai(spec, fn, handler=handler, **options)
-
-    @classmethod
-    def from_bfcl(
-        cls, doc: Mapping[str, Any], handler: Handler | None = None, **options: Any
-    ) -> Tool:
-        """A schema-only tool from a BFCL function document (BFCL types mapped to JSON Schema)."""
-        from ._bfcl import tool_from_bfcl
-
-        return tool_from_bfcl(doc, handler=handler, **options)
 
     def replace(self, **changes: Any) -> Tool:
         """A copy with some of ``name``, ``description``, ``timeout``, ``estimated_time``,

@@ -98,15 +98,6 @@ class Toolbox(Mapping[str, Tool]):
         )
 
     @classmethod
-    def from_bfcl(
-        cls, docs: Iterable[Mapping[str, Any]], handler: Handler | None = None, **options: Any
-    ) -> Toolbox:
-        """Schema-only tools from BFCL function documents. ``options`` (timeout,
-        estimated_time, order_by) apply to every tool, e.g.
-        ``order_by=Ordered("GorillaFileSystem")`` for the tools of one stateful class instance."""
-        return cls(Tool.from_bfcl(doc, handler=handler, **options) for doc in docs)
-
-    @classmethod
     def from_module(cls, module: str | ModuleType) -> Toolbox:
         """The tools of a module (imported by name if a string): its ``TOOLS`` (a toolbox or an
         iterable of tools and functions), else every :class:`Tool` it defines, in order."""

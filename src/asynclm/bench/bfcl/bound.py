@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Sequence
 
-from asynclm import latency
+from asynclm.bench import latency
 from asynclm.protocol import render_trap
 from asynclm.runtime import CallRecord, SessionResult
 from asynclm.trace import SpanKind

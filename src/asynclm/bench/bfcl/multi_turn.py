@@ -32,6 +32,7 @@ from typing import Any
 from asynclm.bench.bfcl._pkg import bfcl_import
 from asynclm.bench.bfcl.data import BfclItem, Part, parts
 from asynclm.bench.bfcl.timing import CallTimer, call_duration
+from asynclm.bench.bfcl.tools import toolbox_from_bfcl
 from asynclm.protocol import format_call
 from asynclm.tools import Ordered, Tool, Toolbox
 from asynclm.tools._from_schema import model_from_schema
@@ -141,7 +142,7 @@ def _schema_tool(name: str, doc: Mapping[str, Any]) -> tuple[Tool, ArgumentValid
     item and turn. The cache keeps the document alive, so its id is never reused."""
     hit = _SCHEMA_TOOLS.get((name, id(doc)))
     if hit is None or hit[0] is not doc:
-        (shown,) = Toolbox.from_bfcl([{**dict(doc), "name": name}]).values()
+        (shown,) = toolbox_from_bfcl([{**dict(doc), "name": name}]).values()
         hit = _SCHEMA_TOOLS[(name, id(doc))] = (doc, shown, _untyped(shown.parameters))
     return hit[1], hit[2]
 

@@ -49,6 +49,7 @@ from asynclm.bench.bfcl.data import (
 )
 from asynclm.bench.bfcl.summary import summarize
 from asynclm.bench.bfcl.timing import CallTimer, call_duration, canonical_args, get_profile
+from asynclm.bench.bfcl.tools import toolbox_from_bfcl
 from asynclm.engines.base import ChatMessage, Engine
 from asynclm.protocol import format_call
 from asynclm.runtime import CallRecord, Session, SessionConfig, SessionResult, get_strategy
@@ -160,7 +161,7 @@ def build_tools(item: BfclItem, cfg: BenchConfig, timer: CallTimer | None = None
         await asyncio.sleep(timer.next(name, args))
         return _fake_result(name)
 
-    box = Toolbox.from_bfcl(item.functions, handler=handler)
+    box = toolbox_from_bfcl(item.functions, handler=handler)
     est = _estimates(item, cfg)
     return Toolbox([t.replace(estimated_time=est.get(t.name)) for t in box.values()])
 
@@ -354,7 +355,7 @@ def _sim_run(item: BfclItem, strategy: str, cfg: BenchConfig) -> dict[str, Any]:
         from asynclm.bench.bfcl.run_multi import sim_conversation
 
         return sim_conversation(item, strategy, cfg)
-    from asynclm.engines.sim import (
+    from asynclm.testing.sim import (
         OraclePolicy, ScriptedPolicy, SimCall, SimCosts, SimEngine, SimTask,
     )
     from asynclm.runtime import run_virtual

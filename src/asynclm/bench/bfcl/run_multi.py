@@ -47,7 +47,7 @@ def _oracle_engine(item: BfclItem, backend: Backend, turn: int, tools: Toolbox,
                    truth_timer: CallTimer, cfg: BenchConfig) -> Engine:
     """The simulator for one turn: an oracle making the turn's ground-truth calls."""
     from asynclm.bench.bfcl.run import SIM_ANSWER
-    from asynclm.engines.sim import OraclePolicy, SimCall, SimCosts, SimEngine, SimTask
+    from asynclm.testing.sim import OraclePolicy, SimCall, SimCosts, SimEngine, SimTask
 
     calls: list[SimCall] = []
     last: dict[Any, str] = {}

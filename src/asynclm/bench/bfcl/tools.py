@@ -10,12 +10,12 @@ dots (``math.factorial``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ._tool import Handler, Tool
+from asynclm.tools import Handler, Tool, Toolbox
 
-__all__ = ["BFCL_TYPES", "bfcl_to_json_schema", "tool_from_bfcl"]
+__all__ = ["BFCL_TYPES", "bfcl_to_json_schema", "tool_from_bfcl", "toolbox_from_bfcl"]
 
 BFCL_TYPES: Mapping[str, str | None] = {
     "dict": "object",
@@ -96,12 +96,19 @@ def _map_type(value: Any) -> Any:
 
 def tool_from_bfcl(doc: Mapping[str, Any], handler: Handler | None = None, **options: Any) -> Tool:
     """A schema-only :class:`Tool` from one BFCL function document."""
-    from ._openai import tool_from_openai
-
     params = doc.get("parameters")
     spec = {
         "name": doc.get("name"),
         "description": doc.get("description", ""),
         "parameters": bfcl_to_json_schema(params) if isinstance(params, Mapping) else {},
     }
-    return tool_from_openai(spec, handler=handler, **options)
+    return Tool.from_openai(spec, handler=handler, **options)
+
+
+def toolbox_from_bfcl(
+    docs: Iterable[Mapping[str, Any]], handler: Handler | None = None, **options: Any,
+) -> Toolbox:
+    """Schema-only tools from BFCL function documents. ``options`` (timeout, estimated_time,
+    order_by) apply to every tool, e.g. ``order_by=Ordered("GorillaFileSystem")`` for the tools
+    of one stateful class instance."""
+    return Toolbox(tool_from_bfcl(doc, handler=handler, **options) for doc in docs)

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, Protocol
 
-from asynclm.engines.sim._task import SimCall, SimTask
+from asynclm.testing.sim._task import SimCall, SimTask
 from asynclm.protocol import DEFAULT_MARKERS, Markers, Ref, format_call, render_call, render_trap
 
 
@@ -144,7 +144,7 @@ def _renumber(value: Any, num: Mapping[str, str]) -> Any:
 
 class CompilerPolicy:
     """The ideal LLMCompiler planner and joiner for a scripted task (see
-    :mod:`asynclm.runtime.compiler`). It writes the plan one numbered task per line, each task
+    :mod:`asynclm.bench.compiler`). It writes the plan one numbered task per line, each task
     as soon as everything it references is planned (longest estimate first with
     ``order="lpt"``), with ``$n`` references, then ``n. join()``. Once the observations arrive
     it writes ``Action: Finish(<answer>)``; with ``replan_on_error`` a failed task makes it

@@ -11,8 +11,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from asynclm.engines.base import Capabilities, ChatMessage
-from asynclm.engines.sim._policy import Policy
-from asynclm.engines.sim._tokenizer import EOS, SimTokenizer
+from asynclm.testing.sim._policy import Policy
+from asynclm.testing.sim._tokenizer import EOS, SimTokenizer
 from asynclm.protocol import DEFAULT_MARKERS, Interrupt, Markers, Parser
 
 

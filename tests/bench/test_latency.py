@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asynclm.latency import (
+from asynclm.bench.latency import (
     async_lpt,
     async_order,
     async_schedule,
@@ -236,7 +236,7 @@ def test_optimal_order_is_the_minimum_over_all_valid_orders(ged):
 
 
 def test_critical_path_order_is_lpt_for_independent_calls_and_beats_it_with_futures():
-    from asynclm.latency import critical_path_order
+    from asynclm.bench.latency import critical_path_order
 
     G, E = [0.1, 0.1, 0.1], [0.3, 0.05, 0.2]
     assert critical_path_order(G, E) == lpt_order(G, E)

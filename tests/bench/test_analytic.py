@@ -9,9 +9,9 @@ import random
 
 import pytest
 
-from asynclm import latency
-from asynclm.engines.sim import OraclePolicy, SimCall, SimCosts, SimEngine, SimTask, SimTokenizer
-from asynclm.engines.sim import task_toolbox
+from asynclm.bench import latency
+from asynclm.testing.sim import OraclePolicy, SimCall, SimCosts, SimEngine, SimTask, SimTokenizer
+from asynclm.testing.sim import task_toolbox
 from asynclm.protocol import render_call
 from asynclm.runtime import Session, run_virtual
 

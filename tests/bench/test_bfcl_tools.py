@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from asynclm.bench.bfcl.data import first_acceptable
-from asynclm.tools import Ordered, Tool, ToolArgumentError, Toolbox, bfcl_to_json_schema
+from asynclm.bench.bfcl.tools import bfcl_to_json_schema, tool_from_bfcl, toolbox_from_bfcl
+from asynclm.tools import Ordered, Tool, ToolArgumentError, Toolbox
 
 DOC: dict[str, Any] = {
     "name": "math.hypot",
@@ -52,7 +53,7 @@ def test_type_mapping_is_recursive() -> None:
 
 
 def test_import_keeps_dotted_name_and_validates() -> None:
-    t = Tool.from_bfcl(DOC)
+    t = tool_from_bfcl(DOC)
     assert t.name == "math.hypot" and t.description == "Euclidean norm."
     assert t.validate({"x": 3, "point": [1, "2.5"], "anything": {"k": 1}, "units": ["km"]}) == {
         "x": 3,
@@ -82,7 +83,7 @@ def test_toolbox_from_bfcl_with_handler_and_shared_order() -> None:
         await asyncio.sleep(0)
         return f"{name}{sorted(args)}"
 
-    box = Toolbox.from_bfcl(docs, handler=handler, order_by=Ordered("fs"), estimated_time=0.5)
+    box = toolbox_from_bfcl(docs, handler=handler, order_by=Ordered("fs"), estimated_time=0.5)
     assert list(box) == ["math.hypot", "ls"]
     assert asyncio.run(box["ls"].invoke(box["ls"].validate({}))) == "ls[]"
     assert box["ls"].order_key({}) == box["math.hypot"].order_key({"x": 1})
@@ -119,7 +120,7 @@ def test_real_bfcl_docs_import_and_ground_truth_validates(category: str) -> None
     failures: dict[str, str] = {}
     checked = 0
     for item in items:
-        box = Toolbox.from_bfcl(item["function"])
+        box = toolbox_from_bfcl(item["function"])
         assert len(box) == len(item["function"])
         for call in answers[item["id"]]["ground_truth"]:
             for name, params in call.items():
@@ -139,7 +140,7 @@ def test_real_bfcl_multi_turn_ground_truth_validates_with_positional_args() -> N
     for path in sorted((data / "multi_turn_func_doc").glob("*.json")):
         for doc in _jsonl(path):
             docs.setdefault(doc["name"], doc)
-    box = Toolbox.from_bfcl(docs.values())
+    box = toolbox_from_bfcl(docs.values())
     failures: dict[str, str] = {}
     for answer in _jsonl(data / "possible_answer" / "BFCL_v4_multi_turn_base.json"):
         for turn in answer["ground_truth"]:

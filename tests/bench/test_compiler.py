@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from asynclm.engines.sim import (
+from asynclm.testing.sim import (
     CompilerPolicy, ScriptedPolicy, SimCall, SimCosts, SimEngine, SimTask, task_toolbox,
 )
 from asynclm.protocol import Ref
 from asynclm.runtime import run_virtual
-from asynclm.runtime.compiler import (
+from asynclm.bench.compiler import (
     CompilerConfig, CompilerSession, PlanJoin, PlanMalformed, PlanParser, PlanTask, parse_action,
     planner_prompt,
 )
