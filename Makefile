@@ -2,11 +2,12 @@
 #   make demo    install everything (venv, llama.cpp engine, default model) and run the demo
 #   make test    install everything and run the whole test suite (slow real-model tests too)
 #   make bench   run the benchmarks; results land in benchmarks/results/
+#   make lint    ruff, mypy on src/ and the import contracts (fast; CI runs it before the tests)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
-EXTRAS ?= cli,plot,test,llama,serve,openai,hf,test-server,bfcl,mcp,otel
+EXTRAS ?= cli,plot,test,llama,serve,openai,hf,test-server,bfcl,mcp,otel,lint
 DEMO_MODEL ?= qwen2.5-coder-1.5b
 TEST_MODEL ?= qwen2.5-coder-0.5b
 # llama-cpp-python is built from source on first install (2-4 minutes on 2 cores; pip caches
@@ -17,7 +18,7 @@ AMX_OFF := $(if $(filter x86_64,$(shell uname -m)),-DCMAKE_C_FLAGS=-mno-amx-int8
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF $(AMX_OFF)
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: install browser demo demo-sim test test-fast test-pythons bench finetune-data clean
+.PHONY: install browser demo demo-sim lint test test-fast test-pythons bench finetune-data clean
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,8 +28,9 @@ $(STAMP):
 	@# BFCL data and checker; its declared dependencies are huge and not needed.
 	$(BIN)/pip install -q --no-deps "bfcl-eval==2026.3.23"
 	@# An engine built with AMX (a wheel cached before AMX was turned off) is rebuilt, from
-	@# source: the cached wheel is dropped and not read.
-	@if $(BIN)/python -c "import sys, llama_cpp; from asynclm.engines.llamacpp import has_amx_kernels; sys.exit(not has_amx_kernels(llama_cpp))" 2>/dev/null; then \
+	@# source: the cached wheel is dropped and not read. (The same check as
+	@# asynclm.engines._llama.has_amx_kernels, without importing asynclm.)
+	@if $(BIN)/python -c "import sys, llama_cpp; sys.exit(b'AMX_INT8 = 1' not in llama_cpp.llama_print_system_info())" 2>/dev/null; then \
 	  echo "Rebuilding the llama.cpp engine without AMX (its AMX kernels crash)..."; \
 	  $(BIN)/pip cache remove "llama_cpp_python*" >/dev/null 2>&1 || true; \
 	  $(BIN)/pip install -q --no-cache-dir --force-reinstall --no-deps \
@@ -53,6 +55,13 @@ demo: install
 
 demo-sim: install
 	$(BIN)/asynclm demo --engine sim
+
+# Lint: ruff, mypy on src/ (configured in pyproject.toml), and the layers (import-linter's
+# contracts in pyproject.toml: the core imports no app or research code; no cycles).
+lint: install
+	$(BIN)/ruff check src
+	$(BIN)/mypy src
+	$(BIN)/lint-imports
 
 test: install browser
 	$(BIN)/asynclm models pull $(TEST_MODEL)

@@ -1,5 +1,5 @@
 """The command line: demo on the simulator, trace rendering, and `asynclm run` (its session
-logic is tested in tests/test_cli_run.py). The bench commands: tests/bench/test_bench_cli.py."""
+logic is tested in tests/test_cli_run.py). The bench commands: tests/bench/test_commands.py."""
 
 from __future__ import annotations
 

@@ -5,29 +5,57 @@ interrupt at the next safe point. Start with :class:`Session` and :func:`tool`.
 
 The engines behind extras, :class:`LlamaCppEngine` (``asynclm[llama]``) and :class:`HttpEngine`
 (``asynclm[openai]``), are imported on first use, so ``import asynclm`` stays slim.
+
+This namespace is what an application uses: sessions and their results, tools, the engines, the
+stream events, the errors and the trace. The rest lives in its subpackage: the wire format
+(``Parser``, ``Markers``, ``DEFAULT_MARKERS``, ``Ref``) in :mod:`asynclm.protocol`, strategies
+(``STRATEGIES``, ``Strategy``) in :mod:`asynclm.runtime`, engine authoring (``Capabilities``) in
+:mod:`asynclm.engines.base`, ``Breakdown`` in :mod:`asynclm.trace`, test doubles (the simulator,
+fake engines and servers) in :mod:`asynclm.testing`.
 """
 
 import importlib
 from typing import Any
 
-from asynclm.engines.base import Capabilities, ChatMessage, Engine
-from asynclm.protocol import DEFAULT_MARKERS, Markers, Parser, Ref
-from asynclm.runtime import (
-    STRATEGIES, CallRecord, Session, SessionConfig, SessionResult, Strategy, run_sync,
-    run_virtual,
+from asynclm._version import __version__
+from asynclm.engines.base import ChatMessage, Engine
+from asynclm.errors import (
+    AsyncLMError,
+    EngineClosedError,
+    EngineError,
+    ErrorType,
+    ProtocolError,
+    SessionError,
 )
+from asynclm.runtime import CallRecord, Session, SessionConfig, SessionResult, run_sync, run_virtual
 from asynclm.runtime.control import RunControl, SessionClosedError
 from asynclm.runtime.events import (
-    CallCompleted, CallDelta, CallEmitted, CallProgress, CallStarted, Done, InterruptInjected,
-    RollbackEvent, StreamEvent, TextDelta, TrapEvent,
+    CallCompleted,
+    CallDelta,
+    CallEmitted,
+    CallProgress,
+    CallStarted,
+    Done,
+    InterruptInjected,
+    RollbackEvent,
+    StreamEvent,
+    TextDelta,
+    TrapEvent,
 )
 from asynclm.tools import (
-    SERIAL, Ordered, ProcessResult, Tool, ToolArgumentError, Toolbox, ToolContext, ToolError,
-    UnknownToolError, run_process, tool,
+    SERIAL,
+    Ordered,
+    ProcessResult,
+    Tool,
+    ToolArgumentError,
+    Toolbox,
+    ToolContext,
+    ToolError,
+    UnknownToolError,
+    run_process,
+    tool,
 )
-from asynclm.trace import Breakdown, Trace
-
-__version__ = "0.1.0"
+from asynclm.trace import Trace
 
 _LAZY = {"LlamaCppEngine": "asynclm.engines.llamacpp", "HttpEngine": "asynclm.engines.openai_http"}
 
@@ -42,13 +70,15 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "DEFAULT_MARKERS", "SERIAL", "STRATEGIES", "Breakdown", "CallCompleted", "CallDelta",
-    "CallEmitted", "CallProgress", "CallRecord", "CallStarted", "Capabilities", "ChatMessage",
+    "AsyncLMError", "EngineClosedError", "EngineError", "ErrorType", "ProtocolError",
+    "SessionError",
+    "SERIAL", "CallCompleted", "CallDelta",
+    "CallEmitted", "CallProgress", "CallRecord", "CallStarted", "ChatMessage",
     "Done", "Engine", "HttpEngine",
-    "InterruptInjected", "LlamaCppEngine", "Markers", "Ordered", "Parser",
-    "ProcessResult", "Ref", "RollbackEvent",
+    "InterruptInjected", "LlamaCppEngine", "Ordered",
+    "ProcessResult", "RollbackEvent",
     "RunControl", "Session", "SessionClosedError", "SessionConfig",
-    "SessionResult", "StreamEvent", "Strategy", "TextDelta", "Tool", "ToolArgumentError",
+    "SessionResult", "StreamEvent", "TextDelta", "Tool", "ToolArgumentError",
     "ToolContext", "ToolError", "Toolbox", "Trace", "TrapEvent", "UnknownToolError", "__version__",
     "run_process", "run_sync", "run_virtual", "tool",
 ]

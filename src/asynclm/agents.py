@@ -8,13 +8,13 @@ fails (an error the sender sees as its call's result) when B is unknown or has f
 
 from __future__ import annotations
 
-from asynclm.protocol.markup import CALL_ID_RE
+from asynclm.protocol.ids import is_call_id
 from asynclm.runtime.control import RunControl, SessionClosedError
 from asynclm.tools import Tool, tool
 
 
 class AgentDirectory:
-    """Live agents by name. Names are ids (letters, digits, ``_ . : -``), unique while live."""
+    """Live agents by name. Names are ids (letters, digits, ``_`` and ``-``), unique while live."""
 
     def __init__(self) -> None:
         self._agents: dict[str, RunControl] = {}
@@ -26,8 +26,8 @@ class AgentDirectory:
         return sorted(self._agents)
 
     def register(self, name: str, control: RunControl) -> None:
-        if not CALL_ID_RE.fullmatch(name):
-            raise ValueError(f"invalid agent name {name!r}: use letters, digits and _ . : -")
+        if not is_call_id(name):
+            raise ValueError(f"invalid agent name {name!r}: use letters, digits, _ and - (max 64)")
         if name in self._agents:
             raise ValueError(f"an agent named {name!r} is already live")
         self._agents[name] = control

@@ -161,18 +161,21 @@ async def run_agents(
                 for name, s in sessions.items()
             }
             for name, task in tasks.items():
-                done: Callable[..., None] = lambda _, n=name: on_end(n)
-                task.add_done_callback(done)
+                task.add_done_callback(partial(_ended, on_end, name))
     finally:
         for name, ctl in controls.items():
             directory.unregister(name, ctl)
     return {name: t.result() for name, t in tasks.items()}
 
 
+def _ended(on_end: Callable[[str], None], name: str, _: asyncio.Task[Any]) -> None:
+    on_end(name)
+
+
 def run_sim_agents(tpot_s: float = 0.02) -> dict[str, SessionResult]:
     """The two-agent task on the simulator (virtual time: instant)."""
-    from asynclm.testing.sim import SimCosts, SimEngine
     from asynclm.runtime import run_virtual
+    from asynclm.testing.sim import SimCosts, SimEngine
 
     directory = AgentDirectory()
     engines = {n: SimEngine(p, SimCosts(tpot_s=tpot_s)) for n, p in sim_scripts().items()}

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
+
+from asynclm import __version__
+from asynclm.cli_run import open_tools, run_prompt
+from asynclm.demo import DemoRun
+from asynclm.engines.llamacpp import LlamaCppEngine
+from asynclm.runtime import SessionConfig
+from asynclm.trace import Trace, text_timeline
 
 try:
     import typer
@@ -18,8 +26,8 @@ if typer is not None:
                       help="Asynchronous LLM function calling.")
     models_app = typer.Typer(no_args_is_help=True, help="Bundled models.")
     app.add_typer(models_app, name="models")
-    from asynclm.bench.cli import bench_app
-    from asynclm.finetune.cli import finetune_app
+    from asynclm.bench.commands import bench_app
+    from asynclm.finetune.commands import finetune_app
 
     app.add_typer(bench_app, name="bench")
     app.add_typer(finetune_app, name="finetune")
@@ -27,8 +35,6 @@ if typer is not None:
 
     def _version(value: bool) -> None:
         if value:
-            from asynclm import __version__
-
             console.print(f"asynclm {__version__}")
             raise typer.Exit()
 
@@ -58,7 +64,6 @@ if typer is not None:
         base_url: BaseUrlOption = None,
     ) -> None:
         """Run a multi-tool task sync then async; print answers, timelines and the speedup."""
-        import asyncio
 
         from asynclm.demo import report, run_model_demo, run_sim_demo, write_outputs
 
@@ -66,13 +71,12 @@ if typer is not None:
             console.print("[bold]asynclm demo[/] — simulator (virtual time, ~37 tokens/s)")
             run = run_sim_demo()
         elif engine == "llama":
-            from asynclm.engines.llamacpp import LlamaCppEngine
             from asynclm.models import pull
 
             path = _pull_with_progress(model, pull)
             console.print(f"[bold]asynclm demo[/] — {model} in-process (llama.cpp), real tools")
 
-            async def go():
+            async def go() -> DemoRun:
                 eng = LlamaCppEngine(path, n_threads=threads)
                 try:
                     with console.status("running the task sync, then async…"):
@@ -86,7 +90,7 @@ if typer is not None:
                 raise typer.BadParameter("--engine openai needs --base-url", param_hint="--base-url")
             from asynclm.engines.openai_http import connect
 
-            async def go_http():
+            async def go_http() -> DemoRun:
                 eng = await connect(base_url, model)
                 console.print(f"[bold]asynclm demo[/] — {base_url} ({eng.mode} mode), real tools")
                 try:
@@ -141,10 +145,6 @@ if typer is not None:
 
         Its calls run while it writes, and their results reach it as interrupts. Prints the
         text and call events live, then a summary."""
-        import asyncio
-
-        from asynclm.cli_run import open_tools, run_prompt
-        from asynclm.runtime import SessionConfig
 
         _import_from_cwd()
 
@@ -170,8 +170,6 @@ if typer is not None:
                     names = ", ".join(t.name for t in tools) or "none"
                     err.print(f"[dim]tools: {names}[/]", highlight=False)
                 if path is not None:
-                    from asynclm.engines.llamacpp import LlamaCppEngine
-
                     eng: Any = LlamaCppEngine(path, n_threads=threads)
                 else:
                     from asynclm.engines.openai_http import connect
@@ -260,8 +258,6 @@ if typer is not None:
         png: Annotated[Path | None, typer.Option(help="Gantt PNG to write.")] = None,
     ) -> None:
         """Render a saved trace: breakdown, text timeline, and optionally a Gantt PNG."""
-        from asynclm.trace import Trace, text_timeline
-
         t = Trace.load(file)
         console.print(str(t.breakdown()), highlight=False)
         console.print(text_timeline(t, width=console.width - 2 if console.width else 78),
@@ -319,7 +315,6 @@ if typer is not None:
         threads: Annotated[int | None, typer.Option(help="llama.cpp threads per agent.")] = 1,
     ) -> None:
         """Two agents (planner, researcher) cooperating through send_message interrupts."""
-        import asyncio
 
         from asynclm.agents_demo import report, run_sim_agents
 
@@ -328,10 +323,7 @@ if typer is not None:
         elif engine == "llama":
             from asynclm.agents import AgentDirectory
             from asynclm.agents_demo import PLANNER, RESEARCHER, agent_sessions, run_agents
-            from asynclm.engines.llamacpp import LlamaCppEngine
             from asynclm.models import pull
-            from asynclm.runtime import SessionConfig
-
             path = _pull_with_progress(model, pull)
 
             async def go() -> Any:

@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+from asynclm.bench.baselines import strategy as get_strategy
 from asynclm.engines.base import Engine
-from asynclm.runtime import Session, SessionConfig, SessionResult
+from asynclm.runtime import Session, SessionConfig, SessionResult, Strategy
 from asynclm.runtime import events as ev
 from asynclm.runtime.clock import loop_clock
 from asynclm.tools import Tool, Toolbox, from_mcp
@@ -56,12 +57,12 @@ async def open_tools(
 
 
 async def run_prompt(
-    engine: Engine, tools: Sequence[Tool], prompt: str, *, strategy: str = "async",
+    engine: Engine, tools: Sequence[Tool], prompt: str, *, strategy: str | Strategy = "async",
     config: SessionConfig | None = None, write: Callable[[str], None] | None = None,
 ) -> SessionResult:
     """Run ``prompt`` in one session; ``write`` receives the model's text as it is generated
     and a line per call event (started, completed, results injected)."""
-    session = Session(engine, Toolbox(tools), strategy=strategy, config=config)
+    session = Session(engine, Toolbox(tools), strategy=get_strategy(strategy), config=config)
     printer = _Printer(write, loop_clock(asyncio.get_running_loop())()) if write else None
     result: SessionResult | None = None
     async for event in session.stream(prompt):

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from asynclm.testing.sim import OraclePolicy, SimCall, SimCosts, SimEngine, SimTask, task_toolbox
 from asynclm.engines.base import Engine
 from asynclm.runtime import Session, SessionConfig, SessionResult, run_virtual
+from asynclm.testing.sim import OraclePolicy, SimCall, SimCosts, SimEngine, SimTask, task_toolbox
 from asynclm.trace import gantt_compare, text_timeline
 
 TRIP = SimTask(
@@ -88,7 +88,8 @@ def report(run: DemoRun, width: int = 72) -> str:
     for name, r in (("sync", run.sync), ("async", run.async_)):
         b = r.trace.breakdown()
         lines += [
-            f"── {name}: {r.latency_s:.2f} s, {r.stop_reason}  ({len(r.calls)} calls, {r.n_generated} tokens; "
+            f"── {name}: {r.latency_s:.2f} s, {r.stop_reason}  ({len(r.calls)} calls, "
+            f"{r.n_generated} tokens; "
             f"decode {b.decode_s:.2f} s, tools {b.tool_s:.2f} s, overlap {b.overlap_s:.2f} s, "
             f"waiting {b.idle_s:.2f} s)",
             text_timeline(r.trace, width=width),

@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from asynclm.errors import ModelError
+
 __all__ = [
     "DEFAULT_MODEL",
     "REGISTRY",
@@ -53,10 +55,6 @@ Installer = Callable[[Sequence[str]], None]
 
 _CHUNK = 8 << 20
 _DISK_MARGIN = 64 << 20
-
-
-class ModelError(Exception):
-    """A model cannot be found, installed, assembled or verified; the message says what to do."""
 
 
 @dataclass(frozen=True, slots=True)

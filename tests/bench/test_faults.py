@@ -95,9 +95,7 @@ def test_plans_cover_every_strategy_id_policy_deadline_and_clock():
 
     rng = random.Random(0)
     plans = [faults.make_plan(i, rng) for i in range(400)]
-    from asynclm.runtime import STRATEGIES
-
-    assert {p.strategy for p in plans} == set(STRATEGIES)
+    assert {p.strategy for p in plans} == set(faults.STRATEGIES)
     assert {p.ids for p in plans} == {"assign", "strict"}
     assert {p.deadline for p in plans} == {"none", "short", "long"}
     assert {p.clock for p in plans} == {"virtual", "real"}

@@ -20,9 +20,9 @@ from asynclm.engines.base import ChatMessage
 from asynclm.protocol import DEFAULT_MARKERS, escape_payload
 from asynclm.protocol.escape import CONTROL_TAGS
 from asynclm.runtime.interrupts import Segment, tokenize_segments
+from asynclm.testing.http import ByteTokenizer
 
 from .conftest import SMALL_MODEL
-from .fake_server import ByteTokenizer
 
 slow = pytest.mark.slow
 

@@ -30,45 +30,13 @@ def test_missing_llama_cpp_gives_a_clear_error(monkeypatch):
         llamacpp.LlamaCppEngine("/nonexistent.gguf")
 
 
-class _FakeLlamaCpp:
-    def __init__(self, info: str) -> None:
-        self.info = info
-
-    def llama_print_system_info(self) -> bytes:
-        return self.info.encode()
-
-
-def test_a_build_with_amx_kernels_is_warned_about():
-    from asynclm.engines.llamacpp import _warn_if_amx
-
-    with pytest.warns(RuntimeWarning, match="-mno-amx-int8"):
-        _warn_if_amx(_FakeLlamaCpp("CPU : AVX2 = 1 | AVX512 = 1 | AMX_INT8 = 1 | REPACK = 1 |"))
-
-
-def test_a_build_without_amx_is_not_warned_about(recwarn):
-    from asynclm.engines.llamacpp import _warn_if_amx
-
-    _warn_if_amx(_FakeLlamaCpp("CPU : AVX2 = 1 | AVX512 = 1 | REPACK = 1 |"))
-    assert not [w for w in recwarn if "AMX" in str(w.message)]
-
-
-def test_the_installed_engine_has_no_amx_kernels():
-    """``make install`` builds llama.cpp without AMX (its kernels crash); the engine in use
-    must be that build."""
-    from asynclm.engines.llamacpp import has_amx_kernels
-
-    assert not has_amx_kernels(pytest.importorskip("llama_cpp"))
-
-
 slow = pytest.mark.slow
 
 
 @slow
 def test_is_an_engine(llama_engine):
     assert isinstance(llama_engine, Engine)
-    assert llama_engine.capabilities == Capabilities(
-        true_injection=True, rollback=True, token_ids=True, prefix_cache=True
-    )
+    assert llama_engine.capabilities == Capabilities()
 
 
 @slow

@@ -1,6 +1,9 @@
-"""The HTTP engine against fake servers (``fake_server.py``: real HTTP on loopback, a toy
-byte-level model) in each wire format: vLLM, SGLang and llama-server are tested only this way
-(none runs here); the real llama-cpp-python server is in ``test_openai_http_real.py``."""
+"""The HTTP engine against the fake inference server of :mod:`asynclm.testing.http` (an
+``httpx.MockTransport``: no sockets; a toy byte-level model) in each wire format: vLLM, SGLang
+and llama-server are tested only this way (none runs here). The few tests about sockets (a
+dropped connection, a server that does not answer, nothing listening) run the same fake over
+real HTTP on loopback (``fake_server.py``); the real llama-cpp-python server is in
+``test_openai_http_real.py``."""
 
 from __future__ import annotations
 
@@ -10,18 +13,17 @@ from collections import Counter
 
 import pytest
 
+pytest.importorskip("httpx")
+
+from asynclm.bench.baselines import BASELINES
 from asynclm.engines.base import ChatMessage, Engine
 from asynclm.engines.openai_http import (
     HttpEngine, Mode, ServerResponseError, ServerTimeout, ServerUnavailable,
 )
 from asynclm.runtime import Session, SessionConfig
 from asynclm.runtime import events as ev
+from asynclm.testing.http import EOS, ByteTokenizer, FakeServer
 from asynclm.tools import tool
-
-from .fake_server import EOS, ByteTokenizer, FakeServer, free_port
-
-pytest.importorskip("httpx")
-pytest.importorskip("uvicorn")
 
 TOKEN_FLAVORS = ["llama-server", "vllm", "sglang"]
 ALL_FLAVORS = TOKEN_FLAVORS + ["text"]
@@ -30,11 +32,6 @@ MSGS = [ChatMessage("system", "be brief"), ChatMessage("user", "hi")]
 
 def run(coro):
     return asyncio.run(coro)
-
-
-async def connect(server: FakeServer, **kw) -> HttpEngine:
-    kw.setdefault("backoff_s", 0.01)
-    return await HttpEngine.connect(server.url, ByteTokenizer(), **kw)
 
 
 async def until_eos(engine: HttpEngine, limit: int = 500) -> list[int]:
@@ -54,32 +51,30 @@ def text_of(tokens: list[int]) -> bytes:
 @pytest.mark.parametrize("flavor", ALL_FLAVORS + ["chat"])
 def test_probe_picks_the_best_mode(flavor):
     async def go():
-        with FakeServer(flavor) as srv:
-            engine = await connect(srv)
-            try:
-                assert isinstance(engine, Engine)
-                return engine.mode, engine.capabilities, list(srv.records)
-            finally:
-                await engine.aclose()
+        srv = FakeServer(flavor)
+        engine = await srv.connect()
+        try:
+            assert isinstance(engine, Engine)
+            return engine.mode, engine.capabilities, list(srv.records)
+        finally:
+            await engine.aclose()
 
     mode, caps, generated = run(go())
     assert generated == []  # probing generates nothing (it would evict a server's cache)
     assert mode == Mode(flavor)
-    assert caps.token_ids == (flavor in TOKEN_FLAVORS)
-    assert caps.reports_cached_tokens == (flavor in TOKEN_FLAVORS)
-    assert not caps.true_injection
+    assert caps.request_log and not caps.virtual_time  # a RequestLog, declared
 
 
 @pytest.mark.parametrize("flavor", ALL_FLAVORS)
 def test_greedy_generation_across_chunks(flavor):
     """Tokens come out one per step; a finished chunk (``length``) is resumed on the cache."""
     async def go():
-        with FakeServer(flavor, script=b"0123456789abcdefghij") as srv:
-            engine = await connect(srv, chunk_tokens=6)
-            await engine.prefill(engine.tokenize_chat(MSGS))
-            out = await until_eos(engine)
-            await engine.aclose()
-            return out, srv.records, engine.requests
+        srv = FakeServer(flavor, script=b"0123456789abcdefghij")
+        engine = await srv.connect(chunk_tokens=6)
+        await engine.prefill(engine.tokenize_chat(MSGS))
+        out = await until_eos(engine)
+        await engine.aclose()
+        return out, srv.records, engine.requests
 
     out, records, reqs = run(go())
     assert text_of(out) == b"0123456789abcdefghij" and out[-1] == EOS
@@ -97,17 +92,16 @@ def test_greedy_generation_across_chunks(flavor):
 @pytest.mark.parametrize("flavor", ALL_FLAVORS)
 def test_append_closes_the_stream_and_resumes_with_token_ids(flavor):
     async def go():
-        with FakeServer(flavor, script=b"abcdefghijklmnop", token_delay_s=0.02) as srv:
-            engine = await connect(srv, chunk_tokens=200)
-            prompt = engine.tokenize_chat(MSGS)
-            await engine.prefill(prompt)
-            head = [await engine.step() for _ in range(4)]
-            payload = engine.tokenize("[INTR] x [HEAD] 42 [END]\n")
-            await engine.append(payload)
-            tail = await until_eos(engine)
-            await asyncio.sleep(0.2)  # let the server notice the disconnect
-            await engine.aclose()
-            return prompt, head, payload, tail, srv.records, engine.requests
+        srv = FakeServer(flavor, script=b"abcdefghijklmnop")
+        engine = await srv.connect(chunk_tokens=200)
+        prompt = engine.tokenize_chat(MSGS)
+        await engine.prefill(prompt)
+        head = [await engine.step() for _ in range(4)]
+        payload = engine.tokenize("[INTR] x [HEAD] 42 [END]\n")
+        await engine.append(payload)
+        tail = await until_eos(engine)
+        await engine.aclose()
+        return prompt, head, payload, tail, srv.records, engine.requests
 
     prompt, head, payload, tail, records, reqs = run(go())
     assert text_of(head) == b"abcd" and text_of(tail) == b"efghijklmnop"
@@ -123,15 +117,15 @@ def test_append_closes_the_stream_and_resumes_with_token_ids(flavor):
 @pytest.mark.parametrize("flavor", ALL_FLAVORS)
 def test_rollback_and_ban(flavor):
     async def go():
-        with FakeServer(flavor, script=b"abcdef") as srv:
-            engine = await connect(srv)
-            await engine.prefill(engine.tokenize_chat(MSGS))
-            a = [await engine.step() for _ in range(3)]
-            await engine.rollback(engine.n_tokens - 2)
-            b = await engine.step()
-            banned = await engine.step(ban={ord("c")})
-            await engine.aclose()
-            return a, b, banned, srv.records
+        srv = FakeServer(flavor, script=b"abcdef")
+        engine = await srv.connect()
+        await engine.prefill(engine.tokenize_chat(MSGS))
+        a = [await engine.step() for _ in range(3)]
+        await engine.rollback(engine.n_tokens - 2)
+        b = await engine.step()
+        banned = await engine.step(ban={ord("c")})
+        await engine.aclose()
+        return a, b, banned, srv.records
 
     a, b, banned, records = run(go())
     assert text_of(a) == b"abc" and b == ord("b")
@@ -143,26 +137,26 @@ def test_rollback_and_ban(flavor):
 @pytest.mark.parametrize("cumulative", [True, False])
 def test_sglang_cumulative_and_incremental_output_ids(cumulative):
     async def go():
-        with FakeServer("sglang", script=b"xyz123", cumulative=cumulative) as srv:
-            engine = await connect(srv)
-            await engine.prefill(engine.tokenize_chat(MSGS))
-            out = await until_eos(engine)
-            await engine.aclose()
-            return out
+        srv = FakeServer("sglang", script=b"xyz123", cumulative=cumulative)
+        engine = await srv.connect()
+        await engine.prefill(engine.tokenize_chat(MSGS))
+        out = await until_eos(engine)
+        await engine.aclose()
+        return out
 
     assert text_of(run(go())) == b"xyz123"
 
 
 def test_reuse_prefix_false_makes_the_server_recompute():
     async def go():
-        with FakeServer("vllm") as srv:
-            engine = await connect(srv)
-            p = engine.tokenize_chat(MSGS)
-            await engine.prefill(p)
-            c1 = await engine.prefill(p)
-            c2 = await engine.prefill(p, reuse_prefix=False)
-            await engine.aclose()
-            return len(p), c1, c2, srv.records
+        srv = FakeServer("vllm")
+        engine = await srv.connect()
+        p = engine.tokenize_chat(MSGS)
+        await engine.prefill(p)
+        c1 = await engine.prefill(p)
+        c2 = await engine.prefill(p, reuse_prefix=False)
+        await engine.aclose()
+        return len(p), c1, c2, srv.records
 
     n, c1, c2, records = run(go())
     assert c1 >= n - 1 and c2 == 0
@@ -171,14 +165,14 @@ def test_reuse_prefix_false_makes_the_server_recompute():
 
 def test_text_mode_never_lets_a_payload_become_a_control_token():
     async def go():
-        with FakeServer("text", script=b"ok") as srv:
-            engine = await connect(srv)
-            prompt = engine.tokenize_chat(MSGS)
-            await engine.prefill(prompt)
-            await engine.append(engine.tokenize("<|eos|><|start|>assistant\n", special=False))
-            await engine.step()
-            await engine.aclose()
-            return prompt, srv.records[-1].prompt
+        srv = FakeServer("text", script=b"ok")
+        engine = await srv.connect()
+        prompt = engine.tokenize_chat(MSGS)
+        await engine.prefill(prompt)
+        await engine.append(engine.tokenize("<|eos|><|start|>assistant\n", special=False))
+        await engine.step()
+        await engine.aclose()
+        return prompt, srv.records[-1].prompt
 
     prompt, seen = run(go())
     assert seen[: len(prompt)] == prompt  # the template's own control tokens kept
@@ -199,12 +193,12 @@ def test_session_async_resumes_on_the_cache_and_logs_requests(flavor):
         return x + 1
 
     async def go():
-        with FakeServer(flavor, script=SCRIPT, token_delay_s=0.005) as srv:
-            engine = await connect(srv)
-            session = Session(engine, [f], system="sys", config=SessionConfig(max_tokens=200))
-            result = await session.run("go")
-            await engine.aclose()
-            return result, srv.records
+        srv = FakeServer(flavor, script=SCRIPT, token_delay_s=0.005)
+        engine = await srv.connect()
+        session = Session(engine, [f], system="sys", config=SessionConfig(max_tokens=200))
+        result = await session.run("go")
+        await engine.aclose()
+        return result, srv.records
 
     result, records = run(go())
     assert result.stop_reason == "eos"
@@ -229,15 +223,15 @@ def test_session_async_naive_pays_full_prefill_on_each_interrupt():
         return x + 1
 
     async def go(strategy):
-        with FakeServer("llama-server", script=SCRIPT) as srv:
-            engine = await connect(srv)
-            session = Session(engine, [f], system="sys", strategy=strategy,
-                              config=SessionConfig(max_tokens=200))
-            result = await session.run("go")
-            await engine.aclose()
-            return result
+        srv = FakeServer("llama-server", script=SCRIPT)
+        engine = await srv.connect()
+        session = Session(engine, [f], system="sys", strategy=strategy,
+                          config=SessionConfig(max_tokens=200))
+        result = await session.run("go")
+        await engine.aclose()
+        return result
 
-    naive, resume = run(go("async-naive")), run(go("async"))
+    naive, resume = run(go(BASELINES["async-naive"])), run(go("async"))
     assert naive.text == resume.text
     assert [s.name for s in naive.trace.spans if s.kind == "reprefill"][:1] == ["inject"]
     # the naive restart made the server recompute the whole context, the resume did not
@@ -252,12 +246,12 @@ def test_chat_only_api_is_the_degraded_restart_mode():
         return x + 1
 
     async def go():
-        with FakeServer("chat", script=SCRIPT) as srv:
-            engine = await connect(srv)
-            session = Session(engine, [f], system="sys", config=SessionConfig(max_tokens=200))
-            result = await session.run("go")
-            await engine.aclose()
-            return engine.mode, result, srv.records
+        srv = FakeServer("chat", script=SCRIPT)
+        engine = await srv.connect()
+        session = Session(engine, [f], system="sys", config=SessionConfig(max_tokens=200))
+        result = await session.run("go")
+        await engine.aclose()
+        return engine.mode, result, srv.records
 
     mode, result, records = run(go())
     assert mode is Mode.CHAT
@@ -271,34 +265,34 @@ def test_chat_only_api_is_the_degraded_restart_mode():
 
 # -- failures --------------------------------------------------------------------------------
 
-def test_server_down_is_a_clear_error_not_a_hang():
+def test_nothing_listening_is_a_clear_error():
     async def go():
-        t = time.monotonic()
-        with pytest.raises(ServerUnavailable, match="127.0.0.1"):
-            await HttpEngine.connect(f"http://127.0.0.1:{free_port()}", ByteTokenizer(),
-                                     backoff_s=0.01)
-        return time.monotonic() - t
+        srv = FakeServer("vllm", connect_error=True)
+        with pytest.raises(ServerUnavailable, match="fake-server"):
+            await srv.connect()
+        return srv.seen
 
-    assert run(go()) < 5
+    seen = run(go())
+    assert len(seen) == 3  # the first probe, tried 1 + retries times
 
 
 def test_server_errors_are_retried_then_reported():
     async def go():
-        with FakeServer("vllm", script=b"abc") as srv:
-            engine = await connect(srv, retries=2)
-            srv.fail = [503, 500]
+        srv = FakeServer("vllm", script=b"abc")
+        engine = await srv.connect(retries=2)
+        srv.fail = [503, 500]
+        await engine.prefill(engine.tokenize_chat(MSGS))
+        out = await until_eos(engine)
+        retried = engine.requests[0].retries
+        srv.fail = [400]
+        with pytest.raises(ServerResponseError, match="HTTP 400") as e:
             await engine.prefill(engine.tokenize_chat(MSGS))
-            out = await until_eos(engine)
-            retried = engine.requests[0].retries
-            srv.fail = [400]
-            with pytest.raises(ServerResponseError, match="HTTP 400") as e:
-                await engine.prefill(engine.tokenize_chat(MSGS))
-            status = e.value.status
-            srv.fail = [503] * 5
-            with pytest.raises(ServerResponseError, match="HTTP 503"):
-                await engine.prefill(engine.tokenize_chat(MSGS))
-            await engine.aclose()
-            return out, retried, status
+        status = e.value.status
+        srv.fail = [503] * 5
+        with pytest.raises(ServerResponseError, match="HTTP 503"):
+            await engine.prefill(engine.tokenize_chat(MSGS))
+        await engine.aclose()
+        return out, retried, status
 
     out, retried, status = run(go())
     assert text_of(out) == b"abc" and retried == 2 and status == 400
@@ -306,40 +300,41 @@ def test_server_errors_are_retried_then_reported():
 
 def test_slow_server_times_out():
     async def go():
-        with FakeServer("llama-server", hang_s=30) as srv:
-            engine = await connect(srv, read_timeout_s=0.3, retries=1)
-            t = time.monotonic()
-            with pytest.raises(ServerTimeout):
-                await engine.prefill(engine.tokenize_chat(MSGS))
-            await engine.aclose()
-            return time.monotonic() - t
+        srv = FakeServer("llama-server", hang_s=30)
+        engine = await srv.connect(read_timeout_s=0.3, retries=1)
+        t = time.monotonic()
+        with pytest.raises(ServerTimeout):
+            await engine.prefill(engine.tokenize_chat(MSGS))
+        await engine.aclose()
+        return time.monotonic() - t
 
     assert run(go()) < 5
 
 
 def test_stalled_stream_times_out():
     async def go():
-        with FakeServer("sglang", token_delay_s=30) as srv:
-            engine = await connect(srv, read_timeout_s=0.3, retries=0)
-            t = time.monotonic()
-            with pytest.raises(ServerTimeout):
-                await engine.prefill(engine.tokenize_chat(MSGS))
-            await engine.aclose()
-            return time.monotonic() - t
+        srv = FakeServer("sglang", token_delay_s=30)
+        engine = await srv.connect(read_timeout_s=0.3, retries=0)
+        t = time.monotonic()
+        with pytest.raises(ServerTimeout):
+            await engine.prefill(engine.tokenize_chat(MSGS))
+        await engine.aclose()
+        return time.monotonic() - t, srv.records
 
-    assert run(go()) < 5
+    took, records = run(go())
+    assert took < 5 and records[0].disconnected and not records[0].finished
 
 
 @pytest.mark.parametrize("flavor", ALL_FLAVORS)
 def test_a_stream_cut_midway_is_resumed_from_the_tokens_received(flavor):
     async def go():
-        with FakeServer(flavor, script=b"abcdefghijkl") as srv:
-            engine = await connect(srv)
-            srv.cut_after = 5
-            await engine.prefill(engine.tokenize_chat(MSGS))
-            out = await until_eos(engine)
-            await engine.aclose()
-            return out, engine.requests
+        srv = FakeServer(flavor, script=b"abcdefghijkl")
+        engine = await srv.connect()
+        srv.cut_after = 5
+        await engine.prefill(engine.tokenize_chat(MSGS))
+        out = await until_eos(engine)
+        await engine.aclose()
+        return out, engine.requests
 
     out, reqs = run(go())
     assert text_of(out) == b"abcdefghijkl"
@@ -353,12 +348,12 @@ def test_server_failure_mid_session_ends_every_call_and_raises():
     # f returns, and then no request would meet the broken server.
     script = (b'[CALL] a [HEAD] f(x=1) [END]\n[CALL] b [HEAD] g(x=2) [END]\n'
               + b" ".join(b"w%d" % i for i in range(60)))
-    holder: dict[str, FakeServer] = {}
+    srv = FakeServer("vllm", script=script, token_delay_s=0.005)
 
     @tool
     async def f(x: int) -> int:
         """Breaks the server, then returns."""
-        holder["srv"].fail = [503] * 20
+        srv.fail = [503] * 20
         await asyncio.sleep(0.4)
         return x
 
@@ -369,17 +364,15 @@ def test_server_failure_mid_session_ends_every_call_and_raises():
         return x
 
     async def go():
-        with FakeServer("vllm", script=script, token_delay_s=0.005) as srv:
-            holder["srv"] = srv
-            engine = await connect(srv, retries=2)
-            session = Session(engine, [f, g], system="sys",
-                              config=SessionConfig(max_tokens=400, deadline_s=20))
-            events: list[ev.StreamEvent] = []
-            t = time.monotonic()
-            with pytest.raises(ServerResponseError):
-                await session.run("go", on_event=events.append)
-            await engine.aclose()
-            return events, time.monotonic() - t
+        engine = await srv.connect(retries=2)
+        session = Session(engine, [f, g], system="sys",
+                          config=SessionConfig(max_tokens=400, deadline_s=20))
+        events: list[ev.StreamEvent] = []
+        t = time.monotonic()
+        with pytest.raises(ServerResponseError):
+            await session.run("go", on_event=events.append)
+        await engine.aclose()
+        return events, time.monotonic() - t
 
     events, took = run(go())
     emitted = Counter(e.call_id for e in events if isinstance(e, ev.CallEmitted))
@@ -388,3 +381,72 @@ def test_server_failure_mid_session_ends_every_call_and_raises():
     outcome = {e.record.id: e.record.status for e in events if isinstance(e, ev.CallCompleted)}
     assert outcome["b"] == "cancelled"
     assert took < 10
+
+
+# -- over a real socket: what only a connection shows ---------------------------------------
+
+def _socket_server(fake: FakeServer):
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("starlette")
+    from .fake_server import SocketServer
+
+    return SocketServer(fake)
+
+
+def test_server_down_is_a_clear_error_not_a_hang():
+    from .fake_server import free_port
+
+    async def go():
+        t = time.monotonic()
+        with pytest.raises(ServerUnavailable, match="127.0.0.1"):
+            await HttpEngine.connect(f"http://127.0.0.1:{free_port()}", ByteTokenizer(),
+                                     backoff_s=0.01)
+        return time.monotonic() - t
+
+    assert run(go()) < 5
+
+
+def test_closing_the_stream_drops_the_connection_and_the_server_stops():
+    fake = FakeServer("llama-server", script=b"abcdefghijklmnop", token_delay_s=0.02)
+
+    async def go(url: str):
+        engine = await HttpEngine.connect(url, ByteTokenizer(), backoff_s=0.01,
+                                          chunk_tokens=200)
+        prompt = engine.tokenize_chat(MSGS)
+        await engine.prefill(prompt)
+        head = [await engine.step() for _ in range(4)]
+        await engine.append(engine.tokenize("[INTR] x [HEAD] 42 [END]\n"))
+        tail = await until_eos(engine)
+        await asyncio.sleep(0.2)  # let the server notice the disconnect
+        await engine.aclose()
+        return head, tail
+
+    with _socket_server(fake) as srv:
+        head, tail = run(go(srv.url))
+    assert text_of(head) == b"abcd" and text_of(tail) == b"efghijklmnop"
+    first = fake.records[0]
+    assert first.disconnected and not first.finished and first.produced < 20
+
+
+def test_a_dropped_connection_is_resumed_and_a_silent_server_times_out():
+    fake = FakeServer("vllm", script=b"abcdefghijkl")
+
+    async def go(url: str):
+        engine = await HttpEngine.connect(url, ByteTokenizer(), backoff_s=0.01,
+                                          read_timeout_s=0.5, retries=1)
+        fake.cut_after = 5
+        await engine.prefill(engine.tokenize_chat(MSGS))
+        out = await until_eos(engine)
+        fake.hang_s = 30
+        t = time.monotonic()
+        with pytest.raises(ServerTimeout):
+            await engine.prefill(engine.tokenize_chat(MSGS))
+        took = time.monotonic() - t
+        await engine.aclose()
+        return out, engine.requests, took
+
+    with _socket_server(fake) as srv:
+        out, reqs, took = run(go(srv.url))
+    assert text_of(out) == b"abcdefghijkl"
+    assert reqs[0].finish == "error" and reqs[1].retries == 1
+    assert took < 5

@@ -111,8 +111,25 @@ def test_function_name_in_id_slot() -> None:
     # the 0.5B model writes the function name as the id
     (_, call) = parse('[CALL] get_weather [HEAD] get_weather(city="Paris") [END]')
     assert isinstance(call, Call) and call.id == "get_weather"
+    # a dotted name is not an id (it could never be referenced as $id): the call stands, with
+    # no id, and what was written is kept; the runtime names it
     (_, call) = parse("[CALL] math.factorial [HEAD] math.factorial(5) [END]")
-    assert isinstance(call, Call) and call.id == "math.factorial" and call.pos == (5,)
+    assert isinstance(call, Call) and call.id is None and call.pos == (5,)
+    assert call.written_id == "math.factorial"
+
+
+@pytest.mark.parametrize("written", ["a:b", "a.b", "x" * 63 + ".", "$c1"])
+def test_invalid_one_word_id_is_kept_aside(written: str) -> None:
+    (_, call) = parse(f"[CALL] {written} [HEAD] f(1) [END]")
+    assert isinstance(call, Call) and call.id is None and call.written_id == written
+    (_, bad) = parse(f"[CALL] {written} [HEAD] f(( [END]")
+    assert isinstance(bad, MalformedCall) and bad.id is None and bad.written_id == written
+
+
+@pytest.mark.parametrize("written", ["a", "c1", "A-b_9", "x" * 64])
+def test_valid_id(written: str) -> None:
+    (_, call) = parse(f"[CALL] {written} [HEAD] f(1) [END]")
+    assert isinstance(call, Call) and call.id == written and call.written_id is None
 
 
 def test_json_body_and_refs() -> None:
@@ -148,8 +165,9 @@ def test_malformed_calls(body: str, reason: str) -> None:
     assert isinstance(bad, MalformedCall) and bad.id == "c1" and reason in bad.reason
 
 
-def test_invalid_id() -> None:
-    events = parse("[CALL] c1 c2 [HEAD] f() [END]")
+@pytest.mark.parametrize("written", ["c1 c2", "x" * 65])
+def test_invalid_id(written: str) -> None:
+    events = parse(f"[CALL] {written} [HEAD] f() [END]")
     bad = events[1]
     assert isinstance(bad, MalformedCall) and bad.id is None and "invalid call id" in bad.reason
 

@@ -17,6 +17,7 @@ import pytest
 
 from asynclm.testing.sim import ScriptedPolicy, SimCosts, SimEngine
 from asynclm.runtime import Session, SessionConfig, run_virtual
+from asynclm.bench.baselines import strategy as get_strategy
 from asynclm.bench.compiler import CompilerConfig, CompilerSession
 from asynclm.runtime.config import DEFAULT_CANCEL_GRACE_S, DEFAULT_DEADLINE_S
 from asynclm.runtime.control import RunControl
@@ -34,7 +35,8 @@ def bounded(script: list[Any], tools: list[Any], *, strategy: str = "async",
     stubborn tool so that the loop can close)."""
     async def main() -> Any:
         engine = SimEngine(ScriptedPolicy(script), SimCosts(tpot_s=0.01))
-        session = Session(engine, tools, strategy=strategy, system="test", config=config)
+        session = Session(engine, tools, strategy=get_strategy(strategy), system="test",
+                          config=config)
         try:
             return await asyncio.wait_for(session.run("go"), LIMIT_S)
         finally:

@@ -9,6 +9,7 @@ import pytest
 from asynclm.testing.sim import (
     OraclePolicy, ScriptedPolicy, SimCall, SimCosts, SimEngine, SimTask, task_toolbox,
 )
+from asynclm.bench.baselines import strategy as get_strategy
 from asynclm.protocol import Interrupt, Parser
 from asynclm.runtime import Session, SessionConfig, run_sync, run_virtual
 from asynclm.runtime import events as ev
@@ -27,7 +28,7 @@ def _task(durations, deps=None):
 
 def _run(task, strategy, **costs):
     engine = SimEngine(OraclePolicy(task), SimCosts(**costs))
-    session = Session(engine, task_toolbox(task), strategy=strategy)
+    session = Session(engine, task_toolbox(task), strategy=get_strategy(strategy))
     return run_virtual(session.run(task.prompt))
 
 

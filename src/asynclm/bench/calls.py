@@ -22,7 +22,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from asynclm.bench.baselines import strategy as get_strategy
+from asynclm.demo_tools import DEMO_TASKS, TRAVEL_TOOLS
 from asynclm.engines.base import Engine
+from asynclm.engines.llamacpp import LlamaCppEngine
+from asynclm.models import pull
 from asynclm.runtime import Session, SessionConfig, SessionResult
 from asynclm.runtime.records import CallRecord
 
@@ -74,13 +78,11 @@ async def run_calls(
     progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Every task under every strategy; the prompt is processed before each run (unmeasured)."""
-    from asynclm.demo_tools import TRAVEL_TOOLS
-
     out = []
     for name, prompt in tasks.items():
         for strategy in strategies:
             session = Session(
-                engine, TRAVEL_TOOLS, strategy=strategy,
+                engine, TRAVEL_TOOLS, strategy=get_strategy(strategy),
                 config=SessionConfig(max_tokens=max_tokens, deadline_s=deadline_s),
             )
             await session.warm_up(prompt)
@@ -118,10 +120,6 @@ def bench_calls(
     threads: int | None = None, max_tokens: int = 400,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    from asynclm.demo_tools import DEMO_TASKS
-    from asynclm.engines.llamacpp import LlamaCppEngine
-    from asynclm.models import pull
-
     async def go() -> list[dict[str, Any]]:
         engine = LlamaCppEngine(pull(model), n_threads=threads)
         try:

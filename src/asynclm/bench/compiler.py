@@ -148,9 +148,8 @@ class PlanParser:
 def parse_action(text: str) -> tuple[Literal["finish", "replan", "none"], str]:
     """The joiner's decision: ``("finish", answer)``, ``("replan", reason)``, or ``("none",
     text)`` when no action was written (then the text is taken as the answer)."""
-    m = None
-    for m in _ACTION_RE.finditer(text):
-        pass
+    actions = list(_ACTION_RE.finditer(text))
+    m = actions[-1] if actions else None  # the last action written counts
     if m is None:
         return "none", text.strip()
     return ("finish" if m.group(1) == "Finish" else "replan"), m.group(2).strip()
@@ -260,7 +259,8 @@ class _CompilerRun:
                 finally:
                     self.executor.cancel_all("session ended")
         except BaseExceptionGroup as group_exc:
-            raise group_exc.exceptions[0] if len(group_exc.exceptions) == 1 else group_exc
+            # unwrap a lone exception; its context is the group it came in
+            raise group_exc.exceptions[0] if len(group_exc.exceptions) == 1 else group_exc  # noqa: B904
         t1 = self.now()
         abandoned = self.executor.abandoned()
         if abandoned:

@@ -25,15 +25,21 @@ from typing import Any, Literal
 from asynclm.bench import latency
 from asynclm.bench._stats import quantile
 from asynclm.bench.bfcl.data import MULTI_STEP_PARALLEL  # the set's shape name (no BFCL import)
+from asynclm.bench.compiler import CompilerSession
 from asynclm.bench.dag_bfcl import ChainBy, make_msp_tasks, report_intro, report_notes
 from asynclm.bench.synthetic import paper_duration
-from asynclm.testing.sim import (
-    CompilerPolicy, OraclePolicy, SimCall, SimCosts, SimEngine, SimTask, SimTokenizer,
-    task_toolbox,
-)
 from asynclm.protocol import Ref, render_call
 from asynclm.runtime import Session, SessionResult, run_virtual
-from asynclm.bench.compiler import CompilerSession
+from asynclm.testing.sim import (
+    CompilerPolicy,
+    OraclePolicy,
+    SimCall,
+    SimCosts,
+    SimEngine,
+    SimTask,
+    SimTokenizer,
+    task_toolbox,
+)
 from asynclm.tools import Ordered, Toolbox
 
 Shape = Literal["chain", "fanout", "diamond", "random"]

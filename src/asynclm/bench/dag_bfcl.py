@@ -31,7 +31,10 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from typing import Any, Literal
 
-from asynclm.bench.bfcl.data import MULTI_STEP_PARALLEL, BfclItem
+from asynclm.bench.bfcl.config import SIM_ANSWER
+from asynclm.bench.bfcl.data import MULTI_STEP_PARALLEL, BfclItem, load
+from asynclm.bench.bfcl.multi_turn import Backend
+from asynclm.bench.bfcl.timing import CallTimer
 from asynclm.testing.sim import SimCall, SimTask
 
 __all__ = [
@@ -48,10 +51,6 @@ def item_tasks(item: BfclItem, seed: int, chain_by: ChainBy = "sample") -> tuple
     sample); calls ``c1, c2, …`` in ground-truth order (sample, then call order), each with
     ``deps`` = the previous call with the same key (see the module docstring), and
     ``meta["order"]`` mapping each tool name used to its key. Deterministic for ``seed``."""
-    from asynclm.bench.bfcl.multi_turn import Backend
-    from asynclm.bench.bfcl.run import SIM_ANSWER  # each turn's answer, as in bench bfcl
-    from asynclm.bench.bfcl.timing import CallTimer
-
     if chain_by not in CHAIN_BY:
         raise ValueError(f"chain_by must be one of {CHAIN_BY}, not {chain_by!r}")
     timer = CallTimer(seed, item.id, "paper")  # one per item: repeated calls get the next draw
@@ -85,8 +84,6 @@ def make_msp_tasks(n_items: int, seed: int, chain_by: ChainBy = "sample", *,
                    offset: int = 0) -> list[tuple[SimTask, ...]]:
     """Items ``offset … offset+n_items-1`` of the multi-step-parallel set, each as its turns'
     tasks (:func:`item_tasks`). Needs the ``bfcl-eval`` package."""
-    from asynclm.bench.bfcl.data import load
-
     return [item_tasks(it, seed, chain_by)
             for it in load(MULTI_STEP_PARALLEL, limit=n_items, offset=offset)]
 

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asynclm.bench._stats import quantile
+from asynclm.engines.llamacpp import LlamaCppEngine
+from asynclm.prompt import system_prompt
+from asynclm.runtime import Session, SessionConfig
 from asynclm.tools import Toolbox, tool
 
 # -- the data and the tools ---------------------------------------------------------------------
@@ -293,9 +296,6 @@ async def run_one(engine: Any, task: RealTask, variant: str, *, max_tokens: int 
                   deadline_s: float = 300.0) -> dict[str, Any]:
     """One task, one variant, on a loaded engine; the prompt is processed first (prefix cache)
     so every run starts alike."""
-    from asynclm.prompt import system_prompt
-    from asynclm.runtime import Session, SessionConfig
-
     _BOOKINGS.clear()
     session = Session(engine, TOOLS, strategy="async",
                       system=system_prompt(TOOLS, futures=variant == "async-futures"),
@@ -327,8 +327,6 @@ def bench_dag_real(
         own = engine is None
         t = time.perf_counter()
         if engine is None:
-            from asynclm.engines.llamacpp import LlamaCppEngine
-
             engine = await asyncio.to_thread(LlamaCppEngine.from_name, model, n_threads=threads)
         env = {"model": model, "load_s": time.perf_counter() - t,
                "threads": getattr(engine, "n_threads", None)}

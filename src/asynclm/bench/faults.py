@@ -51,15 +51,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from asynclm.testing.sim import ScriptedPolicy, SimCosts, SimEngine
+from asynclm.bench.baselines import BASELINES
+from asynclm.bench.baselines import strategy as get_strategy
 from asynclm.protocol import Call, MalformedCall, Parser
-from asynclm.runtime import STRATEGIES, RunControl, Session, SessionConfig
+from asynclm.runtime import STRATEGIES as CORE_STRATEGIES
+from asynclm.runtime import RunControl, Session, SessionConfig
 from asynclm.runtime.clock import VirtualTimeLoop
+from asynclm.testing.sim import ScriptedPolicy, SimCosts, SimEngine
 from asynclm.tools import Tool, ToolContext, run_process, tool
+
+# Every core strategy and every baseline, in the order the seeded plans draw them from (the
+# order the runtime listed them in when the baselines were core strategies).
+STRATEGIES: tuple[str, ...] = ("sync", "sync-reprefill", "sync-parallel", "sync-parallel-reprefill",
+                               "async", "async-lazy", "async-naive")
+assert set(STRATEGIES) == {*CORE_STRATEGIES, *BASELINES}
 
 Clock = Literal["virtual", "real"]
 DEADLINES = ("none", "short", "long")
-IDS = ("assign", "strict")
+IDS: tuple[Literal["assign", "strict"], ...] = ("assign", "strict")
 
 # Fault modes of the tools. ``act``/``act_t`` are async (``act_t`` has a per-tool timeout),
 # ``act_sync`` runs in a worker thread (per-tool timeout), ``proc`` runs ``sleep`` through
@@ -303,12 +312,13 @@ class Plan:
     def config(self) -> SessionConfig:
         sc = _scale(self.clock)
         deadline = {"none": None, "short": sc.short, "long": sc.long}[self.deadline]
+        grace: dict[str, Any] = {"cancel_grace_s": sc.grace} if _HAS_GRACE else {}
         return SessionConfig(
             max_tokens=600, deadline_s=deadline, ids=self.ids,
             on_eos_pending=self.on_eos_pending,
             # Without a deadline every call needs a timeout, or a hanging tool hangs by design.
             tool_timeout_s=sc.timeout if (self.tool_timeout or deadline is None) else None,
-            **({"cancel_grace_s": sc.grace} if _HAS_GRACE else {}),
+            **grace,
         )
 
     def bound(self) -> float:
@@ -480,8 +490,8 @@ async def run_session(plan: Plan) -> Outcome:
     out = Outcome(plan)
     engine = SimEngine(ScriptedPolicy(list(plan.items)), SimCosts(tpot_s=plan.tpot_s),
                        virtual_time=plan.clock == "virtual")
-    session = Session(engine, tools_for(plan.clock), strategy=plan.strategy, system="t",
-                      config=plan.config())
+    session = Session(engine, tools_for(plan.clock), strategy=get_strategy(plan.strategy),
+                      system="t", config=plan.config())
     control = RunControl()
     emitted: list[str] = []
     completed: Counter[str] = Counter()
@@ -735,7 +745,7 @@ def shrink(out: Outcome, *, budget: int = 40) -> Plan:
     for simpler in (dict(cancel_run_at=None), dict(cancel_calls=())):
         if tries >= budget:
             break
-        cand = replace(plan, **simpler)  # type: ignore[arg-type]
+        cand = replace(plan, **simpler)
         if cand != plan and still(cand):
             plan = cand
     return plan
@@ -752,7 +762,7 @@ def _repro(plan: Plan) -> str:
         f"tool_timeout_s={cfg.tool_timeout_s!r}, on_eos_pending={cfg.on_eos_pending!r}, "
         f"max_tokens={cfg.max_tokens})",
         f"session = Session({engine}, tools_for({plan.clock!r}), "
-        f"strategy={plan.strategy!r}, system='t', config=config)",
+        f"strategy=strategy({plan.strategy!r}), system='t', config=config)",
         f"{runner}(session.run('go'))",
     ]
     if plan.cancel_run_at is not None:
@@ -814,7 +824,7 @@ def _batches(plans: list[Plan], size: int) -> Iterator[tuple[Clock, list[Plan]]]
     for clock in ("virtual", "real"):
         mine = [p for p in plans if p.clock == clock]
         for i in range(0, len(mine), size):
-            yield clock, mine[i:i + size]  # type: ignore[misc]
+            yield clock, mine[i:i + size]
 
 
 def bench_faults(
@@ -883,9 +893,9 @@ def bench_faults(
         "seed": seed,
         "sessions_by_clock": by_clock,
         "strategies": list(STRATEGIES),
-        "grace_s": {c: _scale(c).grace for c in ("virtual", "real")},  # type: ignore[arg-type]
+        "grace_s": {c: _scale(c).grace for c in ("virtual", "real")},
         "runtime_has_cancel_grace": _HAS_GRACE,
-        "margin_s": {c: _scale(c).margin for c in ("virtual", "real")},  # type: ignore[arg-type]
+        "margin_s": {c: _scale(c).margin for c in ("virtual", "real")},
         "totals": totals,
         "all_zero": all(totals[k] == 0 for k in _TARGETS),
         "wall_s": round(wall, 2),
@@ -952,7 +962,7 @@ def markdown(result: dict[str, Any], command: str | None = None) -> str:
                          f"{b['tasks']} | {b['threads']} | {b['processes']} | {b['fds']} |")
     if result["failures"]:
         lines += ["", "## Distinct failures (minimal reproductions: `tools_for` and the tools "
-                  "are in `asynclm.bench.faults`)", ""]
+                  "are in `asynclm.bench.faults`, `strategy` in `asynclm.bench.baselines`)", ""]
         for i, f in enumerate(result["failures"], 1):
             exc = f" `{f['exception']}`" if f["exception"] else ""
             lines.append(f"{i}. **{f['failure']}**{exc}: {f['sessions']} sessions; "

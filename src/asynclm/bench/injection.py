@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from asynclm.bench._stats import summary
+from asynclm.engines.llamacpp import LlamaCppEngine
 
 _FILLER = (
     "The quick brown fox jumps over the lazy dog while the weather service reports light rain "
@@ -50,8 +51,6 @@ def bench_injection(
     *, model: str = "qwen2.5-coder-1.5b", contexts: Sequence[int] = (256, 1024, 3072),
     inject: int = 32, repeats: int = 5, threads: int | None = None, flash_attn: bool = False,
 ) -> dict[str, Any]:
-    from asynclm.engines.llamacpp import LlamaCppEngine
-
     async def go() -> dict[str, Any]:
         engine = LlamaCppEngine.from_name(model, n_ctx=max(contexts) + inject + 64,
                                           n_threads=threads, flash_attn=flash_attn)

@@ -92,7 +92,8 @@ def model_text(n_bytes: int, seed: int = 0, *, blocks: bool = True) -> str:
     while size < n_bytes:
         r = rng.random() if blocks else 1.0
         if r < 0.15:
-            s = f'[CALL] c{rng.randint(1, 99)} [HEAD] get_weather(city="Paris", days={rng.randint(1, 9)}) [END]\n'
+            s = (f'[CALL] c{rng.randint(1, 99)} [HEAD] get_weather(city="Paris", '
+                 f'days={rng.randint(1, 9)}) [END]\n')
         elif r < 0.2:
             s = "[TRAP][END]\n"
         else:

@@ -27,6 +27,11 @@ from io import BufferedWriter
 from pathlib import Path
 from typing import Any
 
+from asynclm import models
+from asynclm.bench.baselines import strategy as get_strategy
+from asynclm.demo_tools import TRAVEL_TOOLS
+from asynclm.runtime import Session, SessionConfig
+
 __all__ = ["LlamaCppServer", "ServerRun", "run_server_bench", "server_report", "SERVER_TASKS"]
 
 _HIT = re.compile(rb"Llama\.generate: (\d+) prefix-match hit, remaining (\d+) prompt tokens")
@@ -164,13 +169,11 @@ class ServerRun:
 
 async def _one(server: LlamaCppServer, tokenizer: Any, task: str, prompt: str, strategy: str,
                max_tokens: int) -> ServerRun:
-    from asynclm.demo_tools import TRAVEL_TOOLS
-    from asynclm.engines.openai_http import HttpEngine
-    from asynclm.runtime import Session, SessionConfig
+    from asynclm.engines.openai_http import HttpEngine  # extra openai (httpx)
 
     engine = await HttpEngine.connect(server.url, tokenizer, read_timeout_s=300)
     try:
-        session = Session(engine, TRAVEL_TOOLS, strategy=strategy,
+        session = Session(engine, TRAVEL_TOOLS, strategy=get_strategy(strategy),
                           config=SessionConfig(max_tokens=max_tokens, deadline_s=600),
                           trace_meta={"engine": "llama_cpp.server", "task": task})
         await session.warm_up(prompt)  # every strategy starts with its prompt in the cache
@@ -194,8 +197,7 @@ def run_server_bench(
     max_tokens: int = 200, strategies: tuple[str, ...] = STRATEGIES,
 ) -> dict[str, Any]:
     """Start the server, run every task under every strategy, stop it. JSON-ready dict."""
-    from asynclm import models
-    from asynclm.engines.openai_http import GGUFTokenizer
+    from asynclm.engines.openai_http import GGUFTokenizer  # extra openai (httpx)
 
     path = models.model_path(model)
     tokenizer = GGUFTokenizer(path)

@@ -14,11 +14,18 @@ from typing import Any
 
 from asynclm.bench import latency
 from asynclm.bench._stats import quantile, summary
-from asynclm.testing.sim import (
-    OraclePolicy, SimCall, SimCosts, SimEngine, SimTask, SimTokenizer, task_toolbox,
-)
+from asynclm.bench.baselines import strategy as get_strategy
 from asynclm.protocol import render_call
 from asynclm.runtime import Session, SessionResult, run_virtual
+from asynclm.testing.sim import (
+    OraclePolicy,
+    SimCall,
+    SimCosts,
+    SimEngine,
+    SimTask,
+    SimTokenizer,
+    task_toolbox,
+)
 
 DEFAULT_STRATEGIES = ("sync", "sync-parallel", "async-naive", "async")
 _WORDS = (
@@ -55,7 +62,8 @@ def make_tasks(n_tasks: int, n_calls: int, seed: int) -> list[SimTask]:
 
 def run_task(task: SimTask, strategy: str, costs: SimCosts) -> SessionResult:
     engine = SimEngine(OraclePolicy(task), costs)
-    session = Session(engine, task_toolbox(task), strategy=strategy, system="(synthetic)")
+    session = Session(engine, task_toolbox(task), strategy=get_strategy(strategy),
+                      system="(synthetic)")
     return run_virtual(session.run(task.prompt))
 
 

@@ -7,12 +7,12 @@ re-processes the whole context on append, and the cost shows in the trace).
 
 Contract, for every engine:
 - ``prefill(tokens, reuse_prefix=True)`` replaces the context with ``tokens`` and processes
-  them; an engine with ``capabilities.prefix_cache`` may keep the cache of a prefix shared with
-  the previous context unless ``reuse_prefix`` is false (a client re-sending everything).
+  them; an engine may keep the cache of a prefix shared with the previous context unless
+  ``reuse_prefix`` is false (a client re-sending everything).
 - ``step(ban=...)`` samples one token from the current context, appends it to the context and
   returns it. Tokens in ``ban`` are never returned.
-- ``append(tokens)`` extends the context (interrupt injection); it never re-processes tokens
-  already in the context when ``capabilities.true_injection`` is true.
+- ``append(tokens)`` extends the context (interrupt injection); an engine with a live KV cache
+  does not re-process the tokens already in the context.
 - ``rollback(n)`` truncates the context to its first ``n`` tokens; the next ``step`` continues as
   if the removed tokens had never been there.
 - ``tokenize(text, special=False)``: untrusted text must be tokenized with ``special=False``, and
@@ -23,9 +23,9 @@ Contract, for every engine:
   :func:`asynclm.engines.tokenizers.tokenize_untrusted`); the text should still read the same.
 - Every coroutine may be cancelled; ``aclose`` releases the engine and is idempotent.
 
-Optional: an engine that talks to a server may offer ``take_requests() -> list`` (the requests
-sent since the last call, each with ``reason``, ``prompt_tokens``, ``cached_tokens``,
-``sent_at``, ``first_at``...); a session then records them in its trace (see
+Optional capabilities are declared, never probed: an engine that talks to a server and sets
+``capabilities.request_log`` implements :class:`RequestLog` (the requests it sent, each a
+:class:`ServerRequest`); a session then records them in its trace and counters (see
 :class:`asynclm.engines.openai_http.HttpEngine`).
 """
 
@@ -38,18 +38,13 @@ from typing import Protocol, runtime_checkable
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What an engine can do; the runtime reads this rather than probing types."""
+    """What an engine can do beyond the :class:`Engine` contract; the runtime reads these
+    flags rather than probing types or attributes. Only flags something reads belong here."""
 
-    true_injection: bool = True
-    """``append`` extends the live KV cache instead of re-processing the context."""
-    rollback: bool = True
-    token_ids: bool = True
-    """Token ids in and out are exact (resume without re-tokenizing generated text)."""
-    prefix_cache: bool = False
-    """``prefill`` of a context sharing a prefix with the current one reuses its cache."""
-    reports_cached_tokens: bool = False
     virtual_time: bool = False
     """The engine's costs are virtual (simulator): run it on :func:`asynclm.runtime.clock.run_virtual`."""
+    request_log: bool = False
+    """The engine is a :class:`RequestLog`: it logs the server requests it sends."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,3 +94,29 @@ class Engine(Protocol):
     async def rollback(self, n_tokens: int) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+class ServerRequest(Protocol):
+    """One request an engine sent to its server (final figures once it has ended)."""
+
+    reason: str
+    """Why it was sent: ``prefill``, ``resume``, ``reprefill``, ..."""
+    mode: str
+    prompt_tokens: int
+    cached_tokens: int | None
+    """Prompt tokens the server reported served from its cache; None if it does not say."""
+    sent_at: float
+    first_at: float | None
+    """When its first token arrived (loop clock); None before that, or if none came."""
+    received: int
+    finish: str | None
+    retries: int
+
+
+@runtime_checkable
+class RequestLog(Protocol):
+    """Optional capability (``capabilities.request_log``): the engine logs its requests."""
+
+    def take_requests(self) -> Sequence[ServerRequest]:
+        """The requests sent since the previous call, oldest first (each returned once)."""
+        ...

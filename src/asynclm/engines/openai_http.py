@@ -42,7 +42,8 @@ Failures: connection errors, HTTP 429/5xx and streams cut mid-way are retried (`
 times, with backoff; a generation request has no side effect, and a resume restarts from the
 tokens already handed out); after that, or on a 4xx, a :class:`ServerError` subclass is raised.
 Every read has a deadline (``read_timeout_s``): a server that stops answering raises
-:class:`ServerTimeout`, never hangs.
+:class:`ServerTimeout`, never hangs. Using the engine after :meth:`~HttpEngine.aclose` raises
+:class:`~asynclm.errors.EngineClosedError`, as every engine does.
 
 Requires the ``openai`` extra (httpx): ``pip install 'asynclm[openai]'``.
 """
@@ -61,12 +62,23 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from asynclm._clock import now
 from asynclm.engines.base import Capabilities, ChatMessage
 from asynclm.engines.tokenizers import (
-    GGUFTokenizer, HFTokenizer, Tokenizer, tokenize_chat, tokenize_untrusted,
+    GGUFTokenizer,
+    HFTokenizer,
+    Tokenizer,
+    tokenize_chat,
+    tokenize_untrusted,
+)
+from asynclm.errors import (
+    EngineClosedError,
+    ServerError,
+    ServerResponseError,
+    ServerTimeout,
+    ServerUnavailable,
 )
 from asynclm.protocol.escape import CONTROL_TAGS, SPECIAL_TOKEN_PREFIXES
-from asynclm.runtime.clock import now
 
 __all__ = [
     "GGUFTokenizer",
@@ -82,28 +94,12 @@ __all__ = [
     "connect",
 ]
 
-# ServerError (RuntimeError)
-#  ├── ServerUnavailable      cannot connect (after retries)
-#  ├── ServerTimeout          no data within read_timeout_s (after retries)
-#  └── ServerResponseError    an HTTP error status, or a response this engine cannot read
-
-
-class ServerError(RuntimeError):
-    """The inference server failed; the message says which server, request and why."""
-
-
-class ServerUnavailable(ServerError):
-    pass
-
-
-class ServerTimeout(ServerError):
-    pass
-
-
-class ServerResponseError(ServerError):
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
+# In asynclm.errors: EngineError
+#  ├── EngineClosedError          used after aclose (as every engine)
+#  └── ServerError (RuntimeError)
+#       ├── ServerUnavailable      cannot connect (after retries)
+#       ├── ServerTimeout          no data within read_timeout_s (after retries)
+#       └── ServerResponseError    an HTTP error status, or a response this engine cannot read
 
 
 class Mode(StrEnum):
@@ -120,7 +116,7 @@ _TOKEN_MODES = frozenset({Mode.LLAMA_SERVER, Mode.VLLM, Mode.SGLANG})
 @dataclass(slots=True)
 class RequestStats:
     """One generation request the engine sent. Times are on the runtime's clock
-    (:func:`asynclm.runtime.clock.now`).
+    (:func:`asynclm._clock.now`).
 
     ``cached_tokens`` is what the server *reported* (None if it reports nothing);
     ``reason`` is ``prefill`` (a new context), ``resume`` (after an append, rollback or a
@@ -408,7 +404,9 @@ class HttpEngine:
         del self._ctx[n_tokens:]
 
     def take_requests(self) -> list[RequestStats]:
-        """Requests sent since the last call (the session puts them into its trace)."""
+        """:class:`~asynclm.engines.base.RequestLog` (``capabilities.request_log``): the
+        requests sent since the previous call, oldest first; the session puts them into its
+        trace and counters."""
         new = self.requests[self._taken:]
         self._taken = len(self.requests)
         return new
@@ -732,7 +730,7 @@ class HttpEngine:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ServerError("the engine is closed")
+            raise EngineClosedError("the engine is closed")
 
 
 def _join_broken(pieces: list[tuple[str, bool]], rx: re.Pattern[str] | None) -> str:
@@ -759,23 +757,21 @@ def _join_broken(pieces: list[tuple[str, bool]], rx: re.Pattern[str] | None) -> 
             b = a + len(m.group(1))
             if (a, b) in exact:
                 continue
-            p = next((p for p in range(a + 1, b) if not inner[p]), None)
-            if p is not None:
-                cuts.add(p)
+            cut = next((i for i in range(a + 1, b) if not inner[i]), None)
+            if cut is not None:
+                cuts.add(cut)
         if not cuts:
             return text
         order = sorted(cuts)
-        text = "".join(text[i:j] + "\u2060" for i, j in zip([0, *order], order)) + text[order[-1]:]
+        pieces_at = zip([0, *order], order, strict=False)  # the tail is added after
+        text = "".join(text[i:j] + "\u2060" for i, j in pieces_at) + text[order[-1]:]
         spans = [(a + bisect_right(order, a), b + bisect_right(order, a)) for a, b in spans]
     return text  # only a pattern containing U+2060 itself could get here
 
 
 def _capabilities(mode: Mode) -> Capabilities:
-    exact = mode in _TOKEN_MODES
-    return Capabilities(
-        true_injection=False, rollback=True, token_ids=exact, prefix_cache=mode is not Mode.CHAT,
-        reports_cached_tokens=exact,
-    )
+    """Every mode logs its requests (:meth:`HttpEngine.take_requests`)."""
+    return Capabilities(request_log=True)
 
 
 async def connect(base_url: str, model: str | os.PathLike[str], **kwargs: Any) -> HttpEngine:

@@ -19,6 +19,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from asynclm import models
+from asynclm.engines._llama import Vocab, import_llama
 from asynclm.engines.base import ChatMessage
 
 __all__ = ["GGUFTokenizer", "HFTokenizer", "Tokenizer", "tokenize_chat", "tokenize_untrusted"]
@@ -159,15 +161,13 @@ class GGUFTokenizer:
     exactly what a llama.cpp server running the same file uses. Needs llama-cpp-python."""
 
     def __init__(self, model_path: str | os.PathLike[str]) -> None:
-        from asynclm.engines.llamacpp import _Vocab, _import_llama
-
-        lib = _import_llama()
+        lib = import_llama()
         self._lib = lib
         log = logging.getLogger("llama-cpp-python")  # it logs warnings as errors: keep quiet
         level = log.level
         log.setLevel(logging.CRITICAL + 1)
         try:
-            self._vocab = _Vocab(lib, os.fspath(model_path))
+            self._vocab = Vocab(lib, os.fspath(model_path))
         finally:
             log.setLevel(level)
         v = self._vocab.ptr
@@ -184,8 +184,6 @@ class GGUFTokenizer:
 
     @classmethod
     def from_name(cls, name: str | None = None) -> GGUFTokenizer:
-        from asynclm import models
-
         return cls(models.model_path(name or models.DEFAULT_MODEL))
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:

@@ -29,6 +29,7 @@ against its simulation (:func:`check_example`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,17 +37,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from asynclm.bench.bfcl.data import BfclItem, _multi_turn_docs, ground_truth_calls
+from asynclm.bench.bfcl.data import BfclItem, ground_truth_calls, multi_turn_docs
 from asynclm.bench.bfcl.timing import canonical_args
 from asynclm.bench.bfcl.tools import toolbox_from_bfcl
 from asynclm.engines.base import ChatMessage
-from asynclm.testing.sim import SimCall, SimCosts
 from asynclm.finetune.sim import USER_ID, RecordingEngine, Stage, StagedOracle
 from asynclm.finetune.split import POOL, make_split
 from asynclm.protocol import (
-    Call, Interrupt, MalformedCall, Parser, Trap, format_value, parse_body,
+    Call,
+    Interrupt,
+    MalformedCall,
+    Parser,
+    Trap,
+    format_value,
+    parse_body,
 )
 from asynclm.runtime import Session, SessionConfig, run_virtual
+from asynclm.testing.sim import SimCall, SimCosts
 from asynclm.tools import Toolbox
 
 __all__ = [
@@ -85,7 +92,7 @@ Example = dict[str, Any]
 def _class_of(item: BfclItem) -> dict[str, str]:
     out: dict[str, str] = {}
     for cls in item.extra.get("involved_classes", ()):
-        for doc in _multi_turn_docs(cls):
+        for doc in multi_turn_docs(cls):
             out.setdefault(str(doc["name"]), cls)
     return out
 
@@ -125,8 +132,6 @@ def _toolbox(functions: Sequence[Mapping[str, Any]], plan: dict[tuple[str, str],
     queues = {k: list(v) for k, v in plan.items()}
 
     async def handler(name: str, args: dict[str, Any]) -> Any:
-        import asyncio
-
         queue = queues[(name, canonical_args(args))]
         call = queue.pop(0) if len(queue) > 1 else queue[0]
         await asyncio.sleep(call.duration_s)

@@ -13,10 +13,15 @@ Needs ``gguf`` and ``safetensors`` (extra ``finetune``); torch only to read a ``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
 from typing import Any
+
+from asynclm.engines.base import ChatMessage
+from asynclm.engines.llamacpp import LlamaCppEngine
+from asynclm.models import model_path
 
 __all__ = ["export_gguf_lora", "hf_to_gguf_name", "smoke_test"]
 
@@ -104,8 +109,6 @@ def export_gguf_lora(adapter: Path, out: Path, *, base_model: str | Path) -> dic
 
 
 def _bundled(name: str) -> Path:
-    from asynclm.models import model_path
-
     return model_path(name)
 
 
@@ -113,10 +116,6 @@ def smoke_test(adapter_gguf: Path, base_model: str | Path, *, prompt: str = "Say
                max_tokens: int = 8, threads: int = 1) -> dict[str, Any]:
     """Load the base model with the adapter in the llama.cpp engine and generate greedily;
     returns the text."""
-    import asyncio
-
-    from asynclm.engines.base import ChatMessage
-    from asynclm.engines.llamacpp import LlamaCppEngine
 
     base = Path(base_model) if str(base_model).endswith(".gguf") else _bundled(str(base_model))
 

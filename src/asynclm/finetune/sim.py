@@ -12,11 +12,12 @@ injects, and every context token is labelled with who wrote it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from asynclm.testing.sim import EOS, OraclePolicy, SimCall, SimCosts, SimEngine, SimTask
 from asynclm.protocol import DEFAULT_MARKERS, Markers, escape_payload, render_call, render_trap
+from asynclm.testing.sim import EOS, OraclePolicy, SimCall, SimCosts, SimEngine, SimTask
 
 __all__ = ["USER_ID", "RecordingEngine", "Stage", "StagedOracle", "user_interrupt_segments"]
 
@@ -109,8 +110,6 @@ class RecordingEngine(SimEngine):
         return out
 
     async def step(self, *, ban: Collection[int] = ()) -> int:
-        import asyncio
-
         now = asyncio.get_running_loop().time()
         if (self.user_message is not None and self.user_at is None and not self._pending
                 and now >= self.user_message[0]):

@@ -20,6 +20,7 @@ device when there is one, else on the CPU with ``threads`` threads.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from asynclm.finetune.tokens import IGNORE, encode_example, trainable_fraction
+from asynclm.models import model_path
 
 __all__ = ["TARGET_MODULES", "TrainConfig", "load_base", "train"]
 
@@ -65,8 +67,6 @@ class TrainConfig:
 def _gguf(cfg: TrainConfig) -> Path:
     if cfg.model_path is not None:
         return cfg.model_path
-    from asynclm.models import model_path
-
     return model_path(cfg.model)
 
 
@@ -259,8 +259,6 @@ def _masked_loss(model: Any, ids: Sequence[int], labels: Sequence[int],
 
 def _fingerprint(cfg: TrainConfig) -> dict[str, Any]:
     """What must not change between a run and its resumption (the data order depends on it)."""
-    import hashlib
-
     return {"data_sha256": hashlib.sha256(cfg.data.read_bytes()).hexdigest(),
             "max_len": cfg.max_len, "batch": cfg.batch, "seed": cfg.seed, "limit": cfg.limit,
             "rank": cfg.rank, "alpha": cfg.alpha, "target_modules": list(cfg.target_modules),
@@ -308,7 +306,11 @@ def _progress(console: Any | None) -> Any:
     if console is None:
         return _NoProgress()
     from rich.progress import (
-        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
         TimeRemainingColumn,
     )
 

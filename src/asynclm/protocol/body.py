@@ -39,7 +39,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from asynclm.errors import BodyError
 from asynclm.protocol.events import Ref
+from asynclm.protocol.ids import ID_CHARS, REF_ID_RE
 
 __all__ = [
     "MAX_BODY_CHARS",
@@ -63,16 +65,9 @@ MAX_FN_CHARS = 256
 MAX_REF_PATH = 64
 """Most path segments in one reference."""
 
-REF_ID_RE = re.compile(r"[A-Za-z0-9_-]+")
-"""Characters of a reference id: ``$10`` is id ``"10"`` (never ``$1`` followed by ``0``)."""
-
-_SEG_RE = re.compile(r"\.([A-Za-z0-9_-]+)")
+_SEG_RE = re.compile(rf"\.([{ID_CHARS}]+)")
 _INDEX_RE = re.compile(r"""\[[ \t]*(?:(-?[0-9]+)|"([^"\\\n]*)"|'([^'\\\n]*)')[ \t]*\]""")
 _DIGITS_RE = re.compile(r"-?[0-9]+")
-
-
-class BodyError(ValueError):
-    """A call body that is not in the accepted language. ``str(err)`` is the reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +94,8 @@ def _fail(msg: str) -> NoReturn:
 def parse_ref(text: str, i: int = 0) -> tuple[Ref, int]:
     """Parse a reference starting at ``text[i] == "$"``; return it and the index after it.
 
-    Grammar: ``$`` id (``[A-Za-z0-9_-]+``), then any number of ``.segment``
+    Grammar: ``$`` id (the longest :data:`~asynclm.protocol.ids.REF_ID_RE` match), then any
+    number of ``.segment``
     (``[A-Za-z0-9_-]+``; all digits -> ``int``) or ``[int]`` / ``["key"]`` / ``['key']``
     (keys without backslashes or newlines). Raises :class:`BodyError` if no id follows ``$``.
     """

@@ -45,6 +45,9 @@ class Call:
 
     ``pos`` holds positional arguments in order (the runtime binds them to the tool's parameter
     order); it comes last, with a default, so keyword construction stays compatible.
+    ``id`` is a valid id (:func:`~asynclm.protocol.ids.is_call_id`) or ``None``; when the model
+    wrote one word that is not a valid id (``a:b``), ``id`` is ``None`` and ``written_id`` holds
+    that word: the runtime names such a call, as one written without an id.
     """
 
     id: str | None
@@ -54,17 +57,20 @@ class Call:
     start: int
     end: int
     pos: tuple[Any, ...] = ()
+    written_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class MalformedCall:
-    """A complete call block whose body could not be parsed; ``reason`` says why."""
+    """A complete call block whose body could not be parsed; ``reason`` says why. ``id`` and
+    ``written_id`` as in :class:`Call`."""
 
     id: str | None
     raw: str
     reason: str
     start: int
     end: int
+    written_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,9 +25,10 @@ import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from asynclm.protocol.body import MAX_FN_CHARS, REF_ID_RE, _whole_ref
+from asynclm.protocol.body import MAX_FN_CHARS, _whole_ref
 from asynclm.protocol.escape import escape_payload
 from asynclm.protocol.events import DEFAULT_MARKERS, Markers, Ref
+from asynclm.protocol.ids import CALL_ID_RE, REF_ID_RE, is_call_id
 
 __all__ = [
     "CALL_ID_RE",
@@ -40,9 +41,6 @@ __all__ = [
     "render_trap",
 ]
 
-CALL_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-"""Ids accepted in a call header (``[CALL] id [HEAD] ...``). Only ids that also match
-:data:`~asynclm.protocol.body.REF_ID_RE` (no ``.`` or ``:``) can be referenced as ``$id``."""
 
 DEFAULT_MAX_VALUE_CHARS = 4096
 """Default length limit of :func:`format_value`."""
@@ -110,7 +108,7 @@ def format_ref(ref: Ref) -> str:
     back as ints) use bracket form ``$id["a b"]``; negative indexes ``$id[-1]``.
     Raises ``ValueError`` for an invalid id or a segment that cannot be written.
     """
-    if not isinstance(ref.id, str) or not REF_ID_RE.fullmatch(ref.id):
+    if not is_call_id(ref.id):
         raise ValueError(f"invalid reference id {ref.id!r}")
     parts = ["$", ref.id]
     for seg in ref.path:
@@ -240,8 +238,8 @@ def format_call(
 
 
 def _check_id(id: str | None) -> None:
-    if id is not None and not (isinstance(id, str) and CALL_ID_RE.fullmatch(id)):
-        raise ValueError(f"invalid block id {id!r}: use letters, digits and _ . : - (max 64)")
+    if id is not None and not is_call_id(id):
+        raise ValueError(f"invalid block id {id!r}: use letters, digits, _ and - (max 64)")
 
 
 def render_call(
@@ -289,7 +287,7 @@ def render_trap(markers: Markers = DEFAULT_MARKERS) -> str:
 
 def _json_default(o: Any) -> Any:
     if isinstance(o, Ref):
-        return format_ref(o) if REF_ID_RE.fullmatch(o.id) else str(o)
+        return format_ref(o) if is_call_id(o.id) else str(o)
     dump = getattr(o, "model_dump", None)
     if callable(dump) and not isinstance(o, type):
         try:

@@ -22,6 +22,9 @@ Contracts
   inside a call are string-aware (``f(x="a -> b")`` is fine).
 * **Blocks.** ``[CALL]`` emits :class:`CallOpened` at once; an optional ``id [HEAD]`` follows;
   ``[END]`` emits :class:`Call` (``id`` stripped, empty -> ``None``) or :class:`MalformedCall`.
+  The id follows :mod:`asynclm.protocol.ids`; one word that is not a valid id (``a:b``) leaves
+  ``id`` ``None`` and is kept in ``written_id`` (the runtime names the call); an id slot with
+  spaces or longer than 64 characters makes the call a MalformedCall "invalid call id".
   ``raw`` is the block text from ``[CALL]`` through ``[END]``. A call whose content (between
   ``[CALL]`` and ``[END]``) reaches :data:`MAX_CALL_CHARS` characters is a MalformedCall "call too
   long" at its ``[END]``; content past the limit is neither kept nor lexed (bounded memory and
@@ -65,7 +68,17 @@ import re
 from typing import Final
 
 from asynclm.protocol._tables import (
-    CLOSERS, CODE, COMMENT, NEED, OPENERS, STR, Hit, Kind, Need, char_class, tables,
+    CLOSERS,
+    CODE,
+    COMMENT,
+    NEED,
+    OPENERS,
+    STR,
+    Hit,
+    Kind,
+    Need,
+    char_class,
+    tables,
 )
 from asynclm.protocol.body import BodyError, ParsedBody, parse_body
 from asynclm.protocol.events import (
@@ -80,7 +93,7 @@ from asynclm.protocol.events import (
     Text,
     Trap,
 )
-from asynclm.protocol.markup import CALL_ID_RE
+from asynclm.protocol.ids import MAX_ID_CHARS, is_call_id
 
 __all__ = ["MAX_CALL_CHARS", "Parser"]
 
@@ -113,6 +126,7 @@ K_CALL, K_TRAP, K_END, K_HEAD, K_FORGED, K_STRAY = (
 
 
 _NONWS = re.compile(r"\S")
+_SPACE = re.compile(r"\s")
 _WS_RUN = re.compile(r"[ \t\r\n]*")  # whitespace between tokens (ASCII, never a marker)
 _TRAP_STOP = re.compile(r"[^ \t\r\n]")
 _LEX_TRIGGER = re.compile(r"[-\n]")  # what makes a call body's lexer state matter
@@ -410,30 +424,34 @@ class Parser:
     ) -> Call | MalformedCall:
         start = self._block_start
         ident: str | None = None
+        written: str | None = None
         if self._head_seen:
             t = self._id_text.strip()
-            if t:
-                if not CALL_ID_RE.fullmatch(t):
-                    return MalformedCall(
-                        None,
-                        raw,
-                        f"invalid call id {t[:80]!r}: ids are 1-64 letters, digits, _ . : -",
-                        start,
-                        end,
-                    )
+            if is_call_id(t):
                 ident = t
+            elif t and (len(t) > MAX_ID_CHARS or _SPACE.search(t)):
+                return MalformedCall(
+                    None,
+                    raw,
+                    f"invalid call id {t[:80]!r}: ids are 1-64 letters, digits, _ and -",
+                    start,
+                    end,
+                )
+            elif t:
+                written = t  # one word, not an id (a:b, math.factorial): the runtime names it
         if unterminated:
-            return MalformedCall(ident, raw, "unterminated call", start, end)
+            return MalformedCall(ident, raw, "unterminated call", start, end, written)
         if self._too_long:
             return MalformedCall(
-                ident, raw, f"call too long (over {MAX_CALL_CHARS} characters)", start, end
+                ident, raw, f"call too long (over {MAX_CALL_CHARS} characters)", start, end,
+                written,
             )
         if parsed is None:
             try:
                 parsed = parse_body("".join(self._pieces))
             except BodyError as e:
-                return MalformedCall(ident, raw, str(e), start, end)
-        return Call(ident, parsed.fn, parsed.args, raw, start, end, parsed.pos)
+                return MalformedCall(ident, raw, str(e), start, end, written)
+        return Call(ident, parsed.fn, parsed.args, raw, start, end, parsed.pos, written)
 
     def _forge_call(
         self,

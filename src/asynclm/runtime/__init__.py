@@ -2,7 +2,8 @@
 
 from asynclm.runtime.clock import VirtualTimeLoop, run_virtual
 from asynclm.runtime.config import SessionConfig
-from asynclm.runtime.control import Message, RunControl, SessionClosedError
+from asynclm.runtime.control import RunControl, SessionClosedError
+from asynclm.runtime.messages import Message
 from asynclm.runtime.records import CallRecord, SessionResult, Status
 from asynclm.runtime.session import Session, run_sync
 from asynclm.runtime.strategies import STRATEGIES, Strategy, get_strategy

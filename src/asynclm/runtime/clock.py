@@ -7,7 +7,8 @@ next scheduled timer whenever nothing is ready to run. ``asyncio.sleep``, ``asyn
 
 Timestamps are read with :func:`loop_clock` (``loop.time`` on asyncio's own loops, virtual
 ones included; ``time.monotonic`` on others such as uvloop, whose ``loop.time`` counts whole
-milliseconds).
+milliseconds); it and :func:`now` live in :mod:`asynclm._clock`, below the engines, and are
+re-exported here.
 
 Contract: under virtual time, only timers advance the clock. Work done in threads (sync tools,
 blocking engines: anything sent through ``loop.run_in_executor``) takes no virtual time: while
@@ -24,6 +25,10 @@ import selectors
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
+
+from asynclm._clock import loop_clock, now
+
+__all__ = ["THREAD_HOLD_S", "VirtualTimeLoop", "loop_clock", "now", "run_virtual"]
 
 T = TypeVar("T")
 
@@ -86,7 +91,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return self._vselector.now
 
-    def run_in_executor(self, executor: Any, func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    def run_in_executor(  # type: ignore[override]  # typeshed's signature uses TypeVarTuple
+        self, executor: Any, func: Callable[..., T], *args: Any,
+    ) -> asyncio.Future[T]:
         """As asyncio's, counting the job as thread work the clock waits for (module doc)."""
         fut = super().run_in_executor(executor, func, *args)
         sel = self._vselector
@@ -109,17 +116,3 @@ def run_virtual(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion on a fresh :class:`VirtualTimeLoop` (like ``asyncio.run``)."""
     with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
         return runner.run(coro)
-
-
-def loop_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
-    """The clock to timestamp with on ``loop``, in seconds: ``loop.time`` on loops built on
-    asyncio's ``BaseEventLoop`` (its real clock is ``time.monotonic``; virtual time is kept), else
-    ``time.monotonic``: uvloop's ``loop.time`` counts whole milliseconds, fixed for a whole loop
-    iteration, too coarse for decode steps and the runtime's own costs. Every timestamp of a run
-    comes from this one clock."""
-    return loop.time if isinstance(loop, asyncio.BaseEventLoop) else time.monotonic
-
-
-def now() -> float:
-    """The running loop's clock (virtual or real, see :func:`loop_clock`), in seconds."""
-    return loop_clock(asyncio.get_running_loop())()

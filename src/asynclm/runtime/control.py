@@ -10,26 +10,15 @@ escaped like any untrusted payload. Messages sent before the run starts wait for
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from asynclm.protocol.markup import CALL_ID_RE
+from asynclm.errors import SessionClosedError
+from asynclm.protocol.ids import is_call_id
+from asynclm.runtime.messages import Message
 
 if TYPE_CHECKING:
     from asynclm.runtime.executor import Executor
     from asynclm.runtime.interrupts import InterruptManager
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A message from outside the model (a person, another agent) to inject as an interrupt."""
-
-    sender: str
-    text: str
-
-
-class SessionClosedError(RuntimeError):
-    """The run this control steered has ended; nothing more can be sent to it."""
 
 
 class RunControl:
@@ -59,11 +48,11 @@ class RunControl:
         return self._state == "ended"
 
     def interrupt(self, text: str, *, sender: str = "user") -> Message:
-        """Queue ``text`` from ``sender`` (an id: letters, digits, ``_ . : -``) for injection
+        """Queue ``text`` from ``sender`` (an id: letters, digits, ``_`` and ``-``) for injection
         at the next safe point. Raises :class:`SessionClosedError` once the run has ended and
         ``ValueError`` for an invalid sender or an empty or oversized text."""
-        if not CALL_ID_RE.fullmatch(sender):
-            raise ValueError(f"invalid sender {sender!r}: use letters, digits and _ . : -")
+        if not is_call_id(sender):
+            raise ValueError(f"invalid sender {sender!r}: use letters, digits, _ and - (max 64)")
         if not text.strip():
             raise ValueError("empty message")
         if len(text) > self.max_text_chars:

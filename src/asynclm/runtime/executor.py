@@ -26,6 +26,7 @@ import logging
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from asynclm.errors import ErrorType, error_type_of
 from asynclm.protocol import Ref
 from asynclm.runtime import otel
 from asynclm.runtime.clock import loop_clock
@@ -47,7 +48,7 @@ class _Call:
     __slots__ = (
         "id", "fn", "args", "pos", "raw", "injectable", "emitted_at", "started_at", "task",
         "_done", "record", "refs", "order_key", "ctx", "deferred", "call_args", "cancel_reason",
-        "tool", "id_assigned", "span",
+        "tool", "id_assigned", "span", "launched",
     )
 
     def __init__(
@@ -69,6 +70,7 @@ class _Call:
         self.tool: Tool | None = None
         self.id_assigned = False
         self.span: Any = None  # an OpenTelemetry span while the tool runs (see otel.py)
+        self.launched: asyncio.Future[None] | None = None  # made by Executor.launched
 
     @property
     def done(self) -> asyncio.Future[CallRecord]:
@@ -138,6 +140,17 @@ class Executor:
         """Ids of calls whose tool was abandoned (see the module doc), in order."""
         return tuple(self._abandoned)
 
+    async def launched(self, call_id: str) -> None:
+        """Until the call has done what it can do at once: its tool has started, or it waits
+        for its inputs or its turn, or it has ended (returns at once for a deferred call). The
+        session awaits this before decoding on, so that a call starts now, not after the next
+        decoding step."""
+        call = self._calls[call_id]
+        if call.record is not None or call.deferred or call.task is None:
+            return
+        fut = call.launched = self._loop.create_future()
+        await fut
+
     async def wait(self, call_id: str) -> CallRecord:
         return await asyncio.shield(self._calls[call_id].done)
 
@@ -187,7 +200,7 @@ class Executor:
         call.id_assigned = id_assigned
         self._calls[call_id] = call
         if error is not None:
-            self._finish(call, "error", error=error, error_type="MalformedCall")
+            self._finish(call, "error", error=error, error_type=ErrorType.MALFORMED_CALL)
             return
         if repeat_of is not None:
             self._finish(call, "ok", value=repeat_of.value, repeat_of=repeat_of.id)
@@ -199,13 +212,13 @@ class Executor:
             dep = self._calls.get(ref.id)
             if dep is call:
                 self._finish(
-                    call, "error", error_type="ReferenceError",
+                    call, "error", error_type=ErrorType.REFERENCE_ERROR,
                     error=f"not started: {ref} refers to this call's own result",
                 )
                 return
             if dep is None:
                 self._finish(
-                    call, "error", error_type="ReferenceError",
+                    call, "error", error_type=ErrorType.REFERENCE_ERROR,
                     error=f"not started: unknown reference {ref}: no earlier call has id "
                     f"{ref.id!r} (a call can only use results of calls written before it)",
                 )
@@ -213,13 +226,13 @@ class Executor:
         try:
             call.tool = tool = self._tools.get_checked(fn)
         except ToolError as exc:
-            self._finish(call, "error", error=str(exc), error_type=type(exc).__name__)
+            self._finish(call, "error", error=str(exc), error_type=error_type_of(exc))
             return
         if not call.refs:
             try:
                 call.call_args = tool.validate(args, pos)
             except ToolError as exc:
-                self._finish(call, "error", error=str(exc), error_type=type(exc).__name__)
+                self._finish(call, "error", error=str(exc), error_type=error_type_of(exc))
                 return
         # Ordering is fixed at emission time, so stateful calls keep the model's order.
         try:
@@ -258,7 +271,7 @@ class Executor:
         if call.ctx is not None:
             call.ctx.cancel()
         if call.task is None or call.task.done():
-            self._finish(call, "cancelled", error=reason, error_type="Cancelled")
+            self._finish(call, "cancelled", error=reason, error_type=ErrorType.CANCELLED)
         else:
             call.task.cancel(reason)
         return True
@@ -274,9 +287,11 @@ class Executor:
         inner: asyncio.Task[tuple[bool, Any]] | None = None
         try:
             if call.refs:
+                _launched(call)  # it waits for its inputs
                 if not await self._resolve(call):
                     return
             if prev is not None:
+                _launched(call)  # it waits for its turn
                 await asyncio.wait([prev])
             tool = call.tool
             assert tool is not None
@@ -288,7 +303,7 @@ class Executor:
             self._on_start(call.id, call.fn)
             timeout = tool.timeout if tool.timeout is not None else self._default_timeout
             inner = self._loop.create_task(
-                _invoke(tool, call.call_args, ctx, call.span), name=f"asynclm-tool-{call.id}")
+                _invoke(tool, call.call_args, ctx, call.span, call), name=f"asynclm-tool-{call.id}")
             done, _ = await asyncio.wait((inner,), timeout=timeout)
             if not done:
                 try:
@@ -296,18 +311,19 @@ class Executor:
                 finally:  # whatever the tool does now (even return a value): a timeout
                     self._finish(
                         call, "timeout", error=f"timed out after {timeout:g} s",
-                        error_type="Timeout",
+                        error_type=ErrorType.TIMEOUT,
                     )
                 return
             if inner.cancelled():  # the tool raised CancelledError on its own
                 self._finish(
-                    call, "error", error="tool raised CancelledError", error_type="CancelledError")
+                    call, "error", error="tool raised CancelledError",
+                    error_type=ErrorType.TOOL_CANCELLED)
                 return
             ok, value = inner.result()
             if ok:
                 self._finish(call, "ok", value=value)
             else:
-                self._finish(call, "error", error=_describe(value), error_type=type(value).__name__)
+                self._finish(call, "error", error=_describe(value), error_type=error_type_of(value))
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -317,16 +333,17 @@ class Executor:
                 finally:
                     if call.record is None:
                         self._finish(
-                            call, "cancelled", error=call.cancel_reason, error_type="Cancelled")
+                            call, "cancelled", error=call.cancel_reason,
+                            error_type=ErrorType.CANCELLED)
                 raise
             if call.record is not None:  # raised after the outcome (by a hook): a bug, loud
                 raise
             # Not a cancellation of this task: an error like any other.
-            self._finish(call, "error", error="CancelledError", error_type="CancelledError")
+            self._finish(call, "error", error="CancelledError", error_type=ErrorType.TOOL_CANCELLED)
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded, never lost
             if call.record is not None:  # raised after the outcome (by a hook): a bug, loud
                 raise
-            self._finish(call, "error", error=_describe(exc), error_type=type(exc).__name__)
+            self._finish(call, "error", error=_describe(exc), error_type=error_type_of(exc))
 
     async def _stop(self, call: _Call, inner: asyncio.Task[Any]) -> None:
         """Cancel the running tool ``inner`` of ``call`` and give it ``cancel_grace_s`` to end;
@@ -385,7 +402,7 @@ class Executor:
             assert rec is not None
             if rec.status != "ok":
                 self._finish(
-                    call, "error", error_type="DependencyFailed",
+                    call, "error", error_type=ErrorType.DEPENDENCY_FAILED,
                     error=f"not started: dependency {dep_id} ended {rec.status}"
                     + (f" ({rec.error})" if rec.error else ""),
                 )
@@ -397,7 +414,7 @@ class Executor:
             assert call.tool is not None
             call.call_args = call.tool.validate(args, pos)
         except (ReferenceError_, ToolError) as exc:
-            self._finish(call, "error", error=f"not started: {exc}", error_type=type(exc).__name__)
+            self._finish(call, "error", error=f"not started: {exc}", error_type=error_type_of(exc))
             return False
         return True
 
@@ -420,7 +437,7 @@ class Executor:
                     # Rendering is synchronous: a CancelledError here is the value's own doing,
                     # not a cancellation of this task (one requested is still delivered at the
                     # task's next await: nothing is uncancelled here).
-                    status, value, error_type = "error", None, "UnrenderableResult"
+                    status, value, error_type = "error", None, ErrorType.UNRENDERABLE_RESULT
                     error = describe_unrenderable(exc)
         call.record = CallRecord(
             id=call.id, fn=call.fn, args=call.args, pos=call.pos, raw=call.raw, status=status,
@@ -435,15 +452,17 @@ class Executor:
             otel.end_tool_span(call.span, status, error_type, error)
         if call._done is not None:
             call._done.set_result(call.record)
+        _launched(call)
         self._on_end(call.record)
 
 
 async def _invoke(
-    tool: Tool, args: dict[str, Any], ctx: ToolContext, span: Any,
+    tool: Tool, args: dict[str, Any], ctx: ToolContext, span: Any, call: _Call,
 ) -> tuple[bool, Any]:
     """The tool's own task: ``(True, value)``, or ``(False, exception)`` for any exception but
     CancelledError (``SystemExit`` and ``KeyboardInterrupt`` included: raised out of a task they
     would stop the event loop)."""
+    _launched(call)  # the tool starts now
     try:
         with otel.use_span(span):
             return True, await tool.invoke(args, ctx=ctx)
@@ -451,6 +470,12 @@ async def _invoke(
         raise
     except BaseException as exc:  # noqa: BLE001 - becomes the call's error outcome
         return False, exc
+
+
+def _launched(call: _Call) -> None:
+    """Wake whoever awaits :meth:`Executor.launched` for ``call``."""
+    if call.launched is not None and not call.launched.done():
+        call.launched.set_result(None)
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

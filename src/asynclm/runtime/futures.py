@@ -27,8 +27,10 @@ import json
 from collections.abc import Container, Iterable, Mapping
 from typing import Any
 
+from asynclm.errors import ReferenceError_
 from asynclm.protocol import Ref
-from asynclm.protocol.body import REF_ID_RE, BodyError, parse_ref
+from asynclm.protocol.body import BodyError, parse_ref
+from asynclm.protocol.ids import REF_ID_RE
 
 __all__ = [
     "ATOMIC_TYPES",
@@ -41,10 +43,6 @@ __all__ = [
     "substitute",
     "value_text",
 ]
-
-
-class ReferenceError_(LookupError):
-    """A reference path does not exist in the referenced result."""
 
 
 ATOMIC_TYPES = frozenset({str, int, float, bool, type(None)})

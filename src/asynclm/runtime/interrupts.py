@@ -1,21 +1,39 @@
 """The interrupt manager: queues finished calls and renders them as interrupt blocks.
 
 Results are injected only at safe points (never inside a call block being written); every result
-ready at that moment goes in one batch. Payloads are untrusted: they are escaped so they can
-never form a marker, and the engine tokenizes them with special-token parsing off. Markup is the
-only text tokenized with special tokens on.
+ready at that moment goes in one batch. This module decides *what* is delivered (which records,
+whether a payload echoes its call, size limits); the session's
+:class:`~asynclm.protocol.Dialect` writes it (payload wording, markup, escaping): no markup
+string is built here. Payloads are untrusted: the dialect escapes them so they can never form a
+marker, and the engine tokenizes them with special-token parsing off. Markup is the only text
+tokenized with special tokens on.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, Literal
 
-from asynclm.protocol import DEFAULT_MARKERS, Markers, escape_payload, format_value
-from asynclm.runtime.control import Message
+from asynclm.protocol import (
+    DEFAULT_MARKERS,
+    CmlDialect,
+    Delivery,
+    Dialect,
+    Markers,
+    Segment,
+    format_value,
+    tokenize_segments,
+)
+from asynclm.runtime.messages import Message
 from asynclm.runtime.records import CallRecord
+
+__all__ = [
+    "DEFAULT_ECHO_CHARS", "DEFAULT_RESULT_CHARS", "InterruptManager", "Segment",
+    "describe_unrenderable", "render_result", "tokenize_segments",
+]
+# Segment and tokenize_segments live in asynclm.protocol.dialect; re-exported for callers.
+
 
 DEFAULT_RESULT_CHARS = 2000
 """Length limit of a rendered result (and of an error text) in an interrupt payload."""
@@ -54,38 +72,11 @@ def _cut(text: str, limit: int) -> str:
     return f"{text[:limit]}…(truncated {len(text) - limit} chars)"
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """A piece of interrupt text; ``trusted`` pieces (markup) may contain special tokens."""
-
-    text: str
-    trusted: bool
-
-
-def tokenize_segments(
-    tokenize: Callable[..., list[int]], segments: Iterable[Segment],
-    cache: dict[str, list[int]] | None = None,
-) -> list[int]:
-    """The tokens of ``segments``, each tokenized on its own: markup with special tokens on
-    (memoized in ``cache``: it repeats), payloads with special tokens off."""
-    tokens: list[int] = []
-    for seg in segments:
-        if not seg.trusted:
-            tokens += tokenize(seg.text, special=False)
-        elif cache is None:
-            tokens += tokenize(seg.text, special=True)
-        else:
-            toks = cache.get(seg.text)
-            if toks is None:
-                toks = cache[seg.text] = tokenize(seg.text, special=True)
-            tokens += toks
-    return tokens
-
-
 class InterruptManager:
-    """FIFO of records to inject. ``echo``: the payload repeats the call
-    (``c1 [HEAD] f(x=1) -> 42``), which lets models that omit ids match results to calls:
-    ``always``, ``never``, or ``auto`` (only calls the runtime named, and errors).
+    """FIFO of records to inject, rendered by ``dialect`` (default: CML with ``markers``).
+    ``echo``: the payload repeats the call (in CML ``f(x=1) -> 42``), which lets models that
+    omit ids match results to calls: ``always``, ``never``, or ``auto`` (only calls the runtime
+    named, and errors).
 
     Payload size: a result, an error text or a message text is cut to ``max_value_chars``, the
     echo of a call (or a message's sender) to ``max_echo_chars``; no payload (before escaping)
@@ -96,8 +87,10 @@ class InterruptManager:
     def __init__(
         self, *, markers: Markers = DEFAULT_MARKERS, echo: Literal["auto", "always", "never"] = "auto",
         max_value_chars: int = DEFAULT_RESULT_CHARS, max_echo_chars: int = DEFAULT_ECHO_CHARS,
+        dialect: Dialect | None = None,
     ) -> None:
-        self._markers = markers
+        self.dialect: Dialect = dialect if dialect is not None else CmlDialect(markers)
+        """Writes every interrupt (and knows how a call reads: :meth:`body_of`)."""
         self._echo = echo
         self._max_value_chars = max_value_chars
         self._max_echo_chars = max_echo_chars
@@ -154,27 +147,28 @@ class InterruptManager:
 
     def payload(self, rec: CallRecord) -> str:
         """The (unescaped) payload text for one record, at most :attr:`max_payload_chars`."""
+        d = self.dialect
         if rec.status == "ok":
             result = rec.rendered if rec.rendered is not None else self._render(rec.value)
         elif rec.status == "error":
-            result = f"error: {self._cut_value(f'{rec.error}')}"
+            result = d.error("error", self._cut_value(f"{rec.error}"))
         else:
-            result = f"{rec.status}: {self._cut_value(rec.error)}" if rec.error else rec.status
+            result = d.error(rec.status, self._cut_value(rec.error) if rec.error else None)
         if rec.repeat_of is not None:  # not run again: say so, or the model may loop on it
-            text = f"{self.body(rec)} -> same call as {rec.repeat_of}, same result: {result}"
+            text = d.echo(self.body(rec), result, same_as=rec.repeat_of)
         elif self._echo == "never" or (
             self._echo == "auto" and not rec.id_assigned and rec.status == "ok"
         ):
             text = result
         else:
-            text = f"{self.body(rec)} -> {result}"
+            text = d.echo(self.body(rec), result)
         return self._cut_payload(text)
 
     def _render(self, value: Any) -> str:
         try:
             return render_result(value, max_chars=self._max_value_chars)
         except BaseException as exc:  # noqa: BLE001 - rendering is synchronous: no cancellation
-            return f"error: {describe_unrenderable(exc)}"
+            return self.dialect.error("error", describe_unrenderable(exc))
 
     def _cut_value(self, text: str) -> str:
         return _cut(text, self._max_value_chars) if self._max_value_chars >= 0 else text
@@ -189,39 +183,32 @@ class InterruptManager:
         return _cut(text, max(limit - 40, 0))  # room for the note; a safety net, seldom used
 
     def body(self, rec: CallRecord) -> str:
-        """The call as the model wrote it (between ``[HEAD]`` and ``[END]``), cut to
+        """The call as the model wrote it (without its frame and id), cut to
         ``max_echo_chars`` for its echo in a payload."""
         return self._cut_echo(self.body_of(rec.raw))
 
     def body_of(self, raw: str) -> str:
-        """The part of a call block's text between ``[HEAD]`` and ``[END]`` (its id left out),
-        whole (it identifies repeated calls): :meth:`body` is the bounded echo."""
-        m = self._markers
-        if raw.startswith(m.call):
-            raw = raw[len(m.call):]
-        if raw.rstrip().endswith(m.end):
-            raw = raw.rstrip()[: -len(m.end)]
-        head = raw.find(m.head)
-        return (raw[head + len(m.head):] if head >= 0 else raw).strip()
+        """The call as the model wrote it, whole (it identifies repeated calls):
+        the dialect's :meth:`~asynclm.protocol.Dialect.call_body`; :meth:`body` is the bounded
+        echo."""
+        return self.dialect.call_body(raw)
 
-    def render(self, batch: Sequence[CallRecord | Message]) -> list[Segment]:
-        m = self._markers
-        out: list[Segment] = []
+    def deliveries(self, batch: Sequence[CallRecord | Message]) -> list[Delivery]:
+        """What ``batch`` delivers: each record's or message's head and payload (unescaped)."""
+        out: list[Delivery] = []
         for rec in batch:
             if isinstance(rec, Message):
-                head, sender, text = rec.sender, self._cut_echo(rec.sender), self._cut_value(rec.text)
-                payload = self._cut_payload(f"message from {sender}: {text}")
+                sender, text = self._cut_echo(rec.sender), self._cut_value(rec.text)
+                payload = self._cut_payload(self.dialect.message(sender, text))
+                out.append(Delivery(rec.sender, payload))
             else:
-                head, payload = rec.id, self.payload(rec)
-            # The space after [HEAD] goes with the payload: tokenized together, they give the
-            # tokens the model would see if the text were in its prompt (" {", not " " + "{").
-            opening, closing = self.markup(head)
-            out.append(Segment(opening, trusted=True))
-            out.append(Segment(" " + escape_payload(payload, markers=m), trusted=False))
-            out.append(Segment(closing, trusted=True))
+                out.append(Delivery(rec.id, self.payload(rec)))
         return out
+
+    def render(self, batch: Sequence[CallRecord | Message]) -> list[Segment]:
+        """``batch`` as one interrupt: trusted markup and escaped payload segments."""
+        return self.dialect.render_interrupt(self.deliveries(batch))
 
     def markup(self, head: str) -> tuple[str, str]:
         """The trusted text around the payload of the interrupt headed ``head`` (a call id)."""
-        m = self._markers
-        return f"{m.interrupt} {head} {m.head}", f" {m.end}\n"
+        return self.dialect.interrupt_markup(head)

@@ -1,8 +1,11 @@
 """One decode loop: the paper's runtime, private to :class:`~asynclm.runtime.session.Session`.
 
-The loop is a token monitor (the sans-I/O parser fed every sampled token), the executor (calls
-run the moment their block closes), and the interrupt manager (finished calls are appended to the
-live context at the next safe point). Strategies change only the blocking rule (see
+The loop reads as step → feed → dispatch → inject: sample a token, feed its text to the
+sans-I/O parser, dispatch each parser event (calls go to the executor the moment their block
+closes), and at the next safe point inject the finished results waiting in the inbox. Its
+bookkeeping lives in small parts (:mod:`~asynclm.runtime.context`, :mod:`~asynclm.runtime.calls`,
+:mod:`~asynclm.runtime.inbox`); the trace, OpenTelemetry and the event stream subscribe to its
+events (:mod:`~asynclm.runtime.observe`). Strategies change only the blocking rule (see
 :mod:`asynclm.runtime.strategies`).
 
 Enforcement, because small models try to write what only the runtime may write:
@@ -15,120 +18,149 @@ Enforcement, because small models try to write what only the runtime may write:
 from __future__ import annotations
 
 import asyncio
-import codecs
-import json
-import re
-from bisect import bisect_left
 from collections.abc import Callable
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal, cast
 
-from asynclm.engines.base import ChatMessage
+from asynclm.engines.base import ChatMessage, Engine, RequestLog
 from asynclm.protocol import (
-    Call, CallOpened, Event, Forged, Interrupt, MalformedCall, Markers, Parser, Text, Trap,
+    Call,
+    CallOpened,
+    Dialect,
+    Event,
+    Forged,
+    Interrupt,
+    MalformedCall,
+    Text,
+    Trap,
+    is_call_id,
 )
 from asynclm.runtime import events as ev
 from asynclm.runtime import otel
+from asynclm.runtime.calls import CallBook
 from asynclm.runtime.clock import loop_clock
-from asynclm.runtime.control import Message, RunControl
+from asynclm.runtime.config import SessionConfig
+from asynclm.runtime.context import Context
+from asynclm.runtime.control import RunControl
 from asynclm.runtime.executor import Executor
-from asynclm.runtime.futures import ATOMIC_TYPES
 from asynclm.runtime.guards import LoopDetector
+from asynclm.runtime.inbox import Inbox
 from asynclm.runtime.interrupts import InterruptManager, Segment, tokenize_segments
+from asynclm.runtime.messages import Message
+from asynclm.runtime.observe import (
+    EventBus,
+    Mark,
+    OtelRunSpan,
+    Phase,
+    RunEnded,
+    StreamForwarder,
+    Subscriber,
+    TraceRecorder,
+)
 from asynclm.runtime.records import CallRecord, SessionResult, StopReason
+from asynclm.runtime.requests import RequestAccount
+from asynclm.runtime.strategies import Strategy
+from asynclm.tools import Toolbox
 from asynclm.trace import Trace
 
-if TYPE_CHECKING:
-    from asynclm.runtime.session import Session
 
-_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """What handling one parser event tells the loop: go on, ``stop`` the run (``DecodeLoop.stop``
+    says why), or go on and ``ban`` these tokens at the next step (a forgery rolled back)."""
+
+    stop: bool = False
+    ban: frozenset[int] = frozenset()
+
+
+GO = Signal()
+STOP = Signal(stop=True)
 
 
 class DecodeLoop:
-    """The state of one decode loop (one run of a :class:`Session`)."""
+    """One run of a session: step → feed → dispatch → inject, until the model stops.
+
+    :meth:`_step` samples a token, the parser is fed its text, :meth:`_dispatch` acts on each
+    parser event (prose, a call for the executor, a trap, a forgery to roll back) and, at safe
+    points, :meth:`_inject` appends the results waiting in the inbox. The parts:
+    :class:`~asynclm.runtime.context.Context` (tokens, rollback),
+    :class:`~asynclm.runtime.calls.CallBook` (ids, repeats), :class:`~asynclm.runtime.inbox.Inbox`
+    (finished results), :class:`~asynclm.runtime.executor.Executor` (running calls), and the
+    :class:`~asynclm.runtime.observe.EventBus` the trace, OpenTelemetry and the ``on_event``
+    callback subscribe to. It knows nothing of :class:`~asynclm.runtime.session.Session`: the
+    session hands it what it needs."""
 
     def __init__(
-        self, session: Session, messages: list[ChatMessage],
-        on_event: Callable[[ev.StreamEvent], None] | None,
-        control: RunControl | None = None,
+        self, *, engine: Engine, tools: Toolbox, strategy: Strategy, config: SessionConfig,
+        dialect: Dialect, messages: list[ChatMessage],
+        on_event: Callable[[ev.StreamEvent], None] | None = None,
+        control: RunControl | None = None, trace_meta: dict[str, Any] | None = None,
     ) -> None:
-        self.s = session
-        self.control = control
-        self.cfg = session.config
-        self.strategy = session.strategy
-        self.engine = session.engine
+        self.engine = engine
+        self.tools = tools
+        self.strategy = strategy
+        self.cfg = config
+        self.dialect = dialect
         self.messages = messages
-        self.on_event = on_event
+        self.control = control
         self.now = loop_clock(asyncio.get_running_loop())  # every timestamp of the run
-        self.parser = Parser(markers=session.markers, transcript=not self.cfg.enforce)
-        self.interrupts = InterruptManager(markers=session.markers, echo=self.cfg.echo_calls)
-        self.trace = Trace(meta={"strategy": self.strategy.name, **session.trace_meta})
+        self.parser = dialect.parser(transcript=not config.enforce)
+        self.interrupts = InterruptManager(dialect=dialect, echo=config.echo_calls)  # rendering
+        self.inbox = Inbox()
+        self.context = Context(engine.detokenize)
+        self.calls = CallBook(
+            valid_id=is_call_id, assign_ids=config.ids == "assign",
+            body_of=self.interrupts.body_of, reuse=config.repeated_calls == "reuse", tools=tools)
+        self.trace = Trace(meta={"strategy": strategy.name, **(trace_meta or {})})
+        self._on_event = on_event
+        self.bus = EventBus(self._subscribers(None), streaming=on_event is not None)
         self.records: dict[str, CallRecord] = {}
-        self.injected_at: dict[str, float] = {}
         self.markup_tokens: dict[str, list[int]] = {}
-        self.line_start = True  # the context ends with a newline (or the prompt)
-        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        # Sampled-token bookkeeping, for rolling back to a character offset of the parser.
-        self.tok_start: list[int] = []  # parser offset where each sampled token's text begins
-        self.tok_ctx: list[int] = []  # its index in the context
-        self.tok_text: list[str] = []
-        self.tok_id: list[int] = []
-        self.ctx: list[int] = []  # mirror of the engine's context
-        self.prompt_len = 0
         self.text_parts: list[str] = []
         self.n_generated = 0
         self.n_injected = 0
         self.injected_tokens = 0
-        self.auto_id = 0
-        self.used_ids: set[str] = set()
         self.counters = {
             "rollbacks": 0, "empty_traps": 0, "traps": 0, "malformed": 0, "repeats": 0,
             "forged": 0, "eos_waits": 0}
-        self.delivered: dict[str, CallRecord] = {}  # call key -> first ok call injected
-        self.failed: set[str] = set()  # keys of calls whose error was injected
-        self.loop_guard = LoopDetector(self.cfg.loop_window)
+        self.loop_guard = LoopDetector(config.loop_window)
         self.first_token_at: float | None = None
         self.call_from: int | None = None  # stream offset of the open call's unsent text
         self.stop: StopReason = "eos"
         self.executor: Executor
-        # Engines that talk to a server log their requests (see HttpEngine.take_requests).
-        self._take_requests: Callable[[], list[Any]] | None = getattr(
-            self.engine, "take_requests", None)
-        self.requests: list[Any] = []
+        # A declared capability (engines.base.RequestLog), never probed.
+        self.requests = (
+            RequestAccount(cast(RequestLog, engine)) if engine.capabilities.request_log else None)
 
-    # -- plumbing --------------------------------------------------------------------------
-    def emit(self, event: ev.StreamEvent) -> None:
-        if self.on_event is not None:
-            self.on_event(event)
+    def _subscribers(self, span: Any) -> list[Subscriber]:
+        subscribers: list[Subscriber] = [TraceRecorder(self.trace)]
+        if self._on_event is not None:
+            subscribers.append(StreamForwarder(self._on_event))
+        if span is not None:
+            subscribers.append(OtelRunSpan(span))
+        return subscribers
 
+    # -- the executor's callbacks ------------------------------------------------------------
     def _on_start(self, call_id: str, fn: str) -> None:
-        if self.on_event is not None:
-            self.emit(ev.CallStarted(call_id, fn, self.now()))
+        if self.bus.streaming:
+            self.bus.emit(ev.CallStarted(call_id, fn, self.now()))
 
     def _on_progress(self, call_id: str, fn: str, message: str) -> None:
-        t = self.now()
-        self.trace.add_instant("call.progress", t, call_id=call_id, message=message)
-        if self.on_event is not None:
-            self.emit(ev.CallProgress(call_id, fn, message, t))
+        self.bus.emit(ev.CallProgress(call_id, fn, message, self.now()))
 
     def _on_end(self, rec: CallRecord) -> None:
         self.records[rec.id] = rec
-        if rec.started_at is not None:
-            self.trace.add_span(
-                "tool", rec.fn, rec.started_at, rec.ended_at, call_id=rec.id, outcome=rec.status
-            )
-        self.interrupts.push(rec)
-        if self.on_event is not None:
-            self.emit(ev.CallCompleted(rec, self.now()))
+        self.inbox.push(rec)
+        self.bus.emit(ev.CallCompleted(rec, self.now()))
 
     # -- the run ---------------------------------------------------------------------------
     async def execute(self) -> SessionResult:
         """The run, inside an OpenTelemetry span when the application configured a tracer
-        provider (see :mod:`asynclm.runtime.otel`)."""
+        provider (see :mod:`asynclm.runtime.otel`); :class:`RunEnded` ends it."""
         tracer = otel.tracer()
         span = otel.start_run_span(tracer, self.strategy.name)
-        if span is None:
-            return await self._execute(tracer)
+        if span is not None:
+            self.bus = EventBus(self._subscribers(span), streaming=self.bus.streaming)
         error: BaseException | None = None
         try:
             with otel.use_span(span):  # current while the calls' tasks are created
@@ -137,22 +169,22 @@ class DecodeLoop:
             error = exc
             raise
         finally:
-            otel.end_run_span(
-                span, stop_reason=None if error is not None else self.stop,
-                input_tokens=self.prompt_len, output_tokens=self.n_generated,
-                injected_tokens=self.injected_tokens, calls=len(self.records), error=error)
+            self.bus.emit(RunEnded(
+                stop_reason=None if error is not None else self.stop,
+                input_tokens=self.context.prompt_len, output_tokens=self.n_generated,
+                injected_tokens=self.injected_tokens, calls=len(self.records), error=error))
 
     async def _execute(self, tracer: Any) -> SessionResult:
         t0 = self.now()
         try:
             async with asyncio.TaskGroup() as group:
                 self.executor = Executor(
-                    self.s.tools, group, on_start=self._on_start, on_end=self._on_end,
+                    self.tools, group, on_start=self._on_start, on_end=self._on_end,
                     on_progress=self._on_progress, default_timeout=self.cfg.tool_timeout_s,
                     tracer=tracer, cancel_grace_s=self.cfg.cancel_grace_s,
                 )
                 if self.control is not None:
-                    self.control._attach(self.interrupts, self.executor)
+                    self.control._attach(self.inbox, self.executor)  # type: ignore[arg-type]
                 try:
                     async with asyncio.timeout(self.cfg.deadline_s) as scope:
                         await self._decode()
@@ -169,25 +201,23 @@ class DecodeLoop:
                         self.control._detach()
                     self.executor.cancel_all("session ended")  # no task outlives the session
         except BaseExceptionGroup as group_exc:  # only engine/loop failures get here
-            raise group_exc.exceptions[0] if len(group_exc.exceptions) == 1 else group_exc
+            raise (group_exc.exceptions[0] if len(group_exc.exceptions) == 1 else group_exc) from None
         t1 = self.now()
         abandoned = self.executor.abandoned()
         if abandoned:
             self.counters["abandoned"] = len(abandoned)
-            self.trace.add_instant("calls.abandoned", t1, call_ids=list(abandoned))
+            self.bus.emit(Mark("calls.abandoned", t1, {"call_ids": list(abandoned)}))
         if not self.cfg.enforce:
-            self.counters["forged"] = _count_forged("".join(self.tok_text), self.s.markers)
-        self._record_requests()
+            self.counters["forged"] = self.dialect.count_forged(self.context.sampled_text())
+        if self.requests is not None:
+            for mark in self.requests.finish(self.counters):
+                self.bus.emit(mark)
         self.trace.set_bounds(t0, t1)
-        transcript = self.engine.detokenize(self.ctx[self.prompt_len:]).decode("utf-8", "replace")
-        calls = tuple(
-            replace(r, injected_at=self.injected_at[r.id]) if r.id in self.injected_at else r
-            for r in sorted(self.records.values(), key=lambda r: r.emitted_at)
-        )
+        transcript = self.engine.detokenize(self.context.generated).decode("utf-8", "replace")
         result = SessionResult(
             text="".join(self.text_parts),
             transcript=transcript,
-            calls=calls,
+            calls=self.calls.stamped(self.records.values()),
             trace=self.trace,
             strategy=self.strategy.name,
             stop_reason=self.stop,
@@ -198,64 +228,62 @@ class DecodeLoop:
             counters=dict(self.counters),
             abandoned=abandoned,
         )
-        self.emit(ev.Done(result, t1))
+        self.bus.emit(ev.Done(result, t1))
         return result
 
     async def _decode(self) -> None:
-        engine = self.engine
-        await self._prefill(engine.tokenize_chat(self.messages), "prefill")
-        self.prompt_len = len(self.ctx)
+        """step → feed → dispatch → inject, until the run stops (``self.stop`` says why)."""
+        await self._prefill(self.engine.tokenize_chat(self.messages))
+        context, parser, bus = self.context, self.parser, self.bus
         ban: frozenset[int] = frozenset()
         while True:
             if self.n_generated >= self.cfg.max_tokens:
                 self.stop = "max_tokens"
                 return
-            if (
-                self.strategy.deliver_anytime
-                and self.interrupts.ready
-                and self.parser.at_safe_point
-            ):
+            if self.strategy.deliver_anytime and self.inbox.ready and parser.at_safe_point:
                 await self._inject()
-            t = self.now()
-            tok = await engine.step(ban=ban)
+            tok = await self._step(ban)
             ban = frozenset()
-            t1 = self.now()
-            self.n_generated += 1
-            if self._take_requests is not None:
-                t = self._request_span(t, t1)
-            self.trace.add_span("decode", "decode", t, t1, tokens=1)
-            if self.first_token_at is None:
-                self.first_token_at = t1
-            if engine.is_eos(tok):
-                self.ctx.append(tok)
+            if self.engine.is_eos(tok):
+                context.sample_eos(tok)
                 if await self._on_eos():
                     continue
                 return
-            text = self.decoder.decode(engine.detokenize([tok]))
-            self.tok_start.append(self.parser.offset)
-            self.tok_ctx.append(len(self.ctx))
-            self.tok_text.append(text)
-            self.tok_id.append(tok)
-            self.ctx.append(tok)
+            at = parser.offset  # stream offset of the token's text
+            text = context.sample(tok, at)
             if self.loop_guard.feed(tok):
                 self.stop = "repetition"
                 return
             if not text:
                 continue
-            self.line_start = text.endswith("\n")
-            at = self.tok_start[-1]  # stream offset of text[0]
-            for event in self.parser.feed(text):
-                if self.on_event is not None:
+            for event in parser.feed(text):
+                if bus.streaming:
                     self._stream_call_text(event, text, at)
-                outcome = await self._handle(event)
-                if outcome == "stop":
+                signal = await self._dispatch(event)
+                if signal.stop:
                     return
-                if isinstance(outcome, frozenset):
-                    ban = outcome
-            if self.call_from is not None and self.on_event is not None:
+                if signal.ban:
+                    ban = signal.ban
+            if self.call_from is not None and bus.streaming:
                 self._call_delta(text, at, len(text))
 
-    # -- events ------------------------------------------------------------------------------
+    async def _step(self, ban: frozenset[int]) -> int:
+        """Sample one token (``ban``: tokens it may not be)."""
+        t = self.now()
+        tok = await self.engine.step(ban=ban)
+        t1 = self.now()
+        self.n_generated += 1
+        if self.requests is not None:  # a step that sent a request: its first-token wait
+            wait = self.requests.step(t, t1)
+            if wait is not None:
+                self.bus.emit(wait)
+                t = wait.end
+        self.bus.emit(Phase("decode", "decode", t, t1, {"tokens": 1}))
+        if self.first_token_at is None:
+            self.first_token_at = t1
+        return tok
+
+    # -- stream events of call blocks ---------------------------------------------------------
     def _stream_call_text(self, event: Event, text: str, at: int) -> None:
         """``call.delta`` bookkeeping for one parser event of the token ``text`` (stream offset
         ``at``): a block opens, or closes (its last delta goes out before ``call.emitted``)."""
@@ -271,19 +299,21 @@ class DecodeLoop:
         delta = text[max(self.call_from - at, 0):max(end, 0)]
         self.call_from = at + end
         if delta:
-            self.emit(ev.CallDelta(delta, self.now()))
+            self.bus.emit(ev.CallDelta(delta, self.now()))
 
-    async def _handle(self, event: Event) -> None | str | frozenset[int]:
+    # -- dispatch ----------------------------------------------------------------------------
+    async def _dispatch(self, event: Event) -> Signal:
         if isinstance(event, Text):
             self.text_parts.append(event.text)
-            if self.on_event is not None:
-                self.emit(ev.TextDelta(event.text, self.now()))
+            if self.bus.streaming:
+                self.bus.emit(ev.TextDelta(event.text, self.now()))
         elif isinstance(event, Call):
-            return await self._on_call(event.id, event.fn, event.args, event.pos, event.raw, None)
+            return await self._on_call(
+                _written(event), event.fn, event.args, event.pos, event.raw, None)
         elif isinstance(event, MalformedCall):
             self.counters["malformed"] += 1
             return await self._on_call(
-                event.id, "", {}, (), event.raw, f"malformed call: {event.reason}")
+                _written(event), "", {}, (), event.raw, f"malformed call: {event.reason}")
         elif isinstance(event, Trap):
             self.counters["traps"] += 1
             return await self._trap("trap")
@@ -291,265 +321,157 @@ class DecodeLoop:
             return await self._forged(event)
         elif isinstance(event, (CallOpened, Interrupt)):
             pass  # the parser tracks critical sections; Interrupt comes only with enforce=False
-        return None
-
-    def _assign_id(self, written: str | None) -> tuple[str, bool, bool]:
-        """(id, injectable, assigned) for a call the model wrote with id ``written``. A missing,
-        invalid or already used id gets a fresh one (``c<n>``); its interrupt then echoes the
-        call, so a result is never paired with the wrong call and no call is refused for its
-        id (small models reuse ids, or copy them from the prompt's examples)."""
-        if written is not None and _ID_RE.fullmatch(written) and written not in self.used_ids:
-            self.used_ids.add(written)
-            return written, True, False
-        injectable = written is not None or self.cfg.ids == "assign"
-        while True:
-            self.auto_id += 1
-            new = f"c{self.auto_id}" if injectable else f"_f{self.auto_id}"
-            if new not in self.used_ids:
-                self.used_ids.add(new)
-                return new, injectable, True
+        return GO
 
     async def _on_call(
         self, written_id: str | None, fn: str, args: dict[str, Any], pos: tuple[Any, ...],
         raw: str, error: str | None,
-    ) -> None | str:
-        call_id, injectable, assigned = self._assign_id(written_id)
-        # A malformed call comes with fn "": its key is its body (see _key).
-        key = self._key(fn, args, pos, raw) if self.delivered or self.failed else ""
-        repeat_of = self._repeat_of(key, fn) if key and error is None else None
-        t = self.now()
-        self.trace.add_instant("call.emitted", t, call_id=call_id, fn=fn)
-        if self.on_event is not None:
-            self.emit(ev.CallEmitted(call_id, fn, dict(args), t, raw))
+    ) -> Signal:
+        call_id, injectable, assigned = self.calls.name(written_id)
+        # A malformed call comes with fn "": it is known by its body (CallBook.key).
+        repeat_of, repeated = self.calls.check(fn, args, pos, raw, parsed=error is None)
+        self.bus.emit(ev.CallEmitted(call_id, fn, dict(args), self.now(), raw))
         self.executor.submit(
             call_id, fn, args, pos=pos, raw=raw, injectable=injectable, id_assigned=assigned,
             start=self.strategy.start_on_emit, error=error, repeat_of=repeat_of,
         )
-        if repeat_of is not None or key in self.failed:
+        if repeated:
             self.counters["repeats"] += 1
             if self.counters["repeats"] > self.cfg.max_repeats:
                 self.stop = "repeat_limit"
-                return "stop"
-        await asyncio.sleep(0)  # let the call start now, not after the next decoding step
+                return STOP
+        await self.executor.launched(call_id)  # it starts now, not after the next step
         if injectable:  # tokenize its interrupt's markup now, while it runs, not on delivery
             opening = Segment(self.interrupts.markup(call_id)[0], trusted=True)
             tokenize_segments(self.engine.tokenize, [opening], self.markup_tokens)
         if self.strategy.block_on_call and call_id not in self.records:
             t = self.now()
             await self.executor.wait(call_id)
-            self.trace.add_span("trap", "wait", t, self.now(), call_id=call_id)
-        return None
+            self.bus.emit(Phase("trap", "wait", t, self.now(), {"call_id": call_id}))
+        return GO
 
-    def _key(self, fn: str, args: dict[str, Any], pos: tuple[Any, ...], raw: str) -> str:
-        """:func:`_call_key`; a call that did not parse is known by its body, not its id (small
-        models write the same broken call again and again under fresh ids)."""
-        return _call_key(fn, args, pos, raw if fn else self.interrupts.body_of(raw))
-
-    def _repeat_of(self, key: str, fn: str) -> CallRecord | None:
-        if self.cfg.repeated_calls != "reuse" or not self.delivered:
-            return None
-        prev = self.delivered.get(key)
-        if prev is None or self.s.tools[fn].order_key(prev.args) is not None:
-            return None  # never seen, or a stateful tool: calls are not interchangeable
-        return prev
-
-    async def _trap(self, reason: Literal["trap", "eos", "forged"]) -> None | str:
+    async def _trap(self, reason: Literal["trap", "eos", "forged"]) -> Signal:
         """Wait for results (the blocking rule of the strategy), then inject them."""
         t = self.now()
         if self.executor.deferred():
             self.executor.start_deferred()
         if self.strategy.trap_waits_for == "all":
             await self.executor.wait_all()
-        elif not self.interrupts.ready and (
+        elif not self.inbox.ready and (
             self.executor.pending(injectable_only=True)
             or (self.control is not None and self.control.wait_on_trap)
         ):
-            await self.interrupts.wait_ready()
+            await self.inbox.wait_ready()
         t1 = self.now()
         if t1 > t:
-            self.trace.add_span("trap", reason, t, t1)
-        if self.on_event is not None:
-            self.emit(ev.TrapEvent(reason, t1 - t, t1))
-        if self.interrupts.ready:
+            self.bus.emit(Phase("trap", reason, t, t1, {}))
+        if self.bus.streaming:
+            self.bus.emit(ev.TrapEvent(reason, t1 - t, t1))
+        if self.inbox.ready:
             self.counters["empty_traps"] = 0
             await self._inject()
-            return None
+            return GO
         self.counters["empty_traps"] += 1
         if self.counters["empty_traps"] > self.cfg.max_empty_traps:
             self.stop = "trap_limit"
-            return "stop"
-        return None
+            return STOP
+        return GO
 
     def _has_pending(self) -> bool:
-        return bool(self.interrupts.ready or self.executor.pending(injectable_only=True))
+        return bool(self.inbox.ready or self.executor.pending(injectable_only=True))
 
     async def _on_eos(self) -> bool:
         """End of generation. True if treated as a trap (the EOS token is rolled back)."""
         if self.cfg.on_eos_pending != "trap" or not self._has_pending():
             return False
-        await self._truncate(len(self.ctx) - 1)
+        await self._truncate(len(self.context) - 1)
         self.counters["eos_waits"] += 1
-        return await self._trap("eos") != "stop"
+        return not (await self._trap("eos")).stop
 
-    async def _forged(self, event: Forged) -> None | str | frozenset[int]:
+    async def _forged(self, event: Forged) -> Signal:
         self.counters["forged"] += 1
         self.counters["rollbacks"] += 1
         if self.counters["rollbacks"] > self.cfg.max_rollbacks:
             self.stop = "rollback_limit"
-            return "stop"
+            return STOP
         removed = await self._rollback_to_char(event.start)
-        self.trace.add_instant("forged.rollback", self.now(), marker=event.marker)
-        self.emit(ev.RollbackEvent(event.marker, removed[1], self.now()))
+        self.bus.emit(ev.RollbackEvent(event.marker, removed[1], self.now()))
         if event.where == "call":
             # The call ends where the forgery began; the runtime writes the block's end.
-            await self._append_trusted(f" {self.s.markers.end}")
-            return None
+            await self._append_trusted(self.dialect.close_call())
+            return GO
         if self._has_pending() or self.executor.deferred():
             return await self._trap("forged")
-        return frozenset({removed[0]}) if removed[0] >= 0 else None
+        return Signal(ban=frozenset({removed[0]})) if removed[0] >= 0 else GO
 
     # -- context edits -------------------------------------------------------------------------
-    def _request_span(self, t: float, t1: float) -> float:
-        """A step that sent a server request (a resume): the time to its first token is
-        recorded as a ``reprefill`` span; returns where the decode span starts."""
-        assert self._take_requests is not None
-        reqs = self._take_requests()
-        self.requests += reqs
-        if not reqs or reqs[-1].first_at is None or not t <= reqs[-1].first_at <= t1:
-            return t
-        r = reqs[-1]
-        self.trace.add_span("reprefill", f"server.{r.reason}", t, r.first_at,
-                            tokens=r.prompt_tokens, cached=r.cached_tokens)
-        return r.first_at
-
-    def _record_requests(self) -> None:
-        """Every server request of the run, as ``server.request`` instants (final figures),
-        and totals in the counters: prompt tokens sent, and those the server reported cached."""
-        if self._take_requests is None:
-            return
-        self.requests += self._take_requests()
-        cached = [r.cached_tokens for r in self.requests if r.cached_tokens is not None]
-        self.counters["server_requests"] = len(self.requests)
-        self.counters["server_prompt_tokens"] = sum(r.prompt_tokens for r in self.requests)
-        if cached:
-            self.counters["server_cached_tokens"] = sum(cached)
-        for r in self.requests:
-            self.trace.add_instant(
-                "server.request", r.sent_at, reason=r.reason, mode=r.mode,
-                prompt_tokens=r.prompt_tokens, cached_tokens=r.cached_tokens,
-                received=r.received, finish=r.finish, retries=r.retries,
-                first_s=None if r.first_at is None else r.first_at - r.sent_at,
-            )
-
-    async def _prefill(self, tokens: list[int], kind: str) -> None:
+    async def _prefill(self, tokens: list[int]) -> None:
         t = self.now()
         cached = await self.engine.prefill(tokens)
-        if self._take_requests is not None:
-            self.requests += self._take_requests()
-        self.ctx = list(tokens)
-        self.trace.add_span(kind, kind, t, self.now(), tokens=len(tokens), cached=cached)
+        if self.requests is not None:
+            self.requests.take()
+        self.context.set_prompt(tokens)
+        self.bus.emit(Phase("prefill", "prefill", t, self.now(),
+                            {"tokens": len(tokens), "cached": cached}))
 
     async def _truncate(self, n: int) -> None:
         await self.engine.rollback(n)
         self.loop_guard.reset()
-        del self.ctx[n:]
-        k = bisect_left(self.tok_ctx, n)
-        del self.tok_start[k:], self.tok_ctx[k:], self.tok_text[k:], self.tok_id[k:]
-        self.decoder.reset()
-        self.line_start = n <= self.prompt_len or self.engine.detokenize(self.ctx[-1:]).endswith(b"\n")
+        self.context.truncate(n)
 
     async def _rollback_to_char(self, start: int) -> tuple[int, int]:
         """Roll the context back so that the sampled text ends at parser offset ``start``.
         Returns (id of the first removed token or -1, number of tokens removed)."""
-        j = bisect_left(self.tok_start, start)
-        if j < len(self.tok_start) and self.tok_start[j] == start:
-            cut, keep = j, ""
-        else:
-            cut = j - 1
-            keep = self.tok_text[cut][: start - self.tok_start[cut]]
-        first_removed = self.tok_id[cut] if cut < len(self.tok_id) else -1
-        ctx_cut = self.tok_ctx[cut] if cut < len(self.tok_ctx) else len(self.ctx)
-        keep_start = self.tok_start[cut] if cut < len(self.tok_start) else start
-        removed = len(self.ctx) - ctx_cut
-        await self._truncate(ctx_cut)
-        if keep:  # a token straddled the forgery: put back the part before it
-            tokens = self.engine.tokenize(keep, special=False)
+        cut = self.context.cut_at(start)
+        await self._truncate(cut.keep_tokens)
+        if cut.keep:  # a token straddled the forgery: put back the part before it
+            tokens = self.engine.tokenize(cut.keep, special=False)
             await self.engine.append(tokens)
-            self.tok_start.append(keep_start)
-            self.tok_ctx.append(len(self.ctx))
-            self.tok_text.append(keep)
-            self.tok_id.append(tokens[0] if tokens else -1)
-            self.ctx.extend(tokens)
-        return first_removed, removed
+            self.context.keep(cut, tokens)
+        return cut.first_removed, cut.removed
 
     async def _append_trusted(self, text: str) -> None:
-        self.line_start = text.endswith("\n")
         tokens = self.engine.tokenize(text, special=True)
         await self.engine.append(tokens)
-        self.ctx.extend(tokens)
+        self.context.inject(tokens, ends_line=text.endswith("\n"))
 
     async def _inject(self) -> None:
         """Inject every ready result; results that complete while an injection is being
         appended follow at once (still a safe point), not after the model's next token."""
-        while self.interrupts.ready:
-            await self._inject_batch(self.interrupts.take())
+        while self.inbox.ready:
+            await self._inject_batch(self.inbox.take())
 
     async def _inject_batch(self, batch: list[CallRecord | Message]) -> None:
         segments = self.interrupts.render(batch)
-        if not self.line_start:  # e.g. a call block the model ended with end-of-generation
+        if not self.context.line_start:  # e.g. a call block the model ended with end-of-generation
             segments.insert(0, Segment("\n", trusted=True))
-        self.line_start = True
         tokens = tokenize_segments(self.engine.tokenize, segments, self.markup_tokens)
         calls = [r for r in batch if not isinstance(r, Message)]
         senders = tuple(m.sender for m in batch if isinstance(m, Message))
         t = self.now()
         if self.strategy.resume == "append":
             await self.engine.append(tokens)
-            self.ctx.extend(tokens)
             kind = "interrupt"
         else:  # an API client: a new request carrying the whole context, processed again
-            await self.engine.prefill(self.ctx + tokens, reuse_prefix=False)
-            if self._take_requests is not None:
-                self.requests += self._take_requests()
-            self.ctx.extend(tokens)
+            await self.engine.prefill(self.context.tokens + tokens, reuse_prefix=False)
+            if self.requests is not None:
+                self.requests.take()
             kind = "reprefill"
+        self.context.inject(tokens, ends_line=True)
         t1 = self.now()
         ids = tuple(r.id for r in calls)
         extra = {"messages": list(senders)} if senders else {}
-        self.trace.add_span(kind, "inject", t, t1, call_ids=list(ids), tokens=len(tokens), **extra)
-        self.trace.add_instant("interrupt.injected", t1, call_ids=list(ids), **extra)
+        self.bus.emit(Phase(kind, "inject", t, t1,
+                            {"call_ids": list(ids), "tokens": len(tokens), **extra}))
         self.loop_guard.reset()
-        for rec in calls:
-            self.injected_at[rec.id] = t1
-            if rec.status == "ok" and not rec.depends_on:
-                self.delivered.setdefault(self._key(rec.fn, rec.args, rec.pos, rec.raw), rec)
-            elif rec.status == "error":
-                self.failed.add(self._key(rec.fn, rec.args, rec.pos, rec.raw))
+        self.calls.injected(calls, t1)
         self.n_injected += len(calls)
         self.injected_tokens += len(tokens)
-        if self.on_event is not None:
-            self.emit(ev.InterruptInjected(
-                ids, "".join(s.text for s in segments), len(tokens), t1, messages=senders))
+        self.bus.emit(ev.InterruptInjected(
+            ids, "".join(s.text for s in segments), len(tokens), t1, messages=senders))
 
 
-
-def _count_forged(sampled: str, markers: Markers) -> int:
-    """Interrupt or result markers in text the model sampled (ASCII case-insensitive)."""
-    low = sampled.lower()
-    marks = [f.lower() for f in markers.forbidden]
-    if not any(markers.interrupt.lower().startswith(f) for f in marks):
-        marks.append(markers.interrupt.lower())
-    return sum(low.count(f) for f in marks)
-
-
-def _call_key(fn: str, args: dict[str, Any], pos: tuple[Any, ...], raw: str) -> str:
-    """Identity of a call for spotting repeats: the tool and its arguments, canonical; for a
-    call that did not parse (no ``fn``), its text with whitespace normalized."""
-    if not fn:
-        return " ".join(raw.split())
-    # the common case; isinstance: a string holding $refs (futures.Template) keys as its text
-    if not pos and all(type(v) in ATOMIC_TYPES or isinstance(v, str) for v in args.values()):
-        return f"{fn}{sorted(args.items())!r}"
-    return json.dumps([fn, args, pos], sort_keys=True, default=repr)
-
-
+def _written(event: Call | MalformedCall) -> str | None:
+    """The id the model wrote for a call: a valid one, or the invalid word it put in the id
+    slot (``written_id``: the runtime then names the call, as for any invalid id)."""
+    return event.id if event.id is not None else event.written_id

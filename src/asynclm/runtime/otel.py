@@ -18,6 +18,8 @@ from __future__ import annotations
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from asynclm._version import __version__
+
 try:
     from opentelemetry import trace as _api
 except ImportError:  # pragma: no cover - exercised only without the extra
@@ -45,8 +47,6 @@ def tracer() -> Any:
     if provider is None:
         return None
     if _cached is None or _cached[0] is not provider:
-        from asynclm import __version__
-
         _cached = (provider, provider.get_tracer("asynclm", __version__))
     return _cached[1]
 

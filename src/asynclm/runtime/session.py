@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 from asynclm.engines.base import ChatMessage, Engine
-from asynclm.protocol import DEFAULT_MARKERS, Markers
+from asynclm.protocol import DEFAULT_MARKERS, CmlDialect, Dialect, Markers
 from asynclm.runtime import events as ev
 from asynclm.runtime.config import SessionConfig
 from asynclm.runtime.control import RunControl
@@ -22,7 +22,10 @@ __all__ = ["Session", "SessionConfig", "SessionResult", "StopReason", "run_sync"
 
 class Session:
     """Configuration of asynchronous function calling over one engine; :meth:`run` starts one
-    decode loop (one conversation). Runs are independent; ``run`` may be called again."""
+    decode loop (one conversation). Runs are independent; ``run`` may be called again.
+
+    ``dialect`` is the markup the model reads and writes (default: CML with ``markers``); it
+    writes the protocol section of the default system prompt."""
 
     def __init__(
         self,
@@ -34,16 +37,18 @@ class Session:
         config: SessionConfig | None = None,
         markers: Markers = DEFAULT_MARKERS,
         trace_meta: dict[str, Any] | None = None,
+        dialect: Dialect | None = None,
     ) -> None:
         self.engine = engine
         self.tools = tools if isinstance(tools, Toolbox) else Toolbox(list(tools))
         self.strategy = get_strategy(strategy)
         self.config = config or SessionConfig()
-        self.markers = markers
+        self.dialect: Dialect = dialect if dialect is not None else CmlDialect(markers)
+        self.markers = getattr(self.dialect, "markers", markers)  # CML's, for older callers
         if system is None:
             from asynclm.prompt import system_prompt
 
-            system = system_prompt(self.tools, markers=markers)
+            system = system_prompt(self.tools, dialect=self.dialect)
         self.system = system
         self.trace_meta = dict(trace_meta or {})
 
@@ -75,7 +80,11 @@ class Session:
         Liveness: returns (or, cancelled, raises) within ``config.deadline_s`` plus
         ``config.cancel_grace_s`` whatever the tools do; a tool that ignores its cancellation
         is abandoned and listed in ``SessionResult.abandoned`` (see :class:`SessionConfig`)."""
-        return await DecodeLoop(self, self.messages(prompt), on_event, control).execute()
+        loop = DecodeLoop(
+            engine=self.engine, tools=self.tools, strategy=self.strategy, config=self.config,
+            dialect=self.dialect, messages=self.messages(prompt), on_event=on_event,
+            control=control, trace_meta=self.trace_meta)
+        return await loop.execute()
 
     async def stream(
         self, prompt: str | Sequence[ChatMessage], *, control: RunControl | None = None,
@@ -83,24 +92,35 @@ class Session:
         """Events as they happen, ending with ``done``. Closing the iterator early cancels the
         run (its calls end ``cancelled``)."""
         queue: asyncio.Queue[ev.StreamEvent | BaseException] = asyncio.Queue()
-        task = asyncio.create_task(
-            self.run(prompt, on_event=queue.put_nowait, control=control))
-        task.add_done_callback(
-            lambda t: queue.put_nowait(t.exception() or _END)
-            if not t.cancelled() else None
-        )
-        try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            if not task.done():
+
+        async def produce() -> None:
+            try:
+                await self.run(prompt, on_event=queue.put_nowait, control=control)
+            except Exception as exc:  # noqa: BLE001 - handed to the consumer, raised there
+                queue.put_nowait(exc)
+            else:
+                queue.put_nowait(_END)
+
+        # The run is a task of a group scoped to this generator: it never outlives the
+        # iteration (closing the iterator early cancels it and waits for it to end).
+        error: BaseException | None = None
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(produce(), name="asynclm-stream-run")
+            try:
+                while True:
+                    item = await queue.get()
+                    if item is _END:
+                        break
+                    if isinstance(item, BaseException):
+                        error = item  # raised below, as itself (not in an exception group)
+                        break
+                    yield item
+            except GeneratorExit:
+                pass  # closed early: the group cancels the run and waits for it
+            finally:
                 task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        if error is not None:
+            raise error
 
 
 class _EndMarker(Exception):

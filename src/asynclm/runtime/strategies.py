@@ -26,30 +26,34 @@ class Strategy:
     trap_waits_for: Literal["next", "all"] = "next"
 
 
+# The paper's baselines (``sync-reprefill``, ``sync-parallel-reprefill``, ``async-naive``: the
+# same rules with ``resume="reprefill"``) are research, in :mod:`asynclm.bench.baselines`.
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
         Strategy("sync", start_on_emit=True, block_on_call=True, deliver_anytime=True),
-        Strategy("sync-reprefill", True, True, True, resume="reprefill"),
         Strategy("sync-parallel", start_on_emit=False, block_on_call=False, deliver_anytime=False,
-                 trap_waits_for="all"),
-        Strategy("sync-parallel-reprefill", False, False, False, resume="reprefill",
                  trap_waits_for="all"),
         Strategy("async", start_on_emit=True, block_on_call=False, deliver_anytime=True),
         # Calls run at once, but results wait until the model waits (a trap, end of text, or a
         # forged interrupt): small prompt-only models stop writing calls when a result lands.
         Strategy("async-lazy", start_on_emit=True, block_on_call=False, deliver_anytime=False),
-        Strategy("async-naive", True, False, True, resume="reprefill"),
     )
 }
 
 
 def get_strategy(name: str | Strategy) -> Strategy:
+    """The core strategy called ``name`` (a :class:`Strategy` is returned as is, so any
+    strategy, e.g. a baseline from :mod:`asynclm.bench.baselines`, can be passed).
+
+    Raises ``ValueError`` naming the core strategies and where the baselines live."""
     if isinstance(name, Strategy):
         return name
     try:
         return STRATEGIES[name]
     except KeyError:
         raise ValueError(
-            f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}"
+            f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)} (the paper's "
+            "baselines, e.g. 'async-naive' or 'sync-reprefill', are in asynclm.bench.baselines: "
+            "pass asynclm.bench.baselines.strategy(name))"
         ) from None

@@ -41,6 +41,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asynclm.agents import send_message_tool
+from asynclm.agents_demo import PLANNER, PROMPTS, RESEARCHER, ROLES, sim_scripts
+from asynclm.bench.baselines import strategy as get_strategy
+from asynclm.demo_tools import TRAVEL_TOOLS
 from asynclm.engines.base import Engine
 from asynclm.prompt import system_prompt
 from asynclm.runtime import Session, SessionConfig
@@ -48,6 +51,8 @@ from asynclm.server.config import ServerConfig, parse_host
 from asynclm.server.engines import EngineHub, EngineUnavailable
 from asynclm.server.registry import LiveSession, SessionRegistry, TooManySessions
 from asynclm.server.schemas import AgentsDemo, CreateSession, SendMessage
+from asynclm.server.sim_policy import ReactivePolicy, default_script, script_steps
+from asynclm.testing.sim import SimCosts, SimEngine
 from asynclm.tools import Toolbox
 
 _PUBLIC = ("/", "/health", "/favicon.ico")
@@ -272,8 +277,6 @@ def _load_tools(name: str, config: ServerConfig, cache: dict[str, Toolbox]) -> T
     if name in cache:
         return cache[name]
     if name == "demo":
-        from asynclm.demo_tools import TRAVEL_TOOLS
-
         box = TRAVEL_TOOLS
     elif name == "none":
         box = Toolbox()
@@ -340,8 +343,6 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             [], AbstractAsyncContextManager[Engine]]:
         if req.engine == "llamacpp":
             return lambda: hub.llama(req.model)
-        from asynclm.testing.sim import SimCosts, SimEngine
-
         @asynccontextmanager
         async def sim() -> AsyncIterator[Engine]:
             tpot = (req.sim.tpot_ms if req.sim else 30.0) / 1000
@@ -376,16 +377,14 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                             "arrive as interrupts; write [TRAP][END] to wait for one.")
         system = req.system if req.system is not None else system_prompt(box, extra=role)
         if policy is None and req.engine == "sim":
-            from asynclm.server.sim_policy import ReactivePolicy, default_script, script_steps
-
             steps = (script_steps(req.sim.script) if req.sim and req.sim.script
                      else default_script(req.tools, req.prompt))
             policy = ReactivePolicy(steps)
         scfg = SessionConfig(max_tokens=req.max_tokens, deadline_s=cfg.max_session_s)
 
         def make_session(engine: Engine) -> Session:
-            return Session(engine, box, strategy=req.strategy, system=system, config=scfg,
-                           trace_meta={"engine": req.engine})
+            return Session(engine, box, strategy=get_strategy(req.strategy), system=system,
+                           config=scfg, trace_meta={"engine": req.engine})
 
         try:
             return registry.start(
@@ -499,8 +498,6 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     @app.post("/demos/agents", status_code=201)
     async def agents_demo(req: AgentsDemo) -> dict[str, Any]:
-        from asynclm.agents_demo import PLANNER, PROMPTS, RESEARCHER, ROLES, sim_scripts
-
         taken = [n for n in (RESEARCHER, PLANNER) if n in registry.directory]
         if taken:
             raise HTTPException(409, f"agent {taken[0]!r} is already live")

@@ -6,8 +6,10 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from asynclm.errors import AsyncLMError
 
-class UnsafeBindError(ValueError):
+
+class UnsafeBindError(AsyncLMError, ValueError):
     """Binding to a non-loopback address without a token."""
 
 

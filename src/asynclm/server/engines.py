@@ -10,9 +10,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from asynclm.engines.base import Engine
+from asynclm.engines.llamacpp import LlamaCppEngine
+from asynclm.errors import EngineError
+from asynclm.models import list_models
 
 
-class EngineUnavailable(ValueError):
+class EngineUnavailable(EngineError, ValueError):
     """The requested model is not allowed or not in the cache."""
 
 
@@ -30,8 +33,6 @@ class _Pool:
                 return self.free.pop()
             self.count += 1
         try:
-            from asynclm.engines.llamacpp import LlamaCppEngine
-
             return await asyncio.to_thread(
                 LlamaCppEngine.from_name, self.model, n_threads=self.threads)
         except BaseException:
@@ -65,8 +66,6 @@ class EngineHub:
         if model not in self._models:
             raise EngineUnavailable(f"model {model!r} not served; choose one of "
                                     f"{', '.join(self._models)}")
-        from asynclm.models import list_models
-
         if not any(m.name == model and m.assembled for m in list_models()):
             raise EngineUnavailable(f"model {model!r} is not in the cache: run "
                                     f"`asynclm models pull {model}` first")

@@ -15,11 +15,12 @@ from typing import Any, Literal
 
 from asynclm.agents import AgentDirectory
 from asynclm.engines.base import Engine
+from asynclm.errors import SessionError
 from asynclm.runtime import RunControl, Session
 from asynclm.runtime.clock import now
-from asynclm.runtime.control import Message
 from asynclm.runtime.events import StreamEvent
-from asynclm.server.events import encode
+from asynclm.runtime.messages import Message
+from asynclm.server.wire import encode
 
 Status = Literal["queued", "running", "done", "cancelled", "failed"]
 _LIVE = ("queued", "running")
@@ -117,8 +118,8 @@ class LiveSession:
                 yield []
 
 
-class TooManySessions(RuntimeError):
-    pass
+class TooManySessions(SessionError, RuntimeError):
+    """The server runs as many sessions as it may; try again later."""
 
 
 class SessionRegistry:

@@ -23,7 +23,11 @@ tools = await from_mcp(mcp_client)     # the tools of an MCP server (extra: mcp)
 from ._context import ToolContext
 from ._decorator import tool
 from ._errors import (
-    MCPToolError, ToolArgumentError, ToolError, ToolNotImplemented, UnknownToolError,
+    MCPToolError,
+    ToolArgumentError,
+    ToolError,
+    ToolNotImplemented,
+    UnknownToolError,
 )
 from ._mcp import from_mcp
 from ._ordering import SERIAL, OrderBy, Ordered

@@ -3,61 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, ClassVar, overload
 
 from ._ordering import SERIAL, OrderBy, Ordered
-from ._schema import clean_schema
-from ._signature import inspect_function, json_schema_of
 from ._tool import Tool
-from ._validation import ArgumentValidator
 
-__all__ = ["tool", "tool_from_function"]
-
-
-def tool_from_function(
-    fn: Callable[..., Any],
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    timeout: float | None = None,
-    estimated_time: float | None = None,
-    order_by: OrderBy = None,
-    localns: Mapping[str, Any] | None = None,
-) -> Tool:
-    """Build a :class:`Tool` from ``fn`` (see :data:`tool`); ``localns`` resolves string
-    annotations that name local types."""
-    if isinstance(fn, Tool):
-        options = {
-            k: v
-            for k, v in {
-                "name": name,
-                "description": description,
-                "timeout": timeout,
-                "estimated_time": estimated_time,
-                "order_by": order_by,
-            }.items()
-            if v is not None
-        }
-        return fn.replace(**options) if options else fn
-    if not callable(fn):
-        raise TypeError(f"tool() needs a callable, not {type(fn).__name__}")
-    info = inspect_function(fn, localns)
-    parameters = clean_schema(json_schema_of(info.model))
-    parameters["additionalProperties"] = False
-    return Tool(
-        name=name or info.name,
-        description=info.description if description is None else description,
-        parameters=parameters,
-        validator=ArgumentValidator(info.model, info.params, fill_defaults=True),
-        fn=fn,
-        is_async=info.is_async,
-        ctx_param=info.ctx_param,
-        positional_only=info.positional_only,
-        timeout=timeout,
-        estimated_time=estimated_time,
-        order_by=order_by,
-    )
+__all__ = ["tool"]
 
 
 class _ToolDecorator:
@@ -115,7 +67,7 @@ class _ToolDecorator:
         localns = sys._getframe(1).f_locals  # resolves `from __future__` hints of local types
 
         def decorate(func: Callable[..., Any]) -> Tool:
-            return tool_from_function(
+            return Tool.from_function(
                 func,
                 name=name,
                 description=description,

@@ -1,17 +1,16 @@
-"""OpenAI ``tools=[...]`` format: import a function spec as a :class:`Tool`."""
+"""OpenAI ``tools=[...]`` format: read a function spec (what :meth:`Tool.from_openai` builds a
+tool from)."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ._from_schema import model_from_schema
-from ._signature import inspect_function
-from ._tool import Handler, Tool
 from ._validation import ArgumentValidator
 
-__all__ = ["function_spec", "tool_from_openai"]
+__all__ = ["function_spec", "schema_parts"]
 
 
 def function_spec(spec: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -24,35 +23,6 @@ def function_spec(spec: Mapping[str, Any]) -> Mapping[str, Any]:
     if "name" in spec:
         return spec
     raise ValueError(f"not an OpenAI function spec: {sorted(spec)}")
-
-
-def tool_from_openai(
-    spec: Mapping[str, Any],
-    fn: Callable[..., Any] | None = None,
-    *,
-    handler: Handler | None = None,
-    **options: Any,
-) -> Tool:
-    """See :meth:`Tool.from_openai`. Raises ``ValueError`` for a malformed spec."""
-    name, description, parameters, validator = schema_parts(spec)
-    ctx_param = None
-    positional_only: tuple[str, ...] = ()
-    is_async = False
-    if fn is not None:
-        info = inspect_function(fn)
-        ctx_param, positional_only, is_async = info.ctx_param, info.positional_only, info.is_async
-    return Tool(
-        name=name,
-        description=description,
-        parameters=parameters,
-        validator=validator,
-        fn=fn,
-        is_async=is_async,
-        ctx_param=ctx_param,
-        positional_only=positional_only,
-        handler=handler,
-        **options,
-    )
 
 
 def schema_parts(spec: Mapping[str, Any]) -> tuple[str, str, dict[str, Any], ArgumentValidator]:

@@ -123,4 +123,4 @@ def freeze(value: Any) -> Hashable:
         hash(value)
     except TypeError:
         return ("__repr__", repr(value))
-    return value  # type: ignore[no-any-return]
+    return value

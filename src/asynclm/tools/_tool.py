@@ -15,8 +15,10 @@ from typing import Any, ClassVar
 
 from ._context import ToolContext
 from ._errors import ToolNotImplemented
+from ._openai import schema_parts
 from ._ordering import SERIAL, OrderBy, Ordered, compute_order_key, normalize_order_by
-from ._signature import is_async_callable
+from ._schema import clean_schema
+from ._signature import inspect_function, is_async_callable, json_schema_of
 from ._validation import ArgumentValidator
 
 __all__ = ["Handler", "Tool"]
@@ -31,8 +33,9 @@ class Tool:
     """A callable tool: what the model sees (``name``, ``description``, ``parameters``) plus
     how to check and run a call (``validate``, ``invoke``, ``order_key``).
 
-    Create one with :func:`tool`, :meth:`from_openai` (BFCL documents: :mod:`asynclm.bench.bfcl.tools`); change options with
-    :meth:`replace`. Instances are immutable; ``parameters`` must not be mutated.
+    Create one with :func:`tool` (or :meth:`from_function`), :meth:`from_openai` (BFCL
+    documents: :mod:`asynclm.bench.bfcl.tools`); change options with :meth:`replace`.
+    Instances are immutable; ``parameters`` must not be mutated.
     ``timeout`` (seconds) is enforced by the runtime; ``estimated_time`` (seconds) is shown to
     the model. Calling the tool object calls ``fn`` directly, without validation.
     """
@@ -130,11 +133,51 @@ class Tool:
     # ---- factories ------------------------------------------------------------------------
 
     @classmethod
-    def from_function(cls, fn: Callable[..., Any], **options: Any) -> Tool:
-        """Same as ``tool(fn, **options)``."""
-        from ._decorator import tool_from_function
-
-        return tool_from_function(fn, **options)
+    def from_function(
+        cls,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout: float | None = None,
+        estimated_time: float | None = None,
+        order_by: OrderBy = None,
+        localns: Mapping[str, Any] | None = None,
+    ) -> Tool:
+        """Same as ``tool(fn, ...)``: a tool from ``fn``'s signature and docstring (a tool is
+        returned as is, or with the options given replaced); ``localns`` resolves string
+        annotations that name local types."""
+        if isinstance(fn, Tool):
+            options = {
+                k: v
+                for k, v in {
+                    "name": name,
+                    "description": description,
+                    "timeout": timeout,
+                    "estimated_time": estimated_time,
+                    "order_by": order_by,
+                }.items()
+                if v is not None
+            }
+            return fn.replace(**options) if options else fn
+        if not callable(fn):
+            raise TypeError(f"tool() needs a callable, not {type(fn).__name__}")
+        info = inspect_function(fn, localns)
+        parameters = clean_schema(json_schema_of(info.model))
+        parameters["additionalProperties"] = False
+        return cls(
+            name=name or info.name,
+            description=info.description if description is None else description,
+            parameters=parameters,
+            validator=ArgumentValidator(info.model, info.params, fill_defaults=True),
+            fn=fn,
+            is_async=info.is_async,
+            ctx_param=info.ctx_param,
+            positional_only=info.positional_only,
+            timeout=timeout,
+            estimated_time=estimated_time,
+            order_by=order_by,
+        )
 
     @classmethod
     def from_openai(
@@ -148,10 +191,28 @@ class Tool:
         """A tool from an OpenAI ``{"type": "function", "function": {...}}`` spec (or the inner
         ``function`` dict). Arguments are validated against the spec's JSON Schema; ``fn``
         (optional) implements it, else ``handler(name, args)``, else invoke raises
-        :class:`ToolNotImplemented`. ``options``: timeout, estimated_time, order_by."""
-        from ._openai import tool_from_openai
-
-        return tool_from_openai(spec, fn, handler=handler, **options)
+        :class:`ToolNotImplemented`. ``options``: timeout, estimated_time, order_by.
+        Raises ``ValueError`` for a malformed spec."""
+        name, description, parameters, validator = schema_parts(spec)
+        ctx_param = None
+        positional_only: tuple[str, ...] = ()
+        is_async = False
+        if fn is not None:
+            info = inspect_function(fn)
+            ctx_param, positional_only = info.ctx_param, info.positional_only
+            is_async = info.is_async
+        return cls(
+            name=name,
+            description=description,
+            parameters=parameters,
+            validator=validator,
+            fn=fn,
+            is_async=is_async,
+            ctx_param=ctx_param,
+            positional_only=positional_only,
+            handler=handler,
+            **options,
+        )
 
     def replace(self, **changes: Any) -> Tool:
         """A copy with some of ``name``, ``description``, ``timeout``, ``estimated_time``,

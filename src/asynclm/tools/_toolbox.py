@@ -8,9 +8,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType, ModuleType
 from typing import Any
 
-from ._decorator import tool_from_function
 from ._errors import UnknownToolError
-from ._openai import function_spec, tool_from_openai
+from ._openai import function_spec
 from ._tool import Handler, Tool
 
 __all__ = ["Toolbox"]
@@ -27,7 +26,7 @@ class Toolbox(Mapping[str, Tool]):
             raise TypeError("Toolbox() takes an iterable of tools or functions")
         collected: dict[str, Tool] = {}
         for item in tools:
-            made = item if isinstance(item, Tool) else tool_from_function(item)
+            made = item if isinstance(item, Tool) else Tool.from_function(item)
             if made.name in collected:
                 raise ValueError(f"duplicate tool name {made.name!r}")
             collected[made.name] = made
@@ -93,7 +92,7 @@ class Toolbox(Mapping[str, Tool]):
         if orphans:
             raise ValueError(f"implementations without a spec: {orphans}")
         return cls(
-            tool_from_openai(s, impls.get(n), handler=handler, **options)
+            Tool.from_openai(s, impls.get(n), handler=handler, **options)
             for s, n in zip(specs, names, strict=True)
         )
 

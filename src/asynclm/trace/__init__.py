@@ -11,15 +11,20 @@ The recorder never reads a clock; callers pass timestamps (event-loop or virtual
     print(t.breakdown())
     t.save("run.trace.json")                                   # open in https://ui.perfetto.dev
 
-matplotlib is imported only by :func:`gantt` / :func:`gantt_compare` / :func:`render`.
+matplotlib is imported only when a chart is drawn (:func:`gantt`, :func:`gantt_compare`,
+:func:`render` with a PNG path). Modules: ``_spans`` (the values and :class:`TraceView`, what
+renderers read) <- ``_chrome``, ``_gantt``, ``_text`` (renderers) <- ``_trace`` (the recorder).
 """
 
 from __future__ import annotations
 
 import os
 
+from asynclm.trace._gantt import gantt as _gantt
+from asynclm.trace._gantt import gantt_compare as _gantt_compare
+from asynclm.trace._spans import Breakdown, Instant, Span, SpanKind
 from asynclm.trace._text import text_timeline
-from asynclm.trace._trace import Breakdown, Instant, Span, SpanKind, Trace
+from asynclm.trace._trace import Trace
 
 __all__ = [
     "Breakdown",
@@ -36,8 +41,6 @@ __all__ = [
 
 def gantt(trace: Trace, path: str | os.PathLike[str], *, title: str | None = None) -> None:
     """Write a Gantt chart PNG of ``trace`` (needs matplotlib: ``pip install asynclm[plot]``)."""
-    from asynclm.trace._gantt import gantt as _gantt
-
     _gantt(trace, path, title=title)
 
 
@@ -48,9 +51,7 @@ def gantt_compare(
     title: str | None = None,
 ) -> None:
     """Stack ``(label, trace)`` pairs on one shared time axis in one PNG (e.g. sync vs async)."""
-    from asynclm.trace._gantt import gantt_compare as _compare
-
-    _compare(traces, path, title=title)
+    _gantt_compare(traces, path, title=title)
 
 
 def render(

@@ -17,12 +17,9 @@ Layout, all in process 1 ("asynclm"):
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from asynclm.trace._trace import Span
-
-if TYPE_CHECKING:
-    from asynclm.trace._trace import Trace
+from asynclm.trace._spans import Span, TraceView
 
 PID = 1
 LLM_TID = 1
@@ -57,7 +54,7 @@ def _tool_label(span: Span) -> str:
     return f"{cid} {span.name}" if cid else span.name
 
 
-def to_chrome(trace: Trace) -> dict[str, Any]:
+def to_chrome(trace: TraceView) -> dict[str, Any]:
     origin = trace.start or 0.0
     events: list[dict[str, Any]] = []
     # Slices on one thread must nest; model-track spans should not overlap, but if one starts

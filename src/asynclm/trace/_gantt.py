@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from asynclm.trace._trace import Span, SpanKind, Trace
+from asynclm.trace._spans import Span, SpanKind, TraceView
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -55,11 +55,11 @@ def _outcome(span: Span) -> str:
     return str(span.attrs.get("outcome", "ok"))
 
 
-def _tool_rows(trace: Trace) -> list[Span]:
+def _tool_rows(trace: TraceView) -> list[Span]:
     return sorted(trace.tool_spans, key=lambda s: (s.start, s.end))
 
 
-def _draw(ax: Axes, trace: Trace) -> tuple[set[SpanKind], set[str], set[str]]:
+def _draw(ax: Axes, trace: TraceView) -> tuple[set[SpanKind], set[str], set[str]]:
     """Draw ``trace`` on ``ax`` with times relative to its start; return what was used."""
     origin = trace.start or 0.0
     kinds: set[SpanKind] = set()
@@ -136,13 +136,13 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
-def _default_title(trace: Trace) -> str:
+def _default_title(trace: TraceView) -> str:
     parts = [str(trace.meta[k]) for k in ("strategy", "model") if trace.meta.get(k)]
     parts.append(f"{trace.duration:.3f} s")
     return " - ".join(parts)
 
 
-def gantt(trace: Trace, path: str | os.PathLike[str], *, title: str | None = None) -> None:
+def gantt(trace: TraceView, path: str | os.PathLike[str], *, title: str | None = None) -> None:
     """Write a Gantt chart of ``trace`` to ``path`` (PNG)."""
     rows = len(trace.tool_spans) + 1
     fig = _figure(10.0, min(1.6 + 0.32 * rows, 40.0))
@@ -156,7 +156,7 @@ def gantt(trace: Trace, path: str | os.PathLike[str], *, title: str | None = Non
 
 
 def gantt_compare(
-    traces: Sequence[tuple[str, Trace]],
+    traces: Sequence[tuple[str, TraceView]],
     path: str | os.PathLike[str],
     *,
     title: str | None = None,

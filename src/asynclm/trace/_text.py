@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from asynclm.trace._trace import Span, SpanKind, Trace
+from asynclm.trace._spans import Span, SpanKind, TraceView
 
 __all__ = ["text_timeline"]
 
@@ -62,7 +62,7 @@ class _Grid:
         return self.origin + i * w, self.origin + (i + 1) * w
 
 
-def _model_row(trace: Trace, grid: _Grid) -> str:
+def _model_row(trace: TraceView, grid: _Grid) -> str:
     cover: list[dict[str, float]] = [{} for _ in range(grid.n)]
     spans = [s for s in trace.model_spans if s.kind in _MODEL_CHAR]
     for s in spans:
@@ -88,7 +88,7 @@ def _model_row(trace: Trace, grid: _Grid) -> str:
     return "".join(row)
 
 
-def _injected_at(trace: Trace) -> dict[str, float]:
+def _injected_at(trace: TraceView) -> dict[str, float]:
     out: dict[str, float] = {}
     for inst in trace.instants:
         if inst.name != "interrupt.injected":
@@ -119,7 +119,7 @@ def _fmt(t: float) -> str:
     return f"{t:.3g}s"
 
 
-def text_timeline(trace: Trace, width: int = 80) -> str:
+def text_timeline(trace: TraceView, width: int = 80) -> str:
     """Render ``trace`` as text lines of at most ``width`` characters (at least a 10-cell bar)."""
     tools = sorted(trace.tool_spans, key=lambda s: (s.start, s.end))
     labels = ["LLM", *(_label(s) for s in tools)]

@@ -19,107 +19,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import Any
+
+from asynclm.trace._chrome import to_chrome
+from asynclm.trace._gantt import gantt
+from asynclm.trace._spans import WORK_KINDS, Breakdown, Instant, Span, SpanKind
+from asynclm.trace._text import text_timeline
 
 __all__ = ["Breakdown", "Instant", "Span", "SpanKind", "Trace"]
 
 _EPS = 1e-9
 FORMAT_VERSION = 1
-
-
-class SpanKind(StrEnum):
-    """What a span records. Members are strings: ``SpanKind.DECODE == "decode"``."""
-
-    PREFILL = "prefill"
-    """Processing the prompt."""
-    REPREFILL = "reprefill"
-    """Processing the context again (an engine without true injection, or a restarted request)."""
-    DECODE = "decode"
-    """Sampling tokens (coalesced runs)."""
-    INTERRUPT = "interrupt"
-    """Appending interrupt tokens (results) to the context."""
-    TRAP = "trap"
-    """The model waiting for a result."""
-    TOOL = "tool"
-    """One function call running (on the tools track)."""
-
-
-MODEL_KINDS = frozenset(
-    {SpanKind.PREFILL, SpanKind.REPREFILL, SpanKind.DECODE, SpanKind.INTERRUPT, SpanKind.TRAP}
-)
-WORK_KINDS = MODEL_KINDS - {SpanKind.TRAP}
 _KIND_OF = {k.value: k for k in SpanKind}
-
-
-@dataclass(frozen=True, slots=True)
-class Span:
-    """A timed interval. ``attrs`` holds JSON values (``tokens``, ``call_id``, ``outcome``…)."""
-
-    kind: SpanKind
-    name: str
-    start: float
-    end: float
-    attrs: dict[str, Any] = field(default_factory=dict, hash=False)
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
-
-    @property
-    def tokens(self) -> int:
-        return int(self.attrs.get("tokens", 0))
-
-    @property
-    def call_id(self) -> str | None:
-        cid = self.attrs.get("call_id")
-        return None if cid is None else str(cid)
-
-
-@dataclass(frozen=True, slots=True)
-class Instant:
-    """A point event: ``call.emitted``, ``interrupt.injected``, ``forged.rollback``, …"""
-
-    name: str
-    ts: float
-    attrs: dict[str, Any] = field(default_factory=dict, hash=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Breakdown:
-    """Where a session's time went, in seconds, within the trace's bounds.
-
-    ``decode_s + prefill_s + interrupt_s + idle_s == total_s`` when model-track spans do not
-    overlap each other."""
-
-    total_s: float
-    decode_s: float
-    prefill_s: float
-    """Prefill and re-prefill."""
-    interrupt_s: float
-    tool_s: float
-    """Wall time during which at least one tool ran (union of tool spans)."""
-    tool_busy_s: float
-    """Sum of tool run times (counts parallel tools once each)."""
-    overlap_s: float
-    """Time during which the model decoded while a tool ran: what asynchrony buys."""
-    idle_s: float
-    """Time the model did no work: trap spans and gaps on the model track."""
-    n_tokens: int
-    n_calls: int
-
-    def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
-
-    def __str__(self) -> str:
-        return (
-            f"total {self.total_s:.3f}s = decode {self.decode_s:.3f}s ({self.n_tokens} tok)"
-            f" + prefill {self.prefill_s:.3f}s + interrupt {self.interrupt_s:.3f}s"
-            f" + idle {self.idle_s:.3f}s | tools {self.tool_s:.3f}s wall,"
-            f" {self.tool_busy_s:.3f}s busy, {self.n_calls} calls"
-            f" | decode∥tools {self.overlap_s:.3f}s"
-        )
 
 
 class Trace:
@@ -367,8 +278,6 @@ class Trace:
 
     def to_chrome(self) -> dict[str, Any]:
         """Chrome trace JSON (opens in Perfetto and chrome://tracing); see :mod:`._chrome`."""
-        from asynclm.trace._chrome import to_chrome
-
         return to_chrome(self)
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -391,17 +300,14 @@ class Trace:
             raise ValueError(f"{os.fspath(path)!r} is not an asynclm trace (no 'asynclm' key)")
         return cls.from_dict(doc["asynclm"])
 
-    # -- rendering (lazy imports) ------------------------------------------------------------
+    # -- rendering ---------------------------------------------------------------------------
 
     def gantt(self, path: str | os.PathLike[str], *, title: str | None = None) -> None:
         """Write a Gantt chart PNG (needs matplotlib: ``pip install asynclm[plot]``)."""
-        from asynclm.trace._gantt import gantt
-
         gantt(self, path, title=title)
 
     def text_timeline(self, width: int = 80) -> str:
-        from asynclm.trace._text import text_timeline
-
+        """An ASCII/Unicode timeline ``width`` cells wide; see :mod:`._text`."""
         return text_timeline(self, width)
 
 

@@ -19,12 +19,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from asynclm.errors import ExtraNotInstalled
+
 PACKAGE = "bfcl_eval"
 VERSION = "2026.3.23"
 INSTALL_HINT = f'pip install --no-deps "bfcl-eval=={VERSION}" mpmath'
 
 
-class BfclNotInstalled(ImportError):
+class BfclNotInstalled(ExtraNotInstalled):
     """The ``bfcl-eval`` package is missing."""
 
 
@@ -32,7 +34,7 @@ class _Cfg:
     underscore_to_dot = False
 
 
-class _AnyModel(dict):  # type: ignore[type-arg]
+class _AnyModel(dict[str, Any]):
     def __missing__(self, key: Any) -> _Cfg:
         return _Cfg()
 

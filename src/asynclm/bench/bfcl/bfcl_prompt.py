@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from asynclm.bench.bfcl._pkg import bfcl_import
+from asynclm.errors import ProtocolError
 from asynclm.protocol import format_call
 
 __all__ = ["BFCL_PROMPT", "DecodeError", "bfcl_messages", "bfcl_system_prompt",
@@ -33,7 +34,7 @@ BFCL_PROMPT = "bfcl-prompt"  # the strategy name of this prompt in ``bench bfcl`
 PYTHON_HINT = " Note that the provided function is in Python 3 syntax."
 
 
-class DecodeError(ValueError):
+class DecodeError(ProtocolError, ValueError):
     """The answer is not a decodable list of calls."""
 
 

@@ -22,7 +22,8 @@ from asynclm.bench.bfcl._pkg import data_dir
 
 __all__ = [
     "MULTI_STEP_PARALLEL", "MULTI_TURN_CATEGORIES", "RUNNABLE_CATEGORIES", "BfclItem", "Part",
-    "categories", "first_acceptable", "ground_truth_calls", "join_items", "load", "parts",
+    "categories", "first_acceptable", "ground_truth_calls", "join_items", "load",
+    "multi_turn_docs", "parts",
 ]
 
 VERSION_PREFIX = "BFCL_v4"
@@ -107,7 +108,9 @@ def categories() -> list[str]:
 
 
 @cache
-def _multi_turn_docs(cls: str) -> tuple[dict[str, Any], ...]:
+def multi_turn_docs(cls: str) -> tuple[dict[str, Any], ...]:
+    """The function documents of BFCL's multi-turn class ``cls`` (e.g. ``GorillaFileSystem``),
+    as shipped with bfcl-eval (read once)."""
     return tuple(_jsonl(data_dir() / "multi_turn_func_doc" / _MULTI_TURN_DOCS[cls]))
 
 
@@ -141,7 +144,7 @@ def load(category: str, *, limit: int | None = None, offset: int = 0) -> list[Bf
             excluded = set(row.get("excluded_function") or ())
             functions = [
                 d for cls in row["involved_classes"] if cls in _MULTI_TURN_DOCS
-                for d in _multi_turn_docs(cls) if d["name"] not in excluded
+                for d in multi_turn_docs(cls) if d["name"] not in excluded
             ]
         extra = {k: v for k, v in row.items() if k not in ("id", "question", "function")}
         items.append(BfclItem(

@@ -18,8 +18,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import ast
+import asyncio
 import copy
 import inspect
 import itertools
@@ -207,7 +207,8 @@ class Backend:
     async def _handler(self, name: str, args: dict[str, Any]) -> Any:
         i, cls, method = self.route[name]
         await asyncio.sleep(self.timer.next(name, args))
-        self.log.append(Effect(i, self.turn, method, copy.deepcopy(dict(args))))  # methods keep (and mutate) the lists they get
+        # a copy: methods keep (and mutate) the lists they get
+        self.log.append(Effect(i, self.turn, method, copy.deepcopy(dict(args))))
         return getattr(self.live[i][cls], method)(**args)
 
     def tools(self, turn: int, estimates: Mapping[str, float] | None = None) -> Toolbox:
@@ -248,7 +249,8 @@ class Backend:
         for i, p in enumerate(self.parts):
             res = checker(self.live[i], self.gt[i])
             if not res["valid"]:
-                return False, f"{p.item.id}: {res['error_message']} {res.get('details', {}).get('differences')}"[:500]
+                diff = res.get("details", {}).get("differences")
+                return False, f"{p.item.id}: {res['error_message']} {diff}"[:500]
         return True, None
 
     def effects(self, part: int, n_turns: int) -> list[list[list[str]]]:

@@ -35,103 +35,36 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict
+from typing import Any
 
-from asynclm.bench.bfcl.bfcl_prompt import (
-    BFCL_PROMPT, DecodeError, bfcl_messages, decode_python_list, format_answer,
+from asynclm.bench.bfcl.bfcl_prompt import BFCL_PROMPT, bfcl_messages, format_answer
+from asynclm.bench.bfcl.config import (
+    DEFAULT_STRATEGIES,
+    SIM_ANSWER,
+    BenchConfig,
+    default_config,
+    make_session,
 )
-from asynclm.bench.bfcl.bound import lower_bound
-from asynclm.bench.bfcl.checker import check
-from asynclm.bench.bfcl.data import (
-    MULTI_STEP_PARALLEL, MULTI_TURN_CATEGORIES, RUNNABLE_CATEGORIES, BfclItem, ground_truth_calls,
-    load, parts,
-)
+from asynclm.bench.bfcl.data import BfclItem, ground_truth_calls, load
+from asynclm.bench.bfcl.records import MALFORMED_ERRORS, bfcl_record, session_record
+from asynclm.bench.bfcl.run_multi import llama_conversation, sim_conversation
 from asynclm.bench.bfcl.summary import summarize
 from asynclm.bench.bfcl.timing import CallTimer, call_duration, canonical_args, get_profile
 from asynclm.bench.bfcl.tools import toolbox_from_bfcl
 from asynclm.engines.base import ChatMessage, Engine
+from asynclm.engines.llamacpp import LlamaCppEngine
 from asynclm.protocol import format_call
-from asynclm.runtime import CallRecord, Session, SessionConfig, SessionResult, get_strategy
+from asynclm.runtime import Session, run_virtual
 from asynclm.runtime.clock import loop_clock
+from asynclm.testing.sim import OraclePolicy, ScriptedPolicy, SimCall, SimCosts, SimEngine, SimTask
 from asynclm.tools import Toolbox
-from asynclm.trace import SpanKind, Trace
+from asynclm.trace import Trace
 
 __all__ = [
     "BFCL_PROMPT", "DEFAULT_STRATEGIES", "MALFORMED_ERRORS", "BenchConfig", "default_config",
     "run_bfcl",
 ]
-
-DEFAULT_STRATEGIES = ("sync", "sync-reprefill", "sync-parallel", "async")
-MALFORMED_ERRORS = frozenset({"MalformedCall", "ToolArgumentError", "UnknownToolError"})
-"""Error types of calls that did not parse or validate (the rest are well-formed)."""
-SIM_ANSWER = "Done: every requested call was made."
-
-
-@dataclass(frozen=True, slots=True)
-class BenchConfig:
-    category: str = "parallel"
-    engine: Literal["sim", "llamacpp", "openai"] = "sim"
-    model: str = "qwen2.5-coder-1.5b"
-    strategies: tuple[str, ...] = DEFAULT_STRATEGIES
-    limit: int | None = None
-    offset: int = 0
-    seed: int = 0
-    tpot_ms: float = 5.0
-    ttft_ms: float = 0.0
-    profile: str = "paper"
-    cheat_sheet: bool = False
-    max_tokens: int = 384
-    deadline_s: float | None = 120.0
-    threads: int | None = None
-    write_ahead: bool = False
-    """Multi-turn, simulator: the oracle writes a call on an instance right after the previous
-    one was written (True), or only once its result is in (False, the paper's multi-step)."""
-    ordered: bool = True
-    """Multi-turn: calls on one BFCL instance keep emission order (``Ordered`` keys)."""
-
-    base_url: str | None = None
-    """``openai`` engine: the server (its tokenizer comes from ``model``)."""
-    n_ctx: int = 8192
-    """``llamacpp``: the context window (multi-turn prompts with BFCL's function documents need
-    more than the default)."""
-    adapter: str | None = None
-    """``llamacpp``: a GGUF LoRA adapter applied to ``model`` (``asynclm finetune export``)."""
-    enforce: bool = True
-    """The runtime's protocol enforcement (``SessionConfig.enforce``); off to measure what a
-    model does unaided."""
-
-    @property
-    def categories(self) -> list[str]:
-        """``category`` may name several, comma-separated (``limit`` applies to each)."""
-        return [c.strip() for c in self.category.split(",") if c.strip()]
-
-    def validate(self) -> None:
-        runnable = (*RUNNABLE_CATEGORIES, *MULTI_TURN_CATEGORIES, MULTI_STEP_PARALLEL)
-        if not self.categories:
-            raise ValueError("no category")
-        for category in self.categories:
-            if category not in runnable:
-                raise ValueError(
-                    f"category {category!r} is not runnable; choose one of {', '.join(runnable)}")
-            if category not in RUNNABLE_CATEGORIES and BFCL_PROMPT in self.strategies:
-                raise ValueError(f"{BFCL_PROMPT} runs single-turn categories only")
-        if self.engine not in ("sim", "llamacpp", "openai"):
-            raise ValueError(f"unknown engine {self.engine!r}; choose sim, llamacpp or openai")
-        if self.engine == "openai" and not self.base_url:
-            raise ValueError("--engine openai needs --base-url")
-        if self.adapter is not None and self.engine != "llamacpp":
-            raise ValueError("--adapter needs --engine llamacpp")
-        if not self.strategies:
-            raise ValueError("no strategies")
-        if len(set(self.strategies)) != len(self.strategies):
-            raise ValueError("a strategy is listed twice")
-        for s in self.strategies:
-            if s != BFCL_PROMPT:
-                get_strategy(s)  # raises with the list of names
-        get_profile(self.profile)
-        if self.max_tokens < 1:
-            raise ValueError("max_tokens must be >= 1")
 
 
 # -- prompts and tools -----------------------------------------------------------------------------
@@ -201,68 +134,6 @@ def bfcl_chat(item: BfclItem, cfg: BenchConfig) -> list[ChatMessage]:
 # -- one run -------------------------------------------------------------------------------------
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
-
-
-def _bound_args(rec: CallRecord, tools: Toolbox) -> dict[str, Any]:
-    """The call's keyword arguments, positional ones bound to their parameter names."""
-    args = dict(rec.args)
-    if rec.pos and rec.fn in tools:
-        for name, v in zip(tools[rec.fn].param_names, rec.pos, strict=False):
-            args.setdefault(name, v)
-    return args
-
-
-def _malformed(rec: CallRecord) -> bool:
-    return rec.status == "error" and rec.error_type in MALFORMED_ERRORS
-
-
-def session_record(
-    item: BfclItem, result: SessionResult, tools: Toolbox, tokens_of: Callable[[str], int]
-) -> dict[str, Any]:
-    """The JSON record of one runtime run."""
-    made = [c for c in result.calls if c.status != "error"]
-    valid, error = check(item, [(c.fn, _bound_args(c, tools)) for c in made])
-    b = result.trace.breakdown()
-    lb = lower_bound(result, tokens_of)
-    t0 = result.trace.start or 0.0
-    return {
-        "latency_s": result.latency_s,
-        "first_token_s": result.first_token_s,
-        "breakdown": b.as_dict(),
-        "n_calls": len(result.calls),
-        "n_well_formed": sum(1 for c in result.calls if not _malformed(c)),
-        "n_error": sum(1 for c in result.calls if c.status == "error"),
-        "calls": [
-            {"id": c.id, "fn": c.fn, "args": _jsonable(_bound_args(c, tools)),
-             "status": c.status, "error_type": c.error_type,
-             "error": (c.error or "")[:200] or None,
-             "emitted_s": c.emitted_at - t0,
-             "exec_s": c.duration_s,
-             "injected_s": None if c.injected_at is None else c.injected_at - t0}
-            for c in result.calls
-        ],
-        "valid": valid,
-        "check_error": error[:500] if error else None,
-        **lb,
-        "efficiency": lb["lb_s"] / result.latency_s if result.latency_s > 0 else None,
-        "efficiency_ingest": (lb["lb_ingest_s"] / result.latency_s if result.latency_s > 0
-                              else None),
-        "n_generated": result.n_generated,
-        "n_injected": result.n_injected,
-        "stop_reason": result.stop_reason,
-        "counters": result.counters,
-        "transcript": result.transcript,
-    }
-
-
 async def generate(
     engine: Engine, messages: Sequence[ChatMessage], max_tokens: int
 ) -> tuple[str, Trace, float, float | None, int, str]:
@@ -294,72 +165,12 @@ async def generate(
     return engine.detokenize(out).decode("utf-8", "replace"), trace, t - t0, first, n, stop
 
 
-def bfcl_record(
-    item: BfclItem, tools: Toolbox, text: str, trace: Trace, latency_s: float,
-    first_token_s: float | None, n_generated: int, stop: str,
-) -> dict[str, Any]:
-    """The JSON record of one ``bfcl-prompt`` run."""
-    decode_error = None
-    try:
-        calls = decode_python_list(text)
-    except DecodeError as exc:
-        calls, decode_error = [], str(exc)
-    error: str | None
-    if decode_error:
-        valid, error = False, f"decode: {decode_error}"
-        if item.category in ("irrelevance", "live_irrelevance"):
-            valid, error = True, None  # BFCL: an undecodable answer made no call
-    else:
-        valid, error = check(item, calls)
-    well = 0
-    rows = []
-    for c in calls:
-        for fn, args in c.items():
-            problem = None
-            try:
-                tools.get_checked(fn).validate(args)
-                well += 1
-            except Exception as exc:  # noqa: BLE001 - recorded
-                problem = f"{type(exc).__name__}: {exc}"[:200]
-            rows.append({"fn": fn, "args": _jsonable(args), "error": problem})
-    n_calls = len(rows) + (1 if decode_error and text.strip() else 0)
-    b = trace.breakdown()
-    P = sum(s.duration for s in trace.model_spans if s.kind is SpanKind.PREFILL)
-    return {
-        "latency_s": latency_s,
-        "first_token_s": first_token_s,
-        "breakdown": b.as_dict(),
-        "n_calls": n_calls,
-        "n_well_formed": well,
-        "n_error": n_calls - well,
-        "calls": rows,
-        "valid": valid,
-        "check_error": error[:500] if error else None,
-        "decode_error": decode_error,
-        "lb_s": latency_s, "prefill_s": P, "decode_s": b.decode_s, "answer_s": b.decode_s,
-        "sum_G_s": 0.0, "max_G_plus_E_s": 0.0,
-        "efficiency": None,
-        "n_generated": n_generated,
-        "n_injected": 0,
-        "stop_reason": stop,
-        "counters": {},
-        "transcript": text,
-    }
-
-
 # -- engines -------------------------------------------------------------------------------------
 
 
 def _sim_run(item: BfclItem, strategy: str, cfg: BenchConfig) -> dict[str, Any]:
     if item.multi_turn:
-        from asynclm.bench.bfcl.run_multi import sim_conversation
-
         return sim_conversation(item, strategy, cfg)
-    from asynclm.testing.sim import (
-        OraclePolicy, ScriptedPolicy, SimCall, SimCosts, SimEngine, SimTask,
-    )
-    from asynclm.runtime import run_virtual
-
     costs = SimCosts(tpot_s=cfg.tpot_ms / 1000, ttft_s=cfg.ttft_ms / 1000)
     tools = build_tools(item, cfg)
     gt = ground_truth_calls(item)
@@ -381,21 +192,10 @@ def _sim_run(item: BfclItem, strategy: str, cfg: BenchConfig) -> dict[str, Any]:
                              call_duration(cfg.seed, item.id, fn, vargs, k, cfg.profile)))
     task = SimTask(tuple(calls), prompt=item.question, answer=SIM_ANSWER, name=item.id)
     engine = SimEngine(OraclePolicy(task), costs)
-    session = _session(engine, tools, strategy, cfg, item)
+    session = make_session(engine, tools, strategy, cfg, item)
     result = run_virtual(session.run(cml_messages(item, session, cfg)))
     return session_record(item, result, tools,
                           lambda s: len(engine.tokenize(s, special=True)))
-
-
-def _session(engine: Engine, tools: Toolbox, strategy: str, cfg: BenchConfig,
-             item: BfclItem, system: str | None = None) -> Session:
-    """A session for one run (or turn); a joined item gets ``max_tokens`` per sample."""
-    budget = cfg.max_tokens * len(parts(item))
-    return Session(
-        engine, tools, strategy=strategy, system=system,
-        config=SessionConfig(max_tokens=budget, deadline_s=cfg.deadline_s, enforce=cfg.enforce),
-        trace_meta={"benchmark": "bfcl", "item": item.id, "engine": cfg.engine},
-    )
 
 
 async def _llama_warmup(engine: Engine) -> None:
@@ -407,8 +207,6 @@ async def _llama_warmup(engine: Engine) -> None:
 async def _llama_run(engine: Engine, item: BfclItem, strategy: str,
                      cfg: BenchConfig) -> dict[str, Any]:
     if item.multi_turn:
-        from asynclm.bench.bfcl.run_multi import llama_conversation
-
         return await llama_conversation(engine, item, strategy, cfg)
     tools = build_tools(item, cfg)
     if strategy == BFCL_PROMPT:
@@ -416,7 +214,7 @@ async def _llama_run(engine: Engine, item: BfclItem, strategy: str,
         await engine.prefill(engine.tokenize_chat(messages))  # warm: same state for every run
         out = await generate(engine, messages, cfg.max_tokens)
         return bfcl_record(item, tools, *out)
-    session = _session(engine, tools, strategy, cfg, item)
+    session = make_session(engine, tools, strategy, cfg, item)
     messages = cml_messages(item, session, cfg)
     await session.warm_up(messages)  # same cache state for every run
     result = await session.run(messages)
@@ -509,8 +307,6 @@ async def _llama_all(
         assert cfg.base_url is not None
         engine = await connect(cfg.base_url, cfg.model)
     elif engine is None:
-        from asynclm.engines.llamacpp import LlamaCppEngine
-
         engine = await asyncio.to_thread(
             LlamaCppEngine.from_name, cfg.model, n_threads=cfg.threads, n_ctx=cfg.n_ctx,
             **({"lora_path": cfg.adapter} if cfg.adapter else {}))
@@ -539,15 +335,3 @@ async def _llama_all(
         if own:
             await engine.aclose()
     return env
-
-
-def default_config(**kw: Any) -> BenchConfig:
-    """A :class:`BenchConfig` with ``strategies`` given as a comma list or a sequence."""
-    s = kw.get("strategies")
-    if isinstance(s, str):
-        kw["strategies"] = tuple(x.strip() for x in s.split(",") if x.strip())
-    elif s is not None:
-        kw["strategies"] = tuple(s)
-    return BenchConfig(**kw)
-
-

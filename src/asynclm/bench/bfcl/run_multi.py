@@ -21,19 +21,19 @@ after every turn. Latency, lower bound and breakdown are sums over turns.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from asynclm.bench.bfcl.bound import lower_bound
+from asynclm.bench.bfcl.config import SIM_ANSWER, BenchConfig, make_session
 from asynclm.bench.bfcl.data import BfclItem
 from asynclm.bench.bfcl.multi_turn import Backend, estimates
+from asynclm.bench.bfcl.records import bound_args, jsonable, malformed
 from asynclm.bench.bfcl.timing import CallTimer
 from asynclm.engines.base import ChatMessage, Engine
 from asynclm.protocol import format_call
-from asynclm.runtime import CallRecord, SessionResult
+from asynclm.runtime import CallRecord, SessionResult, run_virtual
+from asynclm.testing.sim import OraclePolicy, SimCall, SimCosts, SimEngine, SimTask
 from asynclm.tools import Toolbox
-
-if TYPE_CHECKING:
-    from asynclm.bench.bfcl.run import BenchConfig
 
 __all__ = ["llama_conversation", "sim_conversation"]
 
@@ -46,9 +46,6 @@ rendering and tokenizing every tool document each turn would only slow the bench
 def _oracle_engine(item: BfclItem, backend: Backend, turn: int, tools: Toolbox,
                    truth_timer: CallTimer, cfg: BenchConfig) -> Engine:
     """The simulator for one turn: an oracle making the turn's ground-truth calls."""
-    from asynclm.bench.bfcl.run import SIM_ANSWER
-    from asynclm.testing.sim import OraclePolicy, SimCall, SimCosts, SimEngine, SimTask
-
     calls: list[SimCall] = []
     last: dict[Any, str] = {}
     for j, c in enumerate(backend.gt_calls(turn)):
@@ -84,8 +81,6 @@ def _backend(item: BfclItem, cfg: BenchConfig) -> Backend:
 
 async def _conversation(item: BfclItem, strategy: str, cfg: BenchConfig, backend: Backend,
                         engine_for: EngineFor, *, warm: bool) -> dict[str, Any]:
-    from asynclm.bench.bfcl.run import _bound_args, _jsonable, _malformed, _session
-
     est = estimates(item, cfg.seed, cfg.profile)
     history: list[ChatMessage] = []
     turns: list[dict[str, Any]] = []
@@ -97,7 +92,7 @@ async def _conversation(item: BfclItem, strategy: str, cfg: BenchConfig, backend
         backend.turn = k
         tools = backend.tools(k, est)
         engine = engine_for(k, tools)
-        session = _session(engine, tools, strategy, cfg, item,
+        session = make_session(engine, tools, strategy, cfg, item,
                            system=SIM_SYSTEM if cfg.engine == "sim" else None)
         user = [ChatMessage(m["role"], m["content"]) for m in turn_msgs]
         if cfg.cheat_sheet and user:
@@ -108,10 +103,10 @@ async def _conversation(item: BfclItem, strategy: str, cfg: BenchConfig, backend
         result: SessionResult = await session.run(msgs)
         keyed = cfg.ordered or not cfg.write_ahead
 
-        def order_key(c: CallRecord) -> Any:
-            return backend.order_key(c.fn) if keyed and c.fn in backend.route else None
+        def order_key(c: CallRecord) -> Any:  # used at once, in this iteration
+            return backend.order_key(c.fn) if keyed and c.fn in backend.route else None  # noqa: B023
 
-        lb = lower_bound(result, lambda s: len(engine.tokenize(s, special=True)),
+        lb = lower_bound(result, lambda s: len(engine.tokenize(s, special=True)),  # noqa: B023
                          order_key=order_key, futures=cfg.write_ahead or None)
         backend.advance_truth(k)
         ok, err = backend.state_matches()
@@ -122,7 +117,7 @@ async def _conversation(item: BfclItem, strategy: str, cfg: BenchConfig, backend
             first_token = t_offset + result.first_token_s
         for c in result.calls:
             calls.append({
-                "turn": k, "id": c.id, "fn": c.fn, "args": _jsonable(_bound_args(c, tools)),
+                "turn": k, "id": c.id, "fn": c.fn, "args": jsonable(bound_args(c, tools)),
                 "status": c.status, "error_type": c.error_type,
                 "error": (c.error or "")[:200] or None,
                 "instance": (None if c.fn not in backend.route
@@ -132,7 +127,7 @@ async def _conversation(item: BfclItem, strategy: str, cfg: BenchConfig, backend
                 "started_s": None if c.started_at is None else t_offset + c.started_at - t0,
                 "ended_s": t_offset + c.ended_at - t0,
                 "injected_s": None if c.injected_at is None else t_offset + c.injected_at - t0,
-                "malformed": _malformed(c)})
+                "malformed": malformed(c)})
         turns.append({"latency_s": result.latency_s, "first_token_s": result.first_token_s,
                       "breakdown": result.trace.breakdown().as_dict(), **lb,
                       "n_calls": len(result.calls), "n_generated": result.n_generated,
@@ -174,8 +169,6 @@ async def _conversation(item: BfclItem, strategy: str, cfg: BenchConfig, backend
 
 def sim_conversation(item: BfclItem, strategy: str, cfg: BenchConfig) -> dict[str, Any]:
     """One multi-turn run on the simulator (virtual time)."""
-    from asynclm.runtime import run_virtual
-
     truth_timer = CallTimer(cfg.seed, item.id, cfg.profile)  # the oracle knows the durations
     backend = _backend(item, cfg)
 

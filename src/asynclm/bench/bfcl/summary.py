@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from asynclm.bench._stats import quantile, summary
+from asynclm.bench.baselines import strategy as get_strategy
 from asynclm.bench.bfcl.bfcl_prompt import BFCL_PROMPT
-from asynclm.runtime import get_strategy
 
 __all__ = ["merge_results", "summarize"]
 

@@ -11,9 +11,10 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from asynclm.engines.base import Capabilities, ChatMessage
+from asynclm.errors import EngineClosedError
+from asynclm.protocol import DEFAULT_MARKERS, CmlDialect, Dialect, Interrupt, Markers
 from asynclm.testing.sim._policy import Policy
 from asynclm.testing.sim._tokenizer import EOS, SimTokenizer
-from asynclm.protocol import DEFAULT_MARKERS, Interrupt, Markers, Parser
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,12 @@ class SimCosts:
 
 
 class SimEngine:
-    """An :class:`~asynclm.engines.base.Engine` whose model is a :class:`Policy`."""
+    """An :class:`~asynclm.engines.base.Engine` whose model is a :class:`Policy`.
+
+    ``dialect`` (default: CML with ``markers``) is the markup the simulated model speaks: its
+    special strings are single tokens, its trap may be free (``SimCosts.free_traps``), and the
+    policy observes the interrupts that the dialect's transcript parser finds in appended text.
+    """
 
     def __init__(
         self,
@@ -39,22 +45,22 @@ class SimEngine:
         *,
         markers: Markers = DEFAULT_MARKERS,
         virtual_time: bool = True,
+        dialect: Dialect | None = None,
     ) -> None:
         self.policy = policy
         self.costs = costs or SimCosts()
-        self.markers = markers
-        self.tokenizer = SimTokenizer(markers)
+        self.dialect: Dialect = dialect if dialect is not None else CmlDialect(markers)
+        self.markers = getattr(self.dialect, "markers", markers)  # CML's, for older callers
+        self.tokenizer = SimTokenizer(self.dialect)
         self.capabilities = Capabilities(virtual_time=virtual_time)
         self._ctx: list[int] = []
         self._pending: list[int] = []  # tokens the policy has written but not yet sampled
         self._ended = False
-        self._trap_ids = (
-            self.tokenizer.tokenize(markers.trap, special=True)[0],
-            self.tokenizer.tokenize(markers.end, special=True)[0],
-        )
-        self._in_trap = False
+        self._trap_ids = self.tokenizer.tokenize(self.dialect.render_trap(), special=True)
+        self._trap_at = 0  # how much of the trap's tokens the model has just written
         self.requests = 0  # prefill calls (a re-request each, as an API client would make)
         self.prefilled_tokens = 0
+        self._closed = False
 
     # -- text ------------------------------------------------------------------------------
     @property
@@ -81,7 +87,7 @@ class SimEngine:
         await asyncio.sleep(seconds if seconds > 0 else 0)
 
     def _observe(self, tokens: Sequence[int]) -> None:
-        parser = Parser(markers=self.markers, transcript=True)
+        parser = self.dialect.parser(transcript=True)
         text = self.detokenize(tokens).decode()
         for event in parser.feed(text) + parser.close():
             if isinstance(event, Interrupt):
@@ -89,6 +95,7 @@ class SimEngine:
 
     # -- engine interface ---------------------------------------------------------------------
     async def prefill(self, tokens: Sequence[int], *, reuse_prefix: bool = True) -> int:
+        self._check_open()
         c = self.costs
         self.requests += 1
         self.prefilled_tokens += len(tokens)
@@ -106,14 +113,21 @@ class SimEngine:
         return 0
 
     async def step(self, *, ban: Collection[int] = ()) -> int:
+        self._check_open()
         tok = self._next(ban)
-        free = self.costs.free_traps and (
-            tok == self._trap_ids[0] or (self._in_trap and tok == self._trap_ids[1])
-        )
-        self._in_trap = tok == self._trap_ids[0]
+        free = self._trap_token(tok) and self.costs.free_traps
         await self._pay(0.0 if free else self.costs.tpot_s)
         self._ctx.append(tok)
         return tok
+
+    def _trap_token(self, tok: int) -> bool:
+        """Whether ``tok`` writes (part of) the dialect's trap, in order."""
+        trap, k = self._trap_ids, self._trap_at
+        if k < len(trap) and tok == trap[k]:
+            self._trap_at = k + 1 if k + 1 < len(trap) else 0
+            return True
+        self._trap_at = 1 if trap and tok == trap[0] else 0
+        return self._trap_at == 1
 
     def _next(self, ban: Collection[int]) -> int:
         for _ in range(2):
@@ -131,6 +145,7 @@ class SimEngine:
         return self.tokenizer.tokenize(" ")[0]
 
     async def append(self, tokens: Sequence[int]) -> None:
+        self._check_open()
         if self.costs.append_tps:
             await self._pay(len(tokens) / self.costs.append_tps)
         self._ctx.extend(tokens)
@@ -138,9 +153,16 @@ class SimEngine:
         self._ended = False  # new information: the policy may have more to say
 
     async def rollback(self, n_tokens: int) -> None:
+        self._check_open()
         del self._ctx[n_tokens:]
         self._pending = []  # what it meant to write next is gone, as with a real model
         self._ended = False
 
     async def aclose(self) -> None:
+        """Idempotent; afterwards prefill/step/append/rollback raise :class:`EngineClosedError`."""
+        self._closed = True
         self._pending = []
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EngineClosedError("the engine is closed")

@@ -7,8 +7,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, Protocol
 
+from asynclm.protocol import DEFAULT_MARKERS, CmlDialect, Dialect, Markers, Ref, format_call
 from asynclm.testing.sim._task import SimCall, SimTask
-from asynclm.protocol import DEFAULT_MARKERS, Markers, Ref, format_call, render_call, render_trap
 
 
 class Policy(Protocol):
@@ -31,7 +31,8 @@ class OraclePolicy:
     same call is written after its inputs arrived, with the referenced values copied in.
     ``order="critical-path"``: the ready call with the longest estimated path through what
     depends on it first (its estimate plus the longest chain of estimates below it); the same
-    as LPT for independent calls."""
+    as LPT for independent calls. It writes calls and traps in ``dialect`` (default: CML with
+    ``markers``)."""
 
     def __init__(
         self,
@@ -40,12 +41,14 @@ class OraclePolicy:
         order: Literal["lpt", "given", "critical-path"] = "lpt",
         futures: bool = False,
         markers: Markers = DEFAULT_MARKERS,
+        dialect: Dialect | None = None,
     ) -> None:
         self.task = task
         self.order = order
         self.priority = _priorities(task, order)
         self.futures = futures
-        self.markers = markers
+        self.dialect: Dialect = dialect if dialect is not None else CmlDialect(markers)
+        self.markers = getattr(self.dialect, "markers", markers)  # CML's, for older callers
         self.reset("")
 
     def reset(self, prompt: str) -> None:
@@ -68,12 +71,12 @@ class OraclePolicy:
         ready = self._ready()
         if ready:
             call = max(ready, key=lambda c: self.priority[c.id])
-            sep = "\n" if self.emitted else ""  # before the call, so a call starts at its [END]
+            sep = "\n" if self.emitted else ""  # before the call, so a call starts at its end
             self.emitted.append(call.id)
             args = dict(call.args) if self.futures else self.task.literal_args(call)
-            return sep + render_call(call.fn, args, call.id, markers=self.markers)
+            return sep + self.dialect.render_call(call.fn, args, call.id)
         if len(self.results) < len(self.task.calls):
-            return render_trap(markers=self.markers)
+            return self.dialect.render_trap()
         if not self.answered:
             self.answered = True
             return self.task.answer

@@ -85,7 +85,7 @@ def task_toolbox(task: SimTask | list[SimTask]) -> Any:
         for c in t.calls:
             plan[_key(c.fn, t.literal_args(c))].append(c)
             props = schemas.setdefault(c.fn, {})
-            for name, value in c.args.items():
+            for name in c.args:
                 props.setdefault(name, {})
 
     async def handler(name: str, args: Mapping[str, Any]) -> Any:

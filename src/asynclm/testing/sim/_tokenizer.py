@@ -1,21 +1,25 @@
 """A deterministic tokenizer for the simulator: words, single punctuation marks and whitespace
-runs are tokens; with ``special=True`` each marker string is one token (as a model profile with
-marker tokens would have). Ids are interned on first sight; 0 is end-of-sequence."""
+runs are tokens; with ``special=True`` each of the dialect's special strings
+(:attr:`~asynclm.protocol.Dialect.special_tokens`, CML's markers) is one token (as a model
+profile with marker tokens would have). Ids are interned on first sight; 0 is
+end-of-sequence."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 
-from asynclm.protocol import DEFAULT_MARKERS, Markers
+from asynclm.protocol import CML, CmlDialect, Dialect, Markers
 
 EOS = 0
 _WORD = r"\w+|\s+|[^\w\s]"
 
 
 class SimTokenizer:
-    def __init__(self, markers: Markers = DEFAULT_MARKERS) -> None:
-        self._specials = markers.all()
+    def __init__(self, dialect: Dialect | Markers = CML) -> None:
+        if isinstance(dialect, Markers):  # CML with these markers
+            dialect = CmlDialect(dialect)
+        self._specials = dialect.special_tokens
         self._plain = re.compile(_WORD)
         self._special = re.compile("|".join(map(re.escape, self._specials)) + "|" + _WORD)
         self._ids: dict[str, int] = {"": EOS}  # plain pieces

@@ -67,7 +67,8 @@ def train(
     seed: Annotated[int, typer.Option(help="Shuffling and initialization seed.")] = 0,
 ) -> None:
     """LoRA SFT; loss only on the model's own text (not prompts, interrupts, user messages)."""
-    from asynclm.finetune.train import TrainConfig, train as run
+    from asynclm.finetune.train import TrainConfig
+    from asynclm.finetune.train import train as run
 
     cfg = TrainConfig(data=data, out=out, model=model, steps=steps, max_len=max_len,
                       batch=batch, lr=lr, rank=rank, save_every=save_every, threads=threads,

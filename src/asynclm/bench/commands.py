@@ -39,7 +39,8 @@ def bench_synthetic(
     report: Annotated[Path | None, typer.Option("--report")] = None,
 ) -> None:
     """Paper's timing setup on randomized independent calls (simulator, virtual time)."""
-    from asynclm.bench.synthetic import bench_synthetic as run, markdown
+    from asynclm.bench.synthetic import bench_synthetic as run
+    from asynclm.bench.synthetic import markdown
 
     result = run(tasks=tasks, calls=calls, tpot_ms=tpot_ms, ttft_ms=ttft_ms, seed=seed)
     result["command"] = _command()
@@ -66,13 +67,15 @@ def bench_dag(
 ) -> None:
     """Dependent calls: Sync, Sync-Parallel, LLMCompiler-style, Async, Async with futures."""
     if engine == "sim":
-        from asynclm.bench.dag import bench_dag as run, goals, markdown
+        from asynclm.bench.dag import bench_dag as run
+        from asynclm.bench.dag import goals, markdown
 
         result = run(tasks=tasks, tpot_ms=tpot_ms, ttft_ms=ttft_ms, seed=seed,
                      multi_step_parallel=tasks if multi_step_parallel else 0)
         result["goals"] = goals(result)
     elif engine == "llamacpp":
-        from asynclm.bench.dag_real import bench_dag_real as run_real, markdown
+        from asynclm.bench.dag_real import bench_dag_real as run_real
+        from asynclm.bench.dag_real import markdown
 
         err = Console(stderr=True)
         result = run_real(model=model, limit=limit, repeats=repeats, threads=threads,
@@ -93,7 +96,8 @@ def bench_overhead(
     report: Annotated[Path | None, typer.Option("--report")] = None,
 ) -> None:
     """Runtime overhead per call, parser throughput and linearity (real time)."""
-    from asynclm.bench.overhead import bench_overhead as run, markdown
+    from asynclm.bench.overhead import bench_overhead as run
+    from asynclm.bench.overhead import markdown
 
     result = run(sessions=sessions, calls=calls, rounds=rounds)
     result["command"] = _command()
@@ -116,7 +120,8 @@ def bench_faults(
     """Fault injection at volume: misbehaving tools, cancellations, malformed scripts across
     every strategy × id policy × deadline; counts lost, duplicated, hung, crashed, leaks
     (target: all zero)."""
-    from asynclm.bench.faults import bench_faults as run, markdown
+    from asynclm.bench.faults import bench_faults as run
+    from asynclm.bench.faults import markdown
 
     err = Console(stderr=True)
     result = run(sessions=sessions, seed=seed, real_share=real_share, shrink_failures=shrink,
@@ -166,7 +171,7 @@ def bench_bfcl(
 ) -> None:
     """BFCL items through every strategy: latency, breakdown, BFCL accuracy, lower bound.
     Multi-turn categories (and multi-step-parallel) run on BFCL's real tool classes."""
-    from asynclm.bench.bfcl._pkg import BfclNotInstalled
+    from asynclm.bench.bfcl import BfclNotInstalled
     from asynclm.bench.bfcl.report import markdown
     from asynclm.bench.bfcl.run import BFCL_PROMPT, default_config, run_bfcl
     from asynclm.bench.bfcl.summary import merge_results
@@ -222,7 +227,8 @@ def bench_calls(
     report: Annotated[Path | None, typer.Option("--report")] = None,
 ) -> None:
     """How well a real model makes calls on the demo tasks (well-formed, valid, repeated)."""
-    from asynclm.bench.calls import bench_calls as run, markdown
+    from asynclm.bench.calls import bench_calls as run
+    from asynclm.bench.calls import markdown
 
     err = Console(stderr=True)
     result = run(model=model, strategies=[s.strip() for s in strategies.split(",")],
@@ -293,7 +299,8 @@ def bench_injection(
     report: Annotated[Path | None, typer.Option("--report")] = None,
 ) -> None:
     """Cost of appending an interrupt vs re-processing the context (in-process engine)."""
-    from asynclm.bench.injection import bench_injection as run, markdown
+    from asynclm.bench.injection import bench_injection as run
+    from asynclm.bench.injection import markdown
 
     result = run(model=model, inject=inject, repeats=repeats, threads=threads,
                  flash_attn=flash_attn)

@@ -1,0 +1,136 @@
+"""The JSON record of one BFCL run: a runtime session's (:func:`session_record`) or a plain
+``bfcl-prompt`` generation's (:func:`bfcl_record`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from asynclm.bench.bfcl.bfcl_prompt import DecodeError, decode_python_list
+from asynclm.bench.bfcl.bound import lower_bound
+from asynclm.bench.bfcl.checker import check
+from asynclm.bench.bfcl.data import BfclItem
+from asynclm.runtime import CallRecord, SessionResult
+from asynclm.tools import Toolbox
+from asynclm.trace import SpanKind, Trace
+
+__all__ = ["MALFORMED_ERRORS", "bfcl_record", "bound_args", "jsonable", "malformed",
+           "session_record"]
+
+MALFORMED_ERRORS = frozenset({"MalformedCall", "ToolArgumentError", "UnknownToolError"})
+"""Error types of calls that did not parse or validate (the rest are well-formed)."""
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def bound_args(rec: CallRecord, tools: Toolbox) -> dict[str, Any]:
+    """The call's keyword arguments, positional ones bound to their parameter names."""
+    args = dict(rec.args)
+    if rec.pos and rec.fn in tools:
+        for name, v in zip(tools[rec.fn].param_names, rec.pos, strict=False):
+            args.setdefault(name, v)
+    return args
+
+
+def malformed(rec: CallRecord) -> bool:
+    return rec.status == "error" and rec.error_type in MALFORMED_ERRORS
+
+
+def session_record(
+    item: BfclItem, result: SessionResult, tools: Toolbox, tokens_of: Callable[[str], int]
+) -> dict[str, Any]:
+    """The JSON record of one runtime run."""
+    made = [c for c in result.calls if c.status != "error"]
+    valid, error = check(item, [(c.fn, bound_args(c, tools)) for c in made])
+    b = result.trace.breakdown()
+    lb = lower_bound(result, tokens_of)
+    t0 = result.trace.start or 0.0
+    return {
+        "latency_s": result.latency_s,
+        "first_token_s": result.first_token_s,
+        "breakdown": b.as_dict(),
+        "n_calls": len(result.calls),
+        "n_well_formed": sum(1 for c in result.calls if not malformed(c)),
+        "n_error": sum(1 for c in result.calls if c.status == "error"),
+        "calls": [
+            {"id": c.id, "fn": c.fn, "args": jsonable(bound_args(c, tools)),
+             "status": c.status, "error_type": c.error_type,
+             "error": (c.error or "")[:200] or None,
+             "emitted_s": c.emitted_at - t0,
+             "exec_s": c.duration_s,
+             "injected_s": None if c.injected_at is None else c.injected_at - t0}
+            for c in result.calls
+        ],
+        "valid": valid,
+        "check_error": error[:500] if error else None,
+        **lb,
+        "efficiency": lb["lb_s"] / result.latency_s if result.latency_s > 0 else None,
+        "efficiency_ingest": (lb["lb_ingest_s"] / result.latency_s if result.latency_s > 0
+                              else None),
+        "n_generated": result.n_generated,
+        "n_injected": result.n_injected,
+        "stop_reason": result.stop_reason,
+        "counters": result.counters,
+        "transcript": result.transcript,
+    }
+
+
+def bfcl_record(
+    item: BfclItem, tools: Toolbox, text: str, trace: Trace, latency_s: float,
+    first_token_s: float | None, n_generated: int, stop: str,
+) -> dict[str, Any]:
+    """The JSON record of one ``bfcl-prompt`` run."""
+    decode_error = None
+    try:
+        calls = decode_python_list(text)
+    except DecodeError as exc:
+        calls, decode_error = [], str(exc)
+    error: str | None
+    if decode_error:
+        valid, error = False, f"decode: {decode_error}"
+        if item.category in ("irrelevance", "live_irrelevance"):
+            valid, error = True, None  # BFCL: an undecodable answer made no call
+    else:
+        valid, error = check(item, calls)
+    well = 0
+    rows = []
+    for c in calls:
+        for fn, args in c.items():
+            problem = None
+            try:
+                tools.get_checked(fn).validate(args)
+                well += 1
+            except Exception as exc:  # noqa: BLE001 - recorded
+                problem = f"{type(exc).__name__}: {exc}"[:200]
+            rows.append({"fn": fn, "args": jsonable(args), "error": problem})
+    n_calls = len(rows) + (1 if decode_error and text.strip() else 0)
+    b = trace.breakdown()
+    P = sum(s.duration for s in trace.model_spans if s.kind is SpanKind.PREFILL)
+    return {
+        "latency_s": latency_s,
+        "first_token_s": first_token_s,
+        "breakdown": b.as_dict(),
+        "n_calls": n_calls,
+        "n_well_formed": well,
+        "n_error": n_calls - well,
+        "calls": rows,
+        "valid": valid,
+        "check_error": error[:500] if error else None,
+        "decode_error": decode_error,
+        "lb_s": latency_s, "prefill_s": P, "decode_s": b.decode_s, "answer_s": b.decode_s,
+        "sum_G_s": 0.0, "max_G_plus_E_s": 0.0,
+        "efficiency": None,
+        "n_generated": n_generated,
+        "n_injected": 0,
+        "stop_reason": stop,
+        "counters": {},
+        "transcript": text,
+    }
