@@ -18,7 +18,7 @@ from asynclm.runtime.messages import Message
 
 if TYPE_CHECKING:
     from asynclm.runtime.executor import Executor
-    from asynclm.runtime.interrupts import InterruptManager
+    from asynclm.runtime.inbox import Inbox
 
 
 class RunControl:
@@ -35,7 +35,7 @@ class RunControl:
         self.max_text_chars = max_text_chars
         self._on_undelivered = on_undelivered
         self._early: list[Message] = []
-        self._interrupts: InterruptManager | None = None
+        self._inbox: Inbox | None = None
         self._executor: Executor | None = None
         self._state: str = "new"  # new → running → ended
 
@@ -60,18 +60,18 @@ class RunControl:
         if self._state == "ended":
             raise SessionClosedError("the session has ended")
         msg = Message(sender, text)
-        if self._interrupts is None:
+        if self._inbox is None:
             self._early.append(msg)
         else:
-            self._interrupts.push_message(msg)
+            self._inbox.push_message(msg)
         return msg
 
     def stop_waiting(self) -> None:
         """Turn ``wait_on_trap`` off: a trap now waiting for a message returns (used when
         nobody is left to send one)."""
         self.wait_on_trap = False
-        if self._interrupts is not None:
-            self._interrupts.wake()
+        if self._inbox is not None:
+            self._inbox.wake()
 
     def cancel_call(self, call_id: str, reason: str = "cancelled by request") -> bool:
         """Cancel a live call (it ends ``cancelled`` and that outcome is injected). False if
@@ -81,19 +81,19 @@ class RunControl:
         return self._executor.cancel(call_id, reason)
 
     # -- used by the session -------------------------------------------------------------
-    def _attach(self, interrupts: InterruptManager, executor: Executor) -> None:
+    def _attach(self, inbox: Inbox, executor: Executor) -> None:
         if self._state != "new":
             raise RuntimeError("a RunControl steers one run only")
         self._state = "running"
-        self._interrupts, self._executor = interrupts, executor
+        self._inbox, self._executor = inbox, executor
         for msg in self._early:
-            interrupts.push_message(msg)
+            inbox.push_message(msg)
         self._early = []
 
     def _detach(self) -> None:
         self._state = "ended"
-        left = self._interrupts.take_messages() if self._interrupts is not None else self._early
+        left = self._inbox.take_messages() if self._inbox is not None else self._early
         self._early = []
-        self._interrupts = self._executor = None
+        self._inbox = self._executor = None
         if left and self._on_undelivered is not None:
             self._on_undelivered(left)

@@ -11,7 +11,6 @@ tokenized with special tokens on.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -73,7 +72,9 @@ def _cut(text: str, limit: int) -> str:
 
 
 class InterruptManager:
-    """FIFO of records to inject, rendered by ``dialect`` (default: CML with ``markers``).
+    """Renders a batch of finished records and messages (taken from the
+    :class:`~asynclm.runtime.inbox.Inbox`) as interrupts, through ``dialect`` (default: CML with
+    ``markers``).
     ``echo``: the payload repeats the call (in CML ``f(x=1) -> 42``), which lets models that
     omit ids match results to calls: ``always``, ``never``, or ``auto`` (only calls the runtime
     named, and errors).
@@ -94,48 +95,6 @@ class InterruptManager:
         self._echo = echo
         self._max_value_chars = max_value_chars
         self._max_echo_chars = max_echo_chars
-        self._queue: list[CallRecord | Message] = []
-        self._ready = asyncio.Event()
-        self._woken = False
-
-    @property
-    def ready(self) -> int:
-        return len(self._queue)
-
-    def push(self, record: CallRecord) -> None:
-        if record.injectable:
-            self._queue.append(record)
-            self._ready.set()
-
-    def push_message(self, message: Message) -> None:
-        """Queue a message from outside the model (see :class:`~asynclm.runtime.control.RunControl`)."""
-        self._queue.append(message)
-        self._ready.set()
-
-    def take(self) -> list[CallRecord | Message]:
-        batch, self._queue = self._queue, []
-        self._ready.clear()
-        return batch
-
-    def take_messages(self) -> list[Message]:
-        """Remove and return the queued messages (results stay queued)."""
-        msgs = [m for m in self._queue if isinstance(m, Message)]
-        self._queue = [r for r in self._queue if not isinstance(r, Message)]
-        if not self._queue:
-            self._ready.clear()
-        return msgs
-
-    async def wait_ready(self) -> None:
-        """Until something is queued, or :meth:`wake` is called."""
-        await self._ready.wait()
-        if self._woken and not self._queue:
-            self._ready.clear()
-        self._woken = False
-
-    def wake(self) -> None:
-        """End a :meth:`wait_ready` in progress even though nothing is queued."""
-        self._woken = True
-        self._ready.set()
 
     @property
     def max_payload_chars(self) -> int:

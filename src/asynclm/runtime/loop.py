@@ -184,7 +184,7 @@ class DecodeLoop:
                     tracer=tracer, cancel_grace_s=self.cfg.cancel_grace_s,
                 )
                 if self.control is not None:
-                    self.control._attach(self.inbox, self.executor)  # type: ignore[arg-type]
+                    self.control._attach(self.inbox, self.executor)
                 try:
                     async with asyncio.timeout(self.cfg.deadline_s) as scope:
                         await self._decode()
