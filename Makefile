@@ -7,7 +7,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
-EXTRAS ?= cli,plot,test,llama,serve,openai,hf,test-server,bfcl,mcp,otel,lint
+EXTRAS ?= cli,plot,test,llama,serve,http,hf,test-server,bfcl,mcp,otel,lint
 DEMO_MODEL ?= qwen2.5-coder-1.5b
 TEST_MODEL ?= qwen2.5-coder-0.5b
 # llama-cpp-python is built from source on first install (2-4 minutes on 2 cores; pip caches

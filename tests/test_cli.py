@@ -103,3 +103,33 @@ def test_run_reports_tool_setup_errors_in_one_line():
         assert result.exit_code == 1, result.output
         assert "error:" in result.output and message in result.output
         assert "Traceback" not in result.output
+
+
+def test_models_list_piped_prints_whole_names():
+    """Not on a terminal (CliRunner's output is a pipe): one tab-separated line per model with
+    whole values, never a table cut at 80 columns."""
+    from asynclm.models import list_models
+
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [m.name for m in list_models()]
+    for line, m in zip(lines, list_models(), strict=True):
+        name, size, assembled, default, path, _description = line.split("\t")
+        assert (name, int(size), path) == (m.name, m.size, str(m.path))
+        assert assembled == ("yes" if m.assembled else "no")
+        assert default == ("yes" if m.default else "no")
+    assert any(len(line) > 80 for line in lines)  # nothing cut to a terminal's width
+
+
+def test_models_list_json():
+    import json
+
+    from asynclm.models import list_models
+
+    result = runner.invoke(app, ["models", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["name"] for r in rows] == [m.name for m in list_models()]
+    assert set(rows[0]) == {"name", "size", "assembled", "default", "description", "path"}
+    assert all(isinstance(r["size"], int) and isinstance(r["assembled"], bool) for r in rows)

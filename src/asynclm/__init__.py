@@ -4,7 +4,7 @@ The model keeps decoding while its calls run; each result is appended to its con
 interrupt at the next safe point. Start with :class:`Session` and :func:`tool`.
 
 The engines behind extras, :class:`LlamaCppEngine` (``asynclm[llama]``) and :class:`HttpEngine`
-(``asynclm[openai]``), are imported on first use, so ``import asynclm`` stays slim.
+(``asynclm[http]``), are imported on first use, so ``import asynclm`` stays slim.
 
 This namespace is what an application uses: sessions and their results, tools, the engines, the
 stream events, the errors and the trace. The rest lives in its subpackage: the wire format
@@ -41,6 +41,7 @@ from asynclm.runtime.events import (
     StreamEvent,
     TextDelta,
     TrapEvent,
+    Waiting,
 )
 from asynclm.tools import (
     SERIAL,
@@ -79,6 +80,6 @@ __all__ = [
     "ProcessResult", "RollbackEvent",
     "RunControl", "Session", "SessionClosedError", "SessionConfig",
     "SessionResult", "StreamEvent", "TextDelta", "Tool", "ToolArgumentError",
-    "ToolContext", "ToolError", "Toolbox", "Trace", "TrapEvent", "UnknownToolError", "__version__",
+    "ToolContext", "ToolError", "Toolbox", "Trace", "TrapEvent", "UnknownToolError", "Waiting", "__version__",
     "run_process", "run_sync", "run_virtual", "tool",
 ]

@@ -228,14 +228,37 @@ if typer is not None:
             return pull(name, progress=progress)
 
     @models_app.command("list")
-    def models_list() -> None:
-        """Bundled models and whether they are assembled in the cache."""
+    def models_list(
+        as_json: Annotated[bool, typer.Option(
+            "--json", help="One JSON array (name, size, assembled, default, description, "
+            "path), for scripts.")] = False,
+    ) -> None:
+        """Bundled models and whether they are assembled in the cache. A table on a terminal;
+        piped, one tab-separated line per model with whole values (name, size in bytes,
+        assembled yes/no, default yes/no, path, description); ``--json`` for scripts."""
+        import json
+
         from rich.table import Table
 
         from asynclm.models import list_models
 
+        models = list_models()
+        if as_json:
+            sys.stdout.write(json.dumps([
+                {"name": m.name, "size": m.size, "assembled": m.assembled, "default": m.default,
+                 "description": m.description, "path": str(m.path)} for m in models],
+                indent=2) + "\n")
+            return
+        if not sys.stdout.isatty():
+            # a pipe: rich would wrap and cut cells at 80 columns; scripts need whole names
+            for m in models:
+                sys.stdout.write("\t".join((
+                    m.name, str(m.size), "yes" if m.assembled else "no",
+                    "yes" if m.default else "no", str(m.path),
+                    " ".join(m.description.split()))) + "\n")
+            return
         table = Table("name", "size", "assembled", "description", "path")
-        for m in list_models():
+        for m in models:
             table.add_row(m.name + (" (default)" if m.default else ""), f"{m.size / 1e9:.2f} GB",
                           "yes" if m.assembled else "no", m.description, str(m.path))
         console.print(table)
@@ -281,6 +304,10 @@ if typer is not None:
             "--allowed-host", help="A Host header to accept besides the bound address, "
             "localhost, 127.0.0.1 and [::1] on the bound port: NAME (any port), NAME:PORT, or "
             "* for any (repeatable; e.g. the name a reverse proxy forwards).")] = None,
+        mcp_server: Annotated[list[str] | None, typer.Option(
+            "--mcp-server", help="LABEL=URL: an MCP server (streamable HTTP) that /v1/responses "
+            "requests may use as an mcp tool (repeatable); requests can name no other URL."
+            )] = None,
         max_sessions: Annotated[int, typer.Option(help="Live sessions at most.")] = 64,
         threads: Annotated[int | None, typer.Option(help="llama.cpp threads per engine.")] = (
             None),
@@ -296,10 +323,13 @@ if typer is not None:
         cfg = ServerConfig(host=host, port=port, token=token,
                            tool_modules=tuple(tools_module or ()),
                            allowed_hosts=tuple(allowed_host or ()),
+                           mcp_servers=tuple(
+                               (label.strip(), url.strip()) for label, _, url in
+                               (entry.partition("=") for entry in mcp_server or ())),
                            max_live_sessions=max_sessions, llama_threads=threads)
         try:
             cfg.check()
-        except ValueError as exc:  # UnsafeBindError, or an --allowed-host that is no host
+        except ValueError as exc:  # UnsafeBindError, a bad --allowed-host or --mcp-server
             console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(2) from None
         console.print(f"asynclm serve: http://{host}:{port}/")

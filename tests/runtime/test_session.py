@@ -14,7 +14,7 @@ from asynclm.protocol import Interrupt, Parser
 from asynclm.runtime import Session, SessionConfig, run_sync, run_virtual
 from asynclm.runtime import events as ev
 
-from .conftest import add, scripted
+from .conftest import add, scripted, sleepy
 
 
 def _task(durations, deps=None):
@@ -422,3 +422,22 @@ def test_async_lazy_waits_at_a_trap_for_the_next_result_not_for_all():
     a, b = r.calls
     assert a.injected_at is not None and b.injected_at is not None
     assert a.injected_at < b.ended_at  # sync-parallel would hold a until b ends
+
+
+@pytest.mark.parametrize("strategy", ["async", "sync", "sync-parallel"])
+def test_the_stream_says_when_the_model_starts_waiting(strategy: str) -> None:
+    """``waiting`` comes when the run starts to wait for results (before the results), with
+    the calls it waits on; applications such as the Responses API end a response there."""
+    script = ["[CALL] k [HEAD] sleepy(seconds=1.0) [END]\n", "[TRAP][END]", "Done."]
+    events: list = []
+
+    async def main():
+        engine = SimEngine(ScriptedPolicy(script), SimCosts(tpot_s=0.01))
+        session = Session(engine, [sleepy, add], strategy=strategy, system="t")
+        return await session.run("go", on_event=events.append)
+
+    run_virtual(main())
+    kinds = [e.type for e in events]
+    waiting = next(e for e in events if e.type == "waiting")
+    assert waiting.pending == ("k",)
+    assert kinds.index("waiting") < kinds.index("call.completed") < kinds.index("done")

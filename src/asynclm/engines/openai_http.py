@@ -45,7 +45,7 @@ Every read has a deadline (``read_timeout_s``): a server that stops answering ra
 :class:`ServerTimeout`, never hangs. Using the engine after :meth:`~HttpEngine.aclose` raises
 :class:`~asynclm.errors.EngineClosedError`, as every engine does.
 
-Requires the ``openai`` extra (httpx): ``pip install 'asynclm[openai]'``.
+Requires the ``http`` extra (httpx): ``pip install 'asynclm[http]'``.
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ class HttpEngine:
             import httpx
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise ImportError(
-                "the HTTP engine needs httpx: pip install 'asynclm[openai]'") from e
+                "the HTTP engine needs httpx: pip install 'asynclm[http]'") from e
         self._httpx = httpx
         self.base_url = base_url.rstrip("/")
         self.tokenizer = tokenizer

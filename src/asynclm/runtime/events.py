@@ -2,7 +2,7 @@
 
 Each event is frozen and carries ``t``, the loop-clock time it happened at, and a ``type``
 string: ``text.delta``, ``call.delta``, ``call.emitted``, ``call.started``, ``call.completed``,
-``call.progress``, ``interrupt.injected``, ``trap``, ``rollback``, ``done``.
+``call.progress``, ``interrupt.injected``, ``waiting``, ``trap``, ``rollback``, ``done``.
 """
 
 from __future__ import annotations
@@ -98,6 +98,19 @@ class InterruptInjected:
 
 
 @dataclass(frozen=True, slots=True)
+class Waiting:
+    """The model stopped to wait: it wrote a trap, ended with calls pending, or (a blocking
+    strategy, ``reason="call"``) finished writing a call. The run waits for results from now
+    on; ``pending``: the calls whose results it may be waiting for. At a trap,
+    :class:`TrapEvent` follows when the wait ends."""
+
+    type: ClassVar[str] = "waiting"
+    reason: Literal["trap", "eos", "forged", "call"]
+    pending: tuple[str, ...]
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
 class TrapEvent:
     """The model paused for results: it wrote a trap, ended with calls pending, or began to
     forge a result (rolled back)."""
@@ -127,5 +140,5 @@ class Done:
 
 StreamEvent = (
     TextDelta | CallDelta | CallEmitted | CallStarted | CallCompleted | CallProgress
-    | InterruptInjected | TrapEvent | RollbackEvent | Done
+    | InterruptInjected | Waiting | TrapEvent | RollbackEvent | Done
 )

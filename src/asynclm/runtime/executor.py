@@ -133,6 +133,13 @@ class Executor:
             if c.record is None and (c.injectable or not injectable_only)
         )
 
+    def pending_ids(self, *, injectable_only: bool = False) -> tuple[str, ...]:
+        """Ids of the calls without an outcome yet, in emission order."""
+        return tuple(
+            c.id for c in self._calls.values()
+            if c.record is None and (c.injectable or not injectable_only)
+        )
+
     def deferred(self) -> int:
         return sum(1 for c in self._calls.values() if c.deferred)
 

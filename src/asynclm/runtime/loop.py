@@ -346,6 +346,8 @@ class DecodeLoop:
             tokenize_segments(self.engine.tokenize, [opening], self.markup_tokens)
         if self.strategy.block_on_call and call_id not in self.records:
             t = self.now()
+            if self.bus.streaming:
+                self.bus.emit(ev.Waiting("call", (call_id,), t))
             await self.executor.wait(call_id)
             self.bus.emit(Phase("trap", "wait", t, self.now(), {"call_id": call_id}))
         return GO
@@ -356,11 +358,13 @@ class DecodeLoop:
         if self.executor.deferred():
             self.executor.start_deferred()
         if self.strategy.trap_waits_for == "all":
+            self._waiting(reason)
             await self.executor.wait_all()
         elif not self.inbox.ready and (
             self.executor.pending(injectable_only=True)
             or (self.control is not None and self.control.wait_on_trap)
         ):
+            self._waiting(reason)
             await self.inbox.wait_ready()
         t1 = self.now()
         if t1 > t:
@@ -376,6 +380,11 @@ class DecodeLoop:
             self.stop = "trap_limit"
             return STOP
         return GO
+
+    def _waiting(self, reason: Literal["trap", "eos", "forged"]) -> None:
+        if self.bus.streaming:
+            pending = self.executor.pending_ids(injectable_only=True)
+            self.bus.emit(ev.Waiting(reason, pending, self.now()))
 
     def _has_pending(self) -> bool:
         return bool(self.inbox.ready or self.executor.pending(injectable_only=True))

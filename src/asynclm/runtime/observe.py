@@ -114,7 +114,7 @@ class TraceRecorder:
 
 _PUBLIC = frozenset({
     ev.TextDelta, ev.CallDelta, ev.CallEmitted, ev.CallStarted, ev.CallCompleted,
-    ev.CallProgress, ev.InterruptInjected, ev.TrapEvent, ev.RollbackEvent, ev.Done,
+    ev.CallProgress, ev.InterruptInjected, ev.Waiting, ev.TrapEvent, ev.RollbackEvent, ev.Done,
 })
 
 

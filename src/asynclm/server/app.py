@@ -49,6 +49,14 @@ from asynclm.prompt import system_prompt
 from asynclm.runtime import Session, SessionConfig
 from asynclm.server.config import ServerConfig, parse_host
 from asynclm.server.engines import EngineHub, EngineUnavailable
+from asynclm.server.openai_chat import router as openai_chat_router
+from asynclm.server.openai_common import (
+    OpenAIError,
+    from_native,
+    is_openai_path,
+    validation_error,
+)
+from asynclm.server.openai_responses import router as openai_responses_router
 from asynclm.server.registry import LiveSession, SessionRegistry, TooManySessions
 from asynclm.server.schemas import AgentsDemo, CreateSession, SendMessage
 from asynclm.server.sim_policy import ReactivePolicy, default_script, script_steps
@@ -102,6 +110,8 @@ class _Guard:
             return
         refusal = self._refusal(scope)
         if refusal is not None:
+            if is_openai_path(scope["path"]):
+                refusal = from_native(refusal)
             await refusal(scope, receive, send)
             return
         if scope["method"] in _STATE_CHANGING:
@@ -118,7 +128,10 @@ class _Guard:
                 size += len(body[-1])
                 more = msg.get("more_body", False)
                 if size > limit:
-                    await _error(413, f"request body over {limit} bytes")(scope, receive, send)
+                    too_big = _error(413, f"request body over {limit} bytes")
+                    if is_openai_path(scope["path"]):
+                        too_big = from_native(too_big)
+                    await too_big(scope, receive, send)
                     return
             replay = [{"type": "http.request", "body": b"".join(body), "more_body": False}]
 
@@ -310,27 +323,37 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         finally:
             await hub.aclose()
 
-    app = FastAPI(title="asynclm", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
-    app.state.registry, app.state.config = registry, cfg
+    app = FastAPI(title="asynclm", lifespan=lifespan, docs_url="/docs", redoc_url=None,
+                  openapi_url="/openapi.json")
+    app.state.registry, app.state.config, app.state.hub = registry, cfg, hub
     app.add_middleware(_Guard, config=cfg)
     _redact_access_log()
     static = resources.files("asynclm.server") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if is_openai_path(request.url.path):
+            return validation_error(exc)
         detail = json.loads(json.dumps(exc.errors(), default=str))
         for d in detail:
             d.pop("input", None)  # never echo a (possibly huge) body back
         return _error(422, "invalid request", detail)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if is_openai_path(request.url.path):
+            return OpenAIError(exc.status_code, str(exc.detail)).response()
         return _error(exc.status_code, str(exc.detail))
 
+    @app.exception_handler(OpenAIError)
+    async def _openai(_: Request, exc: OpenAIError) -> JSONResponse:
+        return exc.response()
+
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:  # pragma: no cover
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover
+        if is_openai_path(request.url.path):
+            return OpenAIError(500, f"internal error ({type(exc).__name__})").response()
         return _error(500, "internal error", type(exc).__name__)
 
     def _get(sid: str) -> LiveSession:
@@ -511,6 +534,8 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             out[name] = _start(create_req, policy=scripts.get(name), role=ROLES[name]).info()
         return {"sessions": out}
 
+    app.include_router(openai_chat_router)
+    app.include_router(openai_responses_router)
     return app
 
 

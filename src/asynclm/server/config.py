@@ -73,13 +73,16 @@ class ServerConfig:
     with any other Host is refused (DNS rebinding). A state-changing request with an
     ``Origin`` must come from the request's own host or an allowed one. ``tool_modules``:
     Python modules a request may name as its tool set (besides ``demo`` and ``none``): a
-    request can never import anything else."""
+    request can never import anything else. ``mcp_servers``: the MCP servers (``(label, url)``,
+    streamable HTTP) that ``/v1/responses`` requests may use as ``mcp`` tools; a request naming
+    any other URL is refused: the server never connects to a URL a request chose."""
 
     host: str = "127.0.0.1"
     port: int = 8000
     token: str | None = None
     allowed_hosts: tuple[str, ...] = ()
     tool_modules: tuple[str, ...] = ()
+    mcp_servers: tuple[tuple[str, str], ...] = ()
     max_body_bytes: int = 64_000
     max_prompt_chars: int = 16_000
     max_message_chars: int = 4_000
@@ -100,6 +103,9 @@ class ServerConfig:
             raise UnsafeBindError(
                 f"binding to {self.host} exposes the server: set a token (--token or "
                 "ASYNCLM_TOKEN) or bind to 127.0.0.1")
+        for label, url in self.mcp_servers:
+            if not label or not url.startswith(("http://", "https://")):
+                raise ValueError(f"MCP server {label!r}={url!r} is not LABEL=http(s)://URL")
         for entry in self.allowed_hosts:
             if entry != "*" and parse_host(entry) is None:
                 raise ValueError(f"allowed host {entry!r} is not host, host:port or *")

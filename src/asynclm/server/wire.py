@@ -56,6 +56,8 @@ def encode(event: ev.StreamEvent, t0: float) -> dict[str, Any]:
     elif isinstance(event, ev.InterruptInjected):
         out.update(call_ids=list(event.call_ids), messages=list(event.messages),
                    text=event.text, n_tokens=event.n_tokens)
+    elif isinstance(event, ev.Waiting):
+        out.update(reason=event.reason, pending=list(event.pending))
     elif isinstance(event, ev.TrapEvent):
         out.update(reason=event.reason, waited_s=round(event.waited_s, 6))
     elif isinstance(event, ev.RollbackEvent):
