@@ -72,6 +72,10 @@ COMMANDS = [
     # fault injection at volume (simulator, virtual and real time; a few minutes)
     "bench faults --sessions 10000 --seed 0 "
     "--json benchmarks/results/faults.json --report benchmarks/results/faults.md",
+    # partial execution (streamed arguments) on the simulator; the real-model run:
+    # bench partial-args --engine llama --model qwen2.5-coder-1.5b --threads 2
+    "bench partial-args --engine sim "
+    "--json benchmarks/results/partial_args.json --report benchmarks/results/partial_args.md",
     "bench overhead --sessions 50 --calls 20 "
     "--json benchmarks/results/overhead.json --report benchmarks/results/overhead.md",
     "bench server --model qwen2.5-coder-0.5b --tasks 3 --threads 1 "

@@ -192,6 +192,7 @@ def test_error_type_values_are_the_recorded_strings():
         "INVALID_ARGUMENTS": "ToolArgumentError",
         "NOT_IMPLEMENTED": "ToolNotImplemented",
         "BAD_REFERENCE_PATH": "ReferenceError_",
+        "CANNOT_CANCEL": "CannotCancel",
     }
     for m in ErrorType:  # a str in every way a record, a trace or JSON sees it
         assert isinstance(m, str) and m == m.value and str(m) == m.value and f"{m}" == m.value

@@ -29,10 +29,12 @@ from asynclm.errors import (
 )
 from asynclm.runtime import CallRecord, Session, SessionConfig, SessionResult, run_sync, run_virtual
 from asynclm.runtime.control import RunControl, SessionClosedError
+from asynclm.runtime.early import ArgStream
 from asynclm.runtime.events import (
     CallCompleted,
     CallDelta,
     CallEmitted,
+    CallPartial,
     CallProgress,
     CallStarted,
     Done,
@@ -43,8 +45,11 @@ from asynclm.runtime.events import (
     TrapEvent,
     Waiting,
 )
+from asynclm.runtime.records import PartialResult
 from asynclm.tools import (
     SERIAL,
+    DeliveryMode,
+    Final,
     Ordered,
     ProcessResult,
     Tool,
@@ -74,12 +79,14 @@ __all__ = [
     "AsyncLMError", "EngineClosedError", "EngineError", "ErrorType", "ProtocolError",
     "SessionError",
     "SERIAL", "CallCompleted", "CallDelta",
-    "CallEmitted", "CallProgress", "CallRecord", "CallStarted", "ChatMessage",
+    "CallEmitted", "CallPartial", "CallProgress", "CallRecord", "CallStarted", "ChatMessage",
+    "ArgStream", "DeliveryMode", "Final", "PartialResult",
     "Done", "Engine", "HttpEngine",
     "InterruptInjected", "LlamaCppEngine", "Ordered",
     "ProcessResult", "RollbackEvent",
     "RunControl", "Session", "SessionClosedError", "SessionConfig",
     "SessionResult", "StreamEvent", "TextDelta", "Tool", "ToolArgumentError",
-    "ToolContext", "ToolError", "Toolbox", "Trace", "TrapEvent", "UnknownToolError", "Waiting", "__version__",
+    "ToolContext", "ToolError", "Toolbox", "Trace", "TrapEvent", "UnknownToolError",
+    "Waiting", "__version__",
     "run_process", "run_sync", "run_virtual", "tool",
 ]

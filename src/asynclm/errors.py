@@ -29,7 +29,14 @@ The tree::
     ├── SessionError                            a run, its calls' references, its control
     │   ├── SessionClosedError (RuntimeError)   the run a control steered has ended
     │   ├── ReferenceError_ (LookupError)       a reference path not in the referenced result
-    │   └── TooManySessions (RuntimeError)      the server is full               [asynclm.server]
+    │   ├── CannotCancel                        the model's cancel() cancelled nothing
+    │   ├── TooManySessions (RuntimeError)      the server is full               [asynclm.server]
+    │   ├── UnknownCall (LookupError)           no such call in the session      [asynclm.server]
+    │   └── CallConflict (RuntimeError)         a client call cannot take an answer now
+    │                                                                            [asynclm.server]
+    ├── ClientToolError (RuntimeError)          a client-run tool reported failure [asynclm.server]
+    ├── OpenAIError                             a /v1 request refused (OpenAI's shape)
+    │                                                                            [asynclm.server]
     ├── ExtraNotInstalled (ImportError)         an optional dependency is missing
     │   ├── LlamaCppNotInstalled                pip install 'asynclm[llama]' (also an EngineError)
     │   └── BfclNotInstalled                    bfcl-eval                [asynclm.bench.bfcl]
@@ -55,7 +62,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 
 __all__ = [
-    "AsyncLMError", "BodyError", "ContextFullError", "EngineClosedError", "EngineError",
+    "AsyncLMError", "BodyError", "CannotCancel", "ContextFullError", "EngineClosedError", "EngineError",
     "ErrorType", "ExtraNotInstalled", "LlamaCppNotInstalled", "MCPToolError", "ModelError",
     "ProtocolError", "ReferenceError_", "ServerError", "ServerResponseError", "ServerTimeout",
     "ServerUnavailable", "SessionClosedError", "SessionError", "ToolArgumentError", "ToolError",
@@ -187,6 +194,11 @@ class ReferenceError_(SessionError, LookupError):  # the name is recorded: keep 
 
 
 # -- models ------------------------------------------------------------------------------------
+class CannotCancel(SessionError):
+    """The error result of the model's ``cancel`` call that cancelled nothing (its text says
+    why: unknown id, already ended, not cancellable, a built-in)."""
+
+
 class ModelError(AsyncLMError):
     """A model cannot be found, installed, assembled or verified; the message says what to do."""
 
@@ -227,9 +239,12 @@ class ErrorType(StrEnum):
     """:class:`ToolNotImplemented`: a schema-only tool without a handler."""
     BAD_REFERENCE_PATH = "ReferenceError_"
     """:class:`ReferenceError_`: a path into an earlier result that it does not have."""
+    CANNOT_CANCEL = "CannotCancel"
+    """:class:`CannotCancel`: the model's ``cancel`` call cancelled nothing."""
 
 
 _BY_CLASS: dict[type[BaseException], ErrorType] = {
+    CannotCancel: ErrorType.CANNOT_CANCEL,
     UnknownToolError: ErrorType.UNKNOWN_TOOL,
     ToolArgumentError: ErrorType.INVALID_ARGUMENTS,
     ToolNotImplemented: ErrorType.NOT_IMPLEMENTED,

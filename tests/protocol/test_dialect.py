@@ -214,6 +214,9 @@ class AngleDialect:
     def render_trap(self) -> str:
         return self._cml.render_trap()
 
+    def partial(self, result: str) -> str:
+        return f"(partial) {result}"
+
     def render_interrupt(self, items: Sequence[Delivery]) -> list[Segment]:
         self._use("render_interrupt")
         return self._cml.render_interrupt(items)

@@ -146,6 +146,35 @@ def test_session_injects_mcp_results_and_errors(tmp_path: Path) -> None:
         ("s", "1/2 step 1"), ("s", "2/2 step 2")]
 
 
+def test_the_model_cancelling_a_call_cancels_it_on_the_server(tmp_path: Path) -> None:
+    """The model's built-in ``cancel(call_id)`` (issue 24) on a cancellable MCP tool: the
+    pending request is cancelled, the MCP client sends ``notifications/cancelled`` and the
+    server's handler is cancelled (it records it); the connection stays usable."""
+    script = [
+        "[CALL] h [HEAD] hang() [END]\n",
+        *[f"w{i} " for i in range(150)],  # real time: let the request reach the handler
+        '\n[CALL] k [HEAD] cancel(call_id="h") [END]\n',
+        "[TRAP][END]\n", "[CALL] a [HEAD] add(a=40) [END]\n", "[TRAP][END]\n", "Done.",
+    ]
+
+    async def body(client: Any) -> Any:
+        tools = await from_mcp(client, include=["hang", "add"], cancellable=True)
+        assert all(t.cancellable for t in tools)
+        engine = SimEngine(ScriptedPolicy(script), SimCosts(tpot_s=0.001))
+        r = await Session(engine, tools, system="test",
+                          config=SessionConfig(max_tokens=2000)).run("go")
+        for _ in range(100):  # the server learns of it asynchronously
+            if (tmp_path / "cancelled").exists():
+                break
+            await asyncio.sleep(0.05)
+        return r
+
+    r = _run(tmp_path, body)
+    assert {c.id: c.status for c in r.calls} == {"h": "cancelled", "k": "ok", "a": "ok"}
+    assert r.call("k").value == "h (hang) cancelled" and r.call("a").value == 42
+    assert (tmp_path / "cancelled").read_text() == "yes"
+
+
 def test_a_server_that_dies_mid_call_is_an_error_not_a_hang(tmp_path: Path) -> None:
     async def body(client: Any) -> list[str]:
         tools = {t.name: t for t in await from_mcp(client)}

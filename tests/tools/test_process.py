@@ -113,3 +113,41 @@ def test_many_sessions_leave_no_process_and_no_file_descriptor() -> None:
     assert seen.get("ok", 0) > 20 and seen.get("timeout", 0) > 20
     with pytest.raises(ChildProcessError):  # no child left, running or zombie
         os.waitpid(-1, os.WNOHANG)
+
+
+@pytest.mark.parametrize("leader", ["waits", "exits"])
+def test_model_cancelling_the_call_kills_the_whole_process_tree(tmp_path: Path, leader: str) -> None:
+    """The model's built-in ``cancel(call_id)`` (issue 24) on a cancellable tool running a
+    process tree (a child with a grandchild of its own; with ``exits`` the group's leader has
+    already ended): every process of the group is killed, no late side effect happens, the call
+    ends ``cancelled`` and the cancel call says so."""
+    pids, late = tmp_path / "pids", tmp_path / "late"
+    inner = f"(sleep 2; touch {late}) & echo $! >> {pids}; wait"
+    end = "exit 0" if leader == "exits" else "wait"
+    script = f"echo $$ > {pids}; sh -c '{inner}' & echo $! >> {pids}; {end}"
+
+    @tool(cancellable=True)
+    async def shell() -> str:
+        """Run the script."""
+        return (await run_process("sh", "-c", script)).stdout
+
+    words = iter(range(10**6))
+
+    def until_started(_: dict[str, str]) -> str:  # prose, a word at a time, until it is up
+        up = pids.exists() and len(pids.read_text().split()) == 3
+        return "" if up else f"w{next(words)} "  # never a cycle (SessionConfig.loop_window)
+
+    engine = SimEngine(ScriptedPolicy([
+        "[CALL] s1 [HEAD] shell() [END]\n", *[until_started] * 3000,
+        '\n[CALL] k [HEAD] cancel(call_id="s1") [END]\n', "[TRAP][END]", "done",
+    ]), SimCosts(tpot_s=0.001))
+    session = Session(engine, [shell], system="t",
+                      config=SessionConfig(deadline_s=30, max_tokens=5000))
+    r = asyncio.run(session.run("go"))
+    assert r.call("s1").status == "cancelled" and r.call("s1").error == "cancelled by the model (k)"
+    assert r.call("k").status == "ok" and r.call("k").value == "s1 (shell) cancelled"
+    started = [int(p) for p in pids.read_text().split()]
+    assert len(started) == 3
+    assert not any(_alive(p) for p in started)
+    time.sleep(2.5)
+    assert not late.exists()

@@ -87,6 +87,41 @@ def bench_dag(
     _write(result, json_path, report, markdown(result, result["command"]))
 
 
+@bench_app.command("partial-args")
+def bench_partial_args(
+    engine: Annotated[str, typer.Option(help="sim (virtual time) or llama (llama.cpp).")] = "sim",
+    statements: Annotated[str, typer.Option(
+        help="Sim: comma list of statement counts; llama: the first one.")] = "4,8",
+    stmt_s: Annotated[str, typer.Option(
+        help="Seconds each statement takes (comma list on the sim; llama: the first).")] = (
+        "0.1,0.3,1"),
+    tpot_ms: Annotated[float, typer.Option(help="Sim: time per output token.")] = 20.0,
+    ttft_ms: Annotated[float, typer.Option(help="Sim: time to first token.")] = 0.0,
+    model: Annotated[str, typer.Option(help="llama: bundled model.")] = "qwen2.5-coder-1.5b",
+    repeats: Annotated[int, typer.Option(help="llama: runs per variant.")] = 3,
+    threads: Annotated[int | None, typer.Option(help="llama.cpp threads.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json")] = None,
+    report: Annotated[Path | None, typer.Option("--report")] = None,
+) -> None:
+    """Partial execution: a code tool that runs each statement as the model writes it
+    (``streaming_args``) against the same tool started when its call is complete."""
+    from asynclm.bench.partial_args import bench_real, bench_sim, markdown
+
+    counts = [int(x) for x in statements.split(",") if x.strip()]
+    times = [float(x) for x in stmt_s.split(",") if x.strip()]
+    if engine == "sim":
+        result = bench_sim(statements=counts, stmt_s=times, tpot_ms=tpot_ms, ttft_ms=ttft_ms)
+    elif engine in ("llama", "llamacpp"):
+        err = Console(stderr=True)
+        result = bench_real(model=model, statements=counts[0], stmt_s=times[0],
+                            repeats=repeats, threads=threads,
+                            progress=lambda m: err.print(m, highlight=False))
+    else:
+        raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
+    result["command"] = _command()
+    _write(result, json_path, report, markdown(result, result["command"]))
+
+
 @bench_app.command("overhead")
 def bench_overhead(
     sessions: int = 50, calls: int = 20,

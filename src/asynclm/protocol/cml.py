@@ -19,6 +19,7 @@ from asynclm.protocol.escape import escape_payload
 from asynclm.protocol.events import DEFAULT_MARKERS, Markers
 from asynclm.protocol.markup import render_call, render_trap
 from asynclm.protocol.parser import Parser
+from asynclm.protocol.stream_args import CmlArgumentsReader
 
 __all__ = ["CML", "CML_FUTURES_RULES", "CML_RULES", "CmlDialect"]
 
@@ -121,6 +122,11 @@ class CmlDialect:
         head = raw.find(m.head)
         return (raw[head + len(m.head):] if head >= 0 else raw).strip()
 
+    def arguments_reader(self) -> CmlArgumentsReader:
+        """Reads a call block's arguments as they are written
+        (:class:`~asynclm.protocol.stream_args.CmlArgumentsReader`)."""
+        return CmlArgumentsReader(self.markers)
+
     # -- what the runtime (or a scripted model) writes ---------------------------------------
     def render_call(
         self, fn: str, args: Mapping[str, Any], id: str | None = None, *,
@@ -166,6 +172,10 @@ class CmlDialect:
     def message(self, sender: str, text: str) -> str:
         """``message from <sender>: <text>``."""
         return f"message from {sender}: {text}"
+
+    def partial(self, result: str) -> str:
+        """``partial: <result>`` (``[INTR] c1 [HEAD] partial: ...``)."""
+        return f"partial: {result}"
 
     # -- the system prompt ----------------------------------------------------------------------
     def system_prompt(self, tools: str, *, futures: bool = False) -> str:

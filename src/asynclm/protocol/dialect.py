@@ -22,9 +22,10 @@ Contracts every dialect keeps
   :class:`~asynclm.protocol.events.Call` with the same id, function and arguments.
 * **Ids** follow :mod:`asynclm.protocol.ids`.
 
-Payload wording (what a result, an error, an echo or a message says) is the dialect's too:
-:meth:`Dialect.echo`, :meth:`Dialect.error`, :meth:`Dialect.message`. The runtime decides *what*
-to deliver (which record, its echo policy, size limits); the dialect decides *how it reads*.
+Payload wording (what a result, an error, an echo, a message or a partial result says) is the
+dialect's too: :meth:`Dialect.echo`, :meth:`Dialect.error`, :meth:`Dialect.message`,
+:meth:`Dialect.partial`. The runtime decides *what* to deliver (which record, its echo policy,
+size limits, when: its delivery mode); the dialect decides *how it reads*.
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from asynclm.protocol.events import Event
+from asynclm.protocol.stream_args import ArgumentsReader
 
-__all__ = ["Delivery", "Dialect", "Segment", "StreamParser", "tokenize_segments"]
+__all__ = [
+    "Delivery", "Dialect", "ReadsArguments", "Segment", "StreamParser", "tokenize_segments",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +160,12 @@ class Dialect(Protocol):
         """The payload of a message from outside the model (a user, another agent)."""
         ...
 
+    def partial(self, result: str) -> str:
+        """The payload of a partial result of a call still running (its head is the call's
+        id, like its result's): it must read as not final. A result delivered *silently*
+        needs no wording of its own: it is written like any other result."""
+        ...
+
     # -- the system prompt ----------------------------------------------------------------------
     def system_prompt(self, tools: str, *, futures: bool = False) -> str:
         """The protocol section of the system prompt with the tool list ``tools`` in its place;
@@ -166,6 +176,19 @@ class Dialect(Protocol):
     def special_tokens(self) -> tuple[str, ...]:
         """Markup strings a model profile may map to single special tokens (the simulator's
         tokenizer makes each one token)."""
+        ...
+
+
+@runtime_checkable
+class ReadsArguments(Protocol):
+    """An optional part of a :class:`Dialect`: reading a call's arguments while the model
+    writes them (tools declared with ``streaming_args`` start before the block closes). A
+    dialect without it still works: such tools then start when the call is complete."""
+
+    def arguments_reader(self) -> ArgumentsReader | None:
+        """A fresh incremental reader of one call block's arguments (see
+        :mod:`asynclm.protocol.stream_args`), fed the block's text from its start as the model
+        writes it; it reports each argument once complete. ``None``: not for this dialect."""
         ...
 
 

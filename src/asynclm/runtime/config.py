@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from asynclm.runtime.events import CallEmitted
+    from asynclm.runtime.records import DeliveryMode
 
 DEFAULT_DEADLINE_S = 600.0
 """Default ``SessionConfig.deadline_s`` (seconds): no run lasts forever unless asked to."""
@@ -51,7 +56,13 @@ class SessionConfig:
     cancels it again when it closes, and ``asyncio.run`` waits for it and for worker threads
     then: the run returned, its event loop may still linger. Under virtual time the clock stands
     still while a sync tool's thread runs, up to ``clock.THREAD_HOLD_S`` real
-    seconds, so the deadline is not reached just because a thread is working."""
+    seconds, so the deadline is not reached just because a thread is working.
+
+    ``delivery_for``: a hook ``(call) -> mode | None`` called with each call as it is emitted
+    (a :class:`~asynclm.runtime.events.CallEmitted`: ``call_id``, ``fn``, ``args``, ``raw``);
+    a mode (``"interrupt"``, ``"when_idle"``, ``"silent"``) overrides the tool's ``delivery``
+    option and the strategy's default, None keeps them. ``RunControl.set_delivery`` overrides
+    it per call afterwards. See :data:`~asynclm.tools.DeliveryMode`."""
 
     max_tokens: int = 1024
     deadline_s: float | None = DEFAULT_DEADLINE_S
@@ -66,6 +77,14 @@ class SessionConfig:
     loop_window: int = 48
     enforce: bool = True
     cancel_grace_s: float = DEFAULT_CANCEL_GRACE_S
+    delivery_for: Callable[[CallEmitted], DeliveryMode | None] | None = None
+    pending: Literal["auto", "tool", "note", "off"] = "auto"
+    """How the model sees its pending calls (:mod:`asynclm.runtime.builtins`): ``auto``
+    (default) offers the built-in ``pending()`` tool in sessions that offer ``cancel`` (one of
+    their tools is ``cancellable``), and nothing otherwise, so that sessions that did not opt in
+    keep their prompt unchanged; ``tool`` always offers it; ``note`` offers no tool but appends
+    a note listing the calls still running to the interrupt delivered at a trap; ``off``:
+    neither."""
 
     def __post_init__(self) -> None:
         if self.deadline_s is not None and not self.deadline_s > 0:

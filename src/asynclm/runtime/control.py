@@ -5,6 +5,7 @@ A :class:`RunControl` is handed to :meth:`Session.run` (or ``stream``). While th
 the next safe point (never inside a ``[CALL] … [END]`` block), in the same batch as any results
 ready then, rendered ``[INTR] <sender> [HEAD] message from <sender>: <text> [END]`` with the text
 escaped like any untrusted payload. Messages sent before the run starts wait for it.
+:meth:`RunControl.set_delivery` changes when one call's results are delivered.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 from asynclm.errors import SessionClosedError
 from asynclm.protocol.ids import is_call_id
 from asynclm.runtime.messages import Message
+from asynclm.runtime.records import DeliveryMode, check_delivery
 
 if TYPE_CHECKING:
     from asynclm.runtime.executor import Executor
@@ -72,6 +74,18 @@ class RunControl:
         self.wait_on_trap = False
         if self._inbox is not None:
             self._inbox.wake()
+
+    def set_delivery(self, call_id: str, mode: DeliveryMode) -> bool:
+        """Deliver the results of the call ``call_id`` (its partial results and its outcome,
+        queued ones included) ``"interrupt"``, ``"when_idle"`` or ``"silent"`` (see
+        :data:`~asynclm.tools.DeliveryMode`), whatever its tool or
+        ``SessionConfig.delivery_for`` said. Call it from the ``call.emitted`` event on, until
+        the outcome is delivered. False if the run is not live, the call is unknown or its
+        outcome has already been delivered; ``ValueError`` for an unknown mode."""
+        mode = check_delivery(mode)
+        if self._inbox is None or not self._inbox.knows(call_id):
+            return False
+        return self._inbox.set_delivery(call_id, mode)
 
     def cancel_call(self, call_id: str, reason: str = "cancelled by request") -> bool:
         """Cancel a live call (it ends ``cancelled`` and that outcome is injected). False if

@@ -2,7 +2,7 @@
 
 Each event is frozen and carries ``t``, the loop-clock time it happened at, and a ``type``
 string: ``text.delta``, ``call.delta``, ``call.emitted``, ``call.started``, ``call.completed``,
-``call.progress``, ``interrupt.injected``, ``waiting``, ``trap``, ``rollback``, ``done``.
+``call.progress``, ``call.partial``, ``interrupt.injected``, ``waiting``, ``trap``, ``rollback``, ``done``.
 """
 
 from __future__ import annotations
@@ -85,9 +85,27 @@ class CallProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class CallPartial:
+    """A running call delivered a partial result (``ToolContext.partial`` or a value yielded
+    by a generator tool): it goes to the model as an interrupt marked partial, under the call's
+    delivery mode (``interrupt.injected`` lists it in ``partials`` when it does). Not an
+    outcome: ``call.completed`` still ends the call, once. ``seq`` counts the call's partials
+    from 1; ``text`` is the value as the model reads it."""
+
+    type: ClassVar[str] = "call.partial"
+    call_id: str
+    fn: str
+    seq: int
+    value: Any
+    text: str
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
 class InterruptInjected:
-    """One batch went into the context: results of ``call_ids`` and messages from
-    ``messages`` (senders, in order; see :class:`~asynclm.runtime.control.RunControl`)."""
+    """One batch went into the context: results of ``call_ids``, messages from ``messages``
+    (senders, in order; see :class:`~asynclm.runtime.control.RunControl`) and partial results
+    of the calls ``partials`` (one entry per partial)."""
 
     type: ClassVar[str] = "interrupt.injected"
     call_ids: tuple[str, ...]
@@ -95,6 +113,7 @@ class InterruptInjected:
     n_tokens: int
     t: float
     messages: tuple[str, ...] = ()
+    partials: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,5 +159,5 @@ class Done:
 
 StreamEvent = (
     TextDelta | CallDelta | CallEmitted | CallStarted | CallCompleted | CallProgress
-    | InterruptInjected | Waiting | TrapEvent | RollbackEvent | Done
+    | CallPartial | InterruptInjected | Waiting | TrapEvent | RollbackEvent | Done
 )

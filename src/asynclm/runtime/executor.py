@@ -23,17 +23,20 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Hashable
-from typing import Any
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Literal
 
 from asynclm.errors import ErrorType, error_type_of
-from asynclm.protocol import Ref
+from asynclm.protocol import Ref, is_call_id
+from asynclm.protocol.stream_args import ArgPiece, ArgValue
 from asynclm.runtime import otel
+from asynclm.runtime.builtins import PendingCall, builtin_of, is_builtin
 from asynclm.runtime.clock import loop_clock
 from asynclm.runtime.config import DEFAULT_CANCEL_GRACE_S
+from asynclm.runtime.early import EarlyCall, invoke_streaming
 from asynclm.runtime.futures import ReferenceError_, bind_string_refs, find_refs, substitute
 from asynclm.runtime.interrupts import describe_unrenderable, render_result
-from asynclm.runtime.records import CallRecord, Status
+from asynclm.runtime.records import CallRecord, PartialResult, Status
 from asynclm.tools import Tool, Toolbox, ToolContext, ToolError
 
 log = logging.getLogger("asynclm.runtime")
@@ -48,7 +51,7 @@ class _Call:
     __slots__ = (
         "id", "fn", "args", "pos", "raw", "injectable", "emitted_at", "started_at", "task",
         "_done", "record", "refs", "order_key", "ctx", "deferred", "call_args", "cancel_reason",
-        "tool", "id_assigned", "span", "launched",
+        "tool", "id_assigned", "span", "launched", "progress", "early",
     )
 
     def __init__(
@@ -71,6 +74,8 @@ class _Call:
         self.id_assigned = False
         self.span: Any = None  # an OpenTelemetry span while the tool runs (see otel.py)
         self.launched: asyncio.Future[None] | None = None  # made by Executor.launched
+        self.early = False  # its tool runs as streaming_args (async), started early
+        self.progress: str | None = None  # the tool's last progress message
 
     @property
     def done(self) -> asyncio.Future[CallRecord]:
@@ -100,6 +105,7 @@ class Executor:
         on_start: Callable[[str, str], None],
         on_end: Callable[[CallRecord], None],
         on_progress: Callable[[str, str, str], None] | None = None,
+        on_partial: Callable[[PartialResult], None] | None = None,
         default_timeout: float | None = None,
         tracer: Any = None,
         cancel_grace_s: float = DEFAULT_CANCEL_GRACE_S,
@@ -109,11 +115,14 @@ class Executor:
         self._on_start = on_start
         self._on_end = on_end
         self._on_progress = on_progress
+        self._on_partial = on_partial
+        self._partial_seq: dict[str, int] = {}  # partial results delivered, per call
         self._default_timeout = default_timeout
         self._tracer = tracer  # OpenTelemetry: a span per started call (see otel.py)
         self._grace = cancel_grace_s
         self._abandoned: list[str] = []
         self._calls: dict[str, _Call] = {}
+        self._early: dict[str, EarlyCall] = {}  # bound, not yet adopted by their call
         self._order_tail: dict[Hashable, asyncio.Future[CallRecord]] = {}
         self._loop = asyncio.get_running_loop()
         self._now = loop_clock(self._loop)
@@ -142,6 +151,28 @@ class Executor:
 
     def deferred(self) -> int:
         return sum(1 for c in self._calls.values() if c.deferred)
+
+    def lookup(self, call_id: str) -> tuple[str, Tool | None, CallRecord | None] | None:
+        """A call's tool name, tool (None if unknown) and record (None while it is live), or
+        None if no call has that id."""
+        call = self._calls.get(call_id)
+        return None if call is None else (call.fn, call.tool, call.record)
+
+    def pending_calls(self, *, exclude_builtins: bool = True) -> tuple[PendingCall, ...]:
+        """The calls without an outcome yet, in emission order, with their state, the seconds
+        since they started (else since they were written) and their last progress message;
+        calls of built-in tools left out unless ``exclude_builtins`` is False."""
+        now = self._now()
+        out = []
+        for c in self._calls.values():
+            if c.record is not None or (
+                    exclude_builtins and c.tool is not None and is_builtin(c.tool)):
+                continue
+            state: Literal["running", "waiting", "deferred"] = (
+                "deferred" if c.deferred else "waiting" if c.started_at is None else "running")
+            since = c.started_at if c.started_at is not None else c.emitted_at
+            out.append(PendingCall(c.id, c.fn, state, max(now - since, 0.0), c.progress))
+        return tuple(out)
 
     def abandoned(self) -> tuple[str, ...]:
         """Ids of calls whose tool was abandoned (see the module doc), in order."""
@@ -201,8 +232,12 @@ class Executor:
         result, unrun. With ``start=False`` it waits for :meth:`start_deferred`."""
         if call_id in self._calls:
             raise ValueError(f"duplicate call id {call_id!r}")  # the session renames first
-        # "$id" inside strings: only ids written before this call (futures.py)
-        args, pos = bind_string_refs(args, self._calls), bind_string_refs(pos, self._calls)
+        tool = self._tools.get(fn)
+        if tool is not None and is_builtin(tool):
+            # cancel(call_id=$c1) names a call: it must not wait for that call's result
+            args, pos = _ids_not_refs(args), tuple(_ids_not_refs(list(pos)))
+        else:  # "$id" inside strings: only ids written before this call (futures.py)
+            args, pos = bind_string_refs(args, self._calls), bind_string_refs(pos, self._calls)
         call = _Call(call_id, fn, args, pos, raw, injectable, self._now())
         call.id_assigned = id_assigned
         self._calls[call_id] = call
@@ -268,9 +303,112 @@ class Executor:
             self._order_tail[call.order_key] = call.done
         call.task = self._group.create_task(self._run(call, prev), name=f"asynclm-call-{call.id}")
 
+    # -- calls started while they are written (streaming_args) -----------------------------
+    def start_early(self, fn: str) -> EarlyCall | None:
+        """Start a call of ``fn`` whose block the model is still writing, if ``fn`` is a tool
+        declared with ``streaming_args`` (and no ordering): its ``streaming_args`` function
+        runs now, reading the arguments from an :class:`ArgStream`. None otherwise (the call
+        starts, as any other, when it is complete)."""
+        try:
+            tool = self._tools[fn]
+        except KeyError:
+            return None
+        if tool.streaming_args is None or tool.order_by is not None:
+            return None
+        early = EarlyCall(tool, ToolContext(call_id="", tool_name=fn), self._now())
+        early.task = self._loop.create_task(
+            invoke_streaming(tool, early.stream, early.ctx), name=f"asynclm-early-{fn}")
+        return early
+
+    def feed_early(self, early: EarlyCall, pieces: Sequence[ArgPiece]) -> None:
+        """Hand the tool of ``early`` the arguments just completed (and lines of a string
+        argument being written). A reference to another call's result (``$``) halts the feed:
+        that argument and the rest come once the call is complete and resolved."""
+        stream = early.stream
+        for piece in pieces:
+            if early.halted:
+                return
+            name = piece.name
+            if isinstance(name, int):
+                if name >= len(early.params):
+                    early.halted = True  # too many positional arguments: validation says so
+                    return
+                name = early.params[name]
+            value = piece.value if isinstance(piece, ArgValue) else piece.line
+            if find_refs([value]) or "$" in repr(value):
+                early.halted = True
+                return
+            if isinstance(piece, ArgValue):
+                stream._feed(name, value)
+            else:
+                stream._feed_line(name, value)
+
+    def bind_early(self, early: EarlyCall, call_id: str) -> None:
+        """``early`` is the call just submitted as ``call_id``: the call adopts the running
+        tool when it starts (its validated arguments complete the stream). If the call has
+        already ended (malformed, unknown tool, invalid arguments, a repeat answered by an
+        earlier result) or ends without starting (a failed dependency, a cancellation), the
+        tool is cancelled: the call's outcome is the one recorded."""
+        call = self._calls[call_id]
+        early.ctx.call_id = call_id
+        if call.record is not None or call.deferred or call.task is None:
+            self._drop_early(early, call, _ended_reason(call.record))
+            return
+        self._early[call_id] = early
+        call.done.add_done_callback(lambda _: self._unbound(call))
+
+    def abandon_early(self, early: EarlyCall, call_id: str, reason: str, raw: str = "") -> None:
+        """The model abandoned the call of ``early`` before completing it (rolled back, or the
+        run ended inside its block): it is recorded as ``call_id``, ``cancelled`` with
+        ``reason``, and its tool is cancelled."""
+        call = _Call(call_id, early.fn, early.stream.written, (), raw, True, early.started_at)
+        call.tool, call.ctx, call.started_at = early.tool, early.ctx, early.started_at
+        early.ctx.call_id = call_id
+        self._calls[call_id] = call
+        self._drop_early(early, call, reason)
+        self._finish(call, "cancelled", error=reason, error_type=ErrorType.CANCELLED)
+
+    def _adopt(self, call: _Call, early: EarlyCall) -> asyncio.Task[tuple[bool, Any]]:
+        """The call's tool is the one started early: its stream gets the validated arguments
+        (the rest of them, and the end)."""
+        assert early.task is not None
+        if early.halted:  # fed from here on: the arguments after a reference, now resolved
+            for name, value in call.call_args.items():
+                early.stream._feed(name, value)
+        early.stream._finish(call.call_args)
+        call.early = True
+        _launched(call)
+        return early.task
+
+    def _unbound(self, call: _Call) -> None:
+        early = self._early.pop(call.id, None)
+        if early is not None:  # the call ended before its tool was adopted
+            self._drop_early(early, call, _ended_reason(call.record))
+
+    def _drop_early(self, early: EarlyCall, call: _Call, reason: str) -> None:
+        """Cancel the tool of ``early``; one that ignores it for ``cancel_grace_s`` (or never
+        ends) is listed as abandoned, as a call's tool would be."""
+        early.stream._fail(reason)
+        early.ctx.cancel()
+        task = early.task
+        if task is None or task.done():
+            return
+        task.cancel()
+        _DETACHED.add(task)
+        task.add_done_callback(_DETACHED.discard)
+
+        def check() -> None:
+            if not task.done():
+                self._abandon(call, task, thread=False)
+
+        self._loop.call_later(self._grace, check)
+
     # -- cancellation ----------------------------------------------------------------------
     def cancel(self, call_id: str, reason: str = "cancelled") -> bool:
-        """Cancel a call that has not ended; it ends ``cancelled``. False if it had ended."""
+        """Cancel a call that has not ended; it ends ``cancelled``. False if it had ended.
+        The one path of every cancellation on request: the application's
+        ``RunControl.cancel_call``, the server's ``POST .../calls/{call_id}/cancel`` and the
+        model's built-in ``cancel(call_id)`` (:mod:`asynclm.runtime.builtins`)."""
         call = self._calls.get(call_id)
         if call is None or call.record is not None:
             return False
@@ -302,16 +440,36 @@ class Executor:
                 await asyncio.wait([prev])
             tool = call.tool
             assert tool is not None
-            call.ctx = ctx = ToolContext(call_id=call.id, tool_name=call.fn)
-            if self._on_progress is not None:
-                ctx.on_progress = functools.partial(self._report_progress, call)
-            call.started_at = self._now()
+            builtin = builtin_of(tool)
+            if builtin is not None:  # on the loop, in this task: cancel(), pending()
+                call.started_at = self._now()
+                self._on_start(call.id, call.fn)
+                _launched(call)
+                try:
+                    value = await builtin(self, call.id, call.call_args)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the built-in's error result
+                    self._finish(call, "error", error=str(exc), error_type=type(exc).__name__)
+                else:
+                    self._finish(call, "ok", value=value)
+                return
+            early = self._early.pop(call.id, None)  # its tool started while it was written
+            call.ctx = ctx = (
+                ToolContext(call_id=call.id, tool_name=call.fn) if early is None else early.ctx)
+            ctx.on_progress = functools.partial(self._report_progress, call)  # remembered
+            ctx.on_partial = functools.partial(self._report_partial, call)
+            call.started_at = self._now() if early is None else early.started_at
             call.span = otel.start_tool_span(self._tracer, call.fn, call.id)
             self._on_start(call.id, call.fn)
             timeout = tool.timeout if tool.timeout is not None else self._default_timeout
-            inner = self._loop.create_task(
-                _invoke(tool, call.call_args, ctx, call.span, call), name=f"asynclm-tool-{call.id}")
-            done, _ = await asyncio.wait((inner,), timeout=timeout)
+            if early is None:
+                inner = self._loop.create_task(
+                    _invoke(tool, call.call_args, ctx, call.span, call),
+                    name=f"asynclm-tool-{call.id}")
+            else:
+                inner = self._adopt(call, early)
+            done, _ = await asyncio.wait((inner,), timeout=_left(timeout, call, self._now()))
             if not done:
                 try:
                     await self._stop(call, inner)
@@ -362,7 +520,7 @@ class Executor:
         if inner.done():
             return
         inner.cancel()
-        thread = call.tool is not None and not call.tool.is_async
+        thread = call.tool is not None and not call.tool.is_async and not call.early
         try:
             await asyncio.wait((inner,), timeout=self._grace)
         except asyncio.CancelledError:
@@ -397,8 +555,35 @@ class Executor:
             pass
 
     def _deliver_progress(self, call: _Call, message: str) -> None:
-        if call.record is None and self._on_progress is not None:  # else: a late report
+        if call.record is not None:  # a late report
+            return
+        call.progress = message  # the last one, for pending()
+        if self._on_progress is not None:
             self._on_progress(call.id, call.fn, message)
+
+    def _report_partial(self, call: _Call, value: Any) -> None:
+        """``ToolContext.on_partial`` of ``call``: like :meth:`_report_progress`, callable from
+        any thread; a partial result reaches ``on_partial`` on the loop, in the order reported
+        and before the call's outcome, and only while the call runs (a late one is dropped)."""
+        if _on_loop(self._loop):
+            self._deliver_partial(call, value)
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._deliver_partial, call, value)
+        except RuntimeError:  # the loop is closed: the session, and so the call, is over
+            pass
+
+    def _deliver_partial(self, call: _Call, value: Any) -> None:
+        if call.record is not None or self._on_partial is None:  # late, or nobody listens
+            return
+        try:  # rendered once, now, like a result; a value that cannot be says so
+            rendered = self.render_result(value)
+        except BaseException as exc:  # noqa: BLE001 - synchronous: never a cancellation
+            rendered = describe_unrenderable(exc)
+        seq = self._partial_seq[call.id] = self._partial_seq.get(call.id, 0) + 1
+        self._on_partial(PartialResult(
+            call_id=call.id, fn=call.fn, seq=seq, value=value, rendered=rendered, t=self._now(),
+            injectable=call.injectable))
 
     async def _resolve(self, call: _Call) -> bool:
         deps = {r.id: self._calls[r.id] for r in call.refs}
@@ -477,6 +662,33 @@ async def _invoke(
         raise
     except BaseException as exc:  # noqa: BLE001 - becomes the call's error outcome
         return False, exc
+
+
+def _left(timeout: float | None, call: _Call, now: float) -> float | None:
+    """What is left of the call's ``timeout`` (counted from its start: an early start too)."""
+    if timeout is None or call.started_at is None:
+        return timeout
+    return max(timeout - (now - call.started_at), 0.0)
+
+
+def _ended_reason(record: CallRecord | None) -> str:
+    if record is None:
+        return "the call did not start"
+    return f"the call ended {record.status}" + (f": {record.error}" if record.error else "")
+
+
+def _ids_not_refs(value: Any) -> Any:
+    """``value`` with each reference (``$c1``, or the string ``"$c1"``) replaced by the bare id
+    it names: what a built-in tool that takes call ids is given."""
+    if isinstance(value, Ref):
+        return value.id
+    if isinstance(value, str) and value.startswith("$") and is_call_id(value[1:]):
+        return value[1:]
+    if isinstance(value, dict):
+        return {k: _ids_not_refs(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ids_not_refs(v) for v in value]
+    return value
 
 
 def _launched(call: _Call) -> None:

@@ -26,6 +26,7 @@ from asynclm.engines.base import ChatMessage, Engine, RequestLog
 from asynclm.protocol import (
     Call,
     CallOpened,
+    Delivery,
     Dialect,
     Event,
     Forged,
@@ -35,13 +36,16 @@ from asynclm.protocol import (
     Trap,
     is_call_id,
 )
+from asynclm.protocol.stream_args import ArgumentsReader
 from asynclm.runtime import events as ev
 from asynclm.runtime import otel
+from asynclm.runtime.builtins import pending_note
 from asynclm.runtime.calls import CallBook
 from asynclm.runtime.clock import loop_clock
 from asynclm.runtime.config import SessionConfig
 from asynclm.runtime.context import Context
 from asynclm.runtime.control import RunControl
+from asynclm.runtime.early import EarlyCall
 from asynclm.runtime.executor import Executor
 from asynclm.runtime.guards import LoopDetector
 from asynclm.runtime.inbox import Inbox
@@ -57,7 +61,7 @@ from asynclm.runtime.observe import (
     Subscriber,
     TraceRecorder,
 )
-from asynclm.runtime.records import CallRecord, SessionResult, StopReason
+from asynclm.runtime.records import CallRecord, PartialResult, SessionResult, StopReason
 from asynclm.runtime.requests import RequestAccount
 from asynclm.runtime.strategies import Strategy
 from asynclm.tools import Toolbox
@@ -106,7 +110,7 @@ class DecodeLoop:
         self.now = loop_clock(asyncio.get_running_loop())  # every timestamp of the run
         self.parser = dialect.parser(transcript=not config.enforce)
         self.interrupts = InterruptManager(dialect=dialect, echo=config.echo_calls)  # rendering
-        self.inbox = Inbox()
+        self.inbox = Inbox(strategy.default_delivery)  # each call's delivery mode, too
         self.context = Context(engine.detokenize)
         self.calls = CallBook(
             valid_id=is_call_id, assign_ids=config.ids == "assign",
@@ -126,6 +130,14 @@ class DecodeLoop:
         self.loop_guard = LoopDetector(config.loop_window)
         self.first_token_at: float | None = None
         self.call_from: int | None = None  # stream offset of the open call's unsent text
+        # Tools that take their arguments as a stream (``streaming_args``) start while the model
+        # writes their call, where the dialect can read arguments (``arguments_reader``) and the
+        # strategy starts calls when written.
+        self.new_args_reader: Callable[[], ArgumentsReader | None] | None = (
+            getattr(dialect, "arguments_reader", None)
+            if strategy.start_on_emit and any(tools[n].streaming_args for n in tools) else None)
+        self.args_reader: ArgumentsReader | None = None  # the open call's arguments
+        self.early: EarlyCall | None = None  # the open call's tool, started while written
         self.stop: StopReason = "eos"
         self.executor: Executor
         # A declared capability (engines.base.RequestLog), never probed.
@@ -133,7 +145,7 @@ class DecodeLoop:
             RequestAccount(cast(RequestLog, engine)) if engine.capabilities.request_log else None)
 
     def _subscribers(self, span: Any) -> list[Subscriber]:
-        subscribers: list[Subscriber] = [TraceRecorder(self.trace)]
+        subscribers: list[Subscriber] = [self._route_delivery, TraceRecorder(self.trace)]
         if self._on_event is not None:
             subscribers.append(StreamForwarder(self._on_event))
         if span is not None:
@@ -152,6 +164,24 @@ class DecodeLoop:
         self.records[rec.id] = rec
         self.inbox.push(rec)
         self.bus.emit(ev.CallCompleted(rec, self.now()))
+
+    def _on_partial(self, part: PartialResult) -> None:
+        self.inbox.push_partial(part)
+        self.bus.emit(ev.CallPartial(part.call_id, part.fn, part.seq, part.value, part.rendered,
+                                     part.t))
+
+    def _route_delivery(self, event: Any) -> None:
+        """Bus subscriber: a call's delivery mode is fixed as it is emitted (before it can end),
+        from ``SessionConfig.delivery_for``, else its tool's ``delivery`` option, else the
+        strategy's default (:data:`~asynclm.tools.DeliveryMode`);
+        ``RunControl.set_delivery`` may change it later."""
+        if type(event) is not ev.CallEmitted:
+            return
+        mode = self.cfg.delivery_for(event) if self.cfg.delivery_for is not None else None
+        if mode is None:
+            tool = self.tools.get(event.fn)
+            mode = tool.delivery if tool is not None else None
+        self.inbox.route(event.call_id, mode if mode is not None else self.inbox.default)
 
     # -- the run ---------------------------------------------------------------------------
     async def execute(self) -> SessionResult:
@@ -180,7 +210,8 @@ class DecodeLoop:
             async with asyncio.TaskGroup() as group:
                 self.executor = Executor(
                     self.tools, group, on_start=self._on_start, on_end=self._on_end,
-                    on_progress=self._on_progress, default_timeout=self.cfg.tool_timeout_s,
+                    on_progress=self._on_progress, on_partial=self._on_partial,
+                    default_timeout=self.cfg.tool_timeout_s,
                     tracer=tracer, cancel_grace_s=self.cfg.cancel_grace_s,
                 )
                 if self.control is not None:
@@ -199,6 +230,7 @@ class DecodeLoop:
                 finally:
                     if self.control is not None:
                         self.control._detach()
+                    self._abandon_open_call("call abandoned: never completed")
                     self.executor.cancel_all("session ended")  # no task outlives the session
         except BaseExceptionGroup as group_exc:  # only engine/loop failures get here
             raise (group_exc.exceptions[0] if len(group_exc.exceptions) == 1 else group_exc) from None
@@ -235,13 +267,14 @@ class DecodeLoop:
         """step → feed → dispatch → inject, until the run stops (``self.stop`` says why)."""
         await self._prefill(self.engine.tokenize_chat(self.messages))
         context, parser, bus = self.context, self.parser, self.bus
+        track = bus.streaming or self.new_args_reader is not None  # the open call's text
         ban: frozenset[int] = frozenset()
         while True:
             if self.n_generated >= self.cfg.max_tokens:
                 self.stop = "max_tokens"
                 return
-            if self.strategy.deliver_anytime and self.inbox.ready and parser.at_safe_point:
-                await self._inject()
+            if parser.at_safe_point and self.inbox.due(idle=self._always_idle):
+                await self._inject(idle=self._always_idle)
             tok = await self._step(ban)
             ban = frozenset()
             if self.engine.is_eos(tok):
@@ -257,14 +290,14 @@ class DecodeLoop:
             if not text:
                 continue
             for event in parser.feed(text):
-                if bus.streaming:
+                if track:
                     self._stream_call_text(event, text, at)
                 signal = await self._dispatch(event)
                 if signal.stop:
                     return
                 if signal.ban:
                     ban = signal.ban
-            if self.call_from is not None and bus.streaming:
+            if self.call_from is not None and track:
                 self._call_delta(text, at, len(text))
 
     async def _step(self, ban: frozenset[int]) -> int:
@@ -289,6 +322,8 @@ class DecodeLoop:
         ``at``): a block opens, or closes (its last delta goes out before ``call.emitted``)."""
         if isinstance(event, CallOpened):
             self.call_from = event.start
+            if self.new_args_reader is not None:
+                self.args_reader = self.new_args_reader()
         elif isinstance(event, (Call, MalformedCall)) and self.call_from is not None:
             self._call_delta(text, at, event.end - at)
             self.call_from = None
@@ -298,8 +333,34 @@ class DecodeLoop:
         assert self.call_from is not None
         delta = text[max(self.call_from - at, 0):max(end, 0)]
         self.call_from = at + end
-        if delta:
+        if delta and self.bus.streaming:
             self.bus.emit(ev.CallDelta(delta, self.now()))
+        if delta and self.args_reader is not None:
+            self._read_args(delta)
+
+    def _read_args(self, delta: str) -> None:
+        """Feed the open call's arguments reader; once it names a tool declared with
+        ``streaming_args``, that tool starts, and gets each argument as it is completed."""
+        reader = self.args_reader
+        assert reader is not None
+        pieces = reader.feed(delta)
+        if self.early is None:
+            if reader.fn is None:
+                return
+            self.early = self.executor.start_early(reader.fn)
+            if self.early is None:  # not such a tool: read no further
+                self.args_reader = None
+                return
+        if pieces:
+            self.executor.feed_early(self.early, pieces)
+
+    def _abandon_open_call(self, reason: str) -> None:
+        """A call whose tool started while it was written, and that the model never completed:
+        it is named, recorded ``cancelled`` and its tool cancelled."""
+        early, self.early, self.args_reader = self.early, None, None
+        if early is not None:
+            call_id, _, _ = self.calls.name(None)
+            self.executor.abandon_early(early, call_id, reason)
 
     # -- dispatch ----------------------------------------------------------------------------
     async def _dispatch(self, event: Event) -> Signal:
@@ -327,6 +388,7 @@ class DecodeLoop:
         self, written_id: str | None, fn: str, args: dict[str, Any], pos: tuple[Any, ...],
         raw: str, error: str | None,
     ) -> Signal:
+        early, self.early, self.args_reader = self.early, None, None  # its tool, started early
         call_id, injectable, assigned = self.calls.name(written_id)
         # A malformed call comes with fn "": it is known by its body (CallBook.key).
         repeat_of, repeated = self.calls.check(fn, args, pos, raw, parsed=error is None)
@@ -335,6 +397,8 @@ class DecodeLoop:
             call_id, fn, args, pos=pos, raw=raw, injectable=injectable, id_assigned=assigned,
             start=self.strategy.start_on_emit, error=error, repeat_of=repeat_of,
         )
+        if early is not None:
+            self.executor.bind_early(early, call_id)
         if repeated:
             self.counters["repeats"] += 1
             if self.counters["repeats"] > self.cfg.max_repeats:
@@ -360,20 +424,26 @@ class DecodeLoop:
         if self.strategy.trap_waits_for == "all":
             self._waiting(reason)
             await self.executor.wait_all()
-        elif not self.inbox.ready and (
-            self.executor.pending(injectable_only=True)
-            or (self.control is not None and self.control.wait_on_trap)
-        ):
+        elif not self.inbox.due() and self._must_wait():
+            # Until something that may wake the model is due: a silent result never is (it
+            # goes in with what ends the wait), and silent calls are not waited for.
             self._waiting(reason)
-            await self.inbox.wait_ready()
+            while not self.inbox.due() and self._must_wait():
+                await self.inbox.wait_ready()
         t1 = self.now()
         if t1 > t:
             self.bus.emit(Phase("trap", reason, t, t1, {}))
         if self.bus.streaming:
             self.bus.emit(ev.TrapEvent(reason, t1 - t, t1))
-        if self.inbox.ready:
-            self.counters["empty_traps"] = 0
+        woke = self.inbox.due() or (self.strategy.trap_waits_for == "all" and self.inbox.ready)
+        if woke and self.cfg.pending == "note":  # what is still running, with what woke it
+            note = pending_note(self.executor.pending_calls())
+            if note is not None:
+                self.inbox.push_message(Message("runtime", note))
+        if self.inbox.ready:  # silent results ride along: the model resumes anyway
             await self._inject()
+        if woke:
+            self.counters["empty_traps"] = 0
             return GO
         self.counters["empty_traps"] += 1
         if self.counters["empty_traps"] > self.cfg.max_empty_traps:
@@ -383,19 +453,61 @@ class DecodeLoop:
 
     def _waiting(self, reason: Literal["trap", "eos", "forged"]) -> None:
         if self.bus.streaming:
-            pending = self.executor.pending_ids(injectable_only=True)
+            pending = (self._pending(silent=False) if self.strategy.trap_waits_for == "next"
+                       else self.executor.pending_ids(injectable_only=True))
             self.bus.emit(ev.Waiting(reason, pending, self.now()))
 
+    @property
+    def _always_idle(self) -> bool:
+        """A blocking strategy's model waits for each call: every safe point counts as idle."""
+        return self.strategy.block_on_call
+
+    def _pending(self, *, silent: bool) -> tuple[str, ...]:
+        """Injectable calls without an outcome whose delivery mode is (``silent``) or is not
+        ``silent``."""
+        return tuple(i for i in self.executor.pending_ids(injectable_only=True)
+                     if (self.inbox.mode_of(i) == "silent") == silent)
+
+    def _must_wait(self) -> bool:
+        """A trap waits: a call whose result may wake the model is pending, or (agents) a
+        message may come."""
+        return bool(self._pending(silent=False)) or (
+            self.control is not None and self.control.wait_on_trap)
+
     def _has_pending(self) -> bool:
-        return bool(self.inbox.ready or self.executor.pending(injectable_only=True))
+        """Something may wake the model: a result or message due, or a call whose result may
+        be (silent ones never are)."""
+        return self.inbox.due() or bool(self._pending(silent=False))
 
     async def _on_eos(self) -> bool:
-        """End of generation. True if treated as a trap (the EOS token is rolled back)."""
-        if self.cfg.on_eos_pending != "trap" or not self._has_pending():
+        """End of generation. True if treated as a trap (the EOS token is rolled back).
+
+        With ``on_eos_pending="trap"``: results or calls that may wake the model make it a
+        trap; silent ones alone do not: the turn waits for the silent calls still running,
+        appends every silent result (the EOS token is rolled back) and ends."""
+        if self.cfg.on_eos_pending != "trap":
+            return False
+        if self._has_pending():
+            await self._truncate(len(self.context) - 1)
+            self.counters["eos_waits"] += 1
+            return not (await self._trap("eos")).stop
+        silent = self._pending(silent=True)
+        if not silent and not self.inbox.ready:
             return False
         await self._truncate(len(self.context) - 1)
-        self.counters["eos_waits"] += 1
-        return not (await self._trap("eos")).stop
+        if silent:
+            self.counters["eos_waits"] += 1
+            t = self.now()
+            if self.bus.streaming:
+                self.bus.emit(ev.Waiting("eos", silent, t))
+            for call_id in silent:
+                await self.executor.wait(call_id)
+            self.bus.emit(Phase("trap", "eos", t, self.now(), {"silent": list(silent)}))
+            if self._has_pending():  # a message, or a mode changed meanwhile: a trap after all
+                return not (await self._trap("eos")).stop
+        if self.inbox.ready:
+            await self._inject()
+        return False
 
     async def _forged(self, event: Forged) -> Signal:
         self.counters["forged"] += 1
@@ -444,18 +556,29 @@ class DecodeLoop:
         await self.engine.append(tokens)
         self.context.inject(tokens, ends_line=text.endswith("\n"))
 
-    async def _inject(self) -> None:
-        """Inject every ready result; results that complete while an injection is being
-        appended follow at once (still a safe point), not after the model's next token."""
-        while self.inbox.ready:
-            await self._inject_batch(self.inbox.take())
+    async def _inject(self, *, idle: bool = True) -> None:
+        """Inject what is due and every silent result (``idle``: the model waits, so
+        ``when_idle`` results too); results that complete while an injection is being appended
+        follow at once (still a safe point), not after the model's next token."""
+        batch = self.inbox.take(idle=idle)
+        while batch:
+            await self._inject_batch(batch)
+            more = self.inbox.ready if idle else self.inbox.due(idle=False)
+            batch = self.inbox.take(idle=idle) if more else []
 
-    async def _inject_batch(self, batch: list[CallRecord | Message]) -> None:
-        segments = self.interrupts.render(batch)
+    async def _inject_batch(self, batch: list[CallRecord | PartialResult | Message]) -> None:
+        deliveries: list[Delivery] = []
+        for item in batch:  # a partial result reads as one (the dialect's wording)
+            if isinstance(item, PartialResult):
+                deliveries.append(Delivery(item.call_id, self.dialect.partial(item.rendered)))
+            else:
+                deliveries += self.interrupts.deliveries([item])
+        segments = self.dialect.render_interrupt(deliveries)
         if not self.context.line_start:  # e.g. a call block the model ended with end-of-generation
             segments.insert(0, Segment("\n", trusted=True))
         tokens = tokenize_segments(self.engine.tokenize, segments, self.markup_tokens)
-        calls = [r for r in batch if not isinstance(r, Message)]
+        calls = [r for r in batch if isinstance(r, CallRecord)]
+        partials = tuple(p.call_id for p in batch if isinstance(p, PartialResult))
         senders = tuple(m.sender for m in batch if isinstance(m, Message))
         t = self.now()
         if self.strategy.resume == "append":
@@ -469,7 +592,9 @@ class DecodeLoop:
         self.context.inject(tokens, ends_line=True)
         t1 = self.now()
         ids = tuple(r.id for r in calls)
-        extra = {"messages": list(senders)} if senders else {}
+        extra: dict[str, Any] = {"messages": list(senders)} if senders else {}
+        if partials:
+            extra["partials"] = list(partials)
         self.bus.emit(Phase(kind, "inject", t, t1,
                             {"call_ids": list(ids), "tokens": len(tokens), **extra}))
         self.loop_guard.reset()
@@ -477,7 +602,8 @@ class DecodeLoop:
         self.n_injected += len(calls)
         self.injected_tokens += len(tokens)
         self.bus.emit(ev.InterruptInjected(
-            ids, "".join(s.text for s in segments), len(tokens), t1, messages=senders))
+            ids, "".join(s.text for s in segments), len(tokens), t1, messages=senders,
+            partials=partials))
 
 
 def _written(event: Call | MalformedCall) -> str | None:

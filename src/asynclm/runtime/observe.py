@@ -4,10 +4,10 @@ The decode loop does not write traces or spans itself: it emits *loop events* on
 :class:`EventBus` and the subscribers turn them into what they keep.
 
 Loop events are the public stream events (:mod:`asynclm.runtime.events`: text and call deltas,
-calls emitted/started/progressing/completed, interrupts injected, traps, rollbacks, done) plus
-three internal ones the public stream does not carry: :class:`Phase` (a timed phase of the loop:
-prefill, decode, inject, reprefill, trap waits), :class:`Mark` (a point event of the trace) and
-:class:`RunEnded` (the run's totals, also after a failure).
+calls emitted/started/progressing/completed, partial results, interrupts injected, traps,
+rollbacks, done) plus three internal ones the public stream does not carry: :class:`Phase` (a
+timed phase of the loop: prefill, decode, inject, reprefill, trap waits), :class:`Mark` (a point
+event of the trace) and :class:`RunEnded` (the run's totals, also after a failure).
 
 Subscribers: :class:`TraceRecorder` (the run's :class:`~asynclm.trace.Trace`),
 :class:`OtelRunSpan` (the ``invoke_agent`` span of :mod:`asynclm.runtime.otel`) and
@@ -104,8 +104,12 @@ class TraceRecorder:
         elif kind is ev.CallProgress:
             trace.add_instant("call.progress", event.t, call_id=event.call_id,
                               message=event.message)
+        elif kind is ev.CallPartial:
+            trace.add_instant("call.partial", event.t, call_id=event.call_id, seq=event.seq)
         elif kind is ev.InterruptInjected:
-            extra = {"messages": list(event.messages)} if event.messages else {}
+            extra: dict[str, Any] = {"messages": list(event.messages)} if event.messages else {}
+            if event.partials:
+                extra["partials"] = list(event.partials)
             trace.add_instant("interrupt.injected", event.t, call_ids=list(event.call_ids),
                               **extra)
         elif kind is ev.RollbackEvent:
@@ -114,7 +118,8 @@ class TraceRecorder:
 
 _PUBLIC = frozenset({
     ev.TextDelta, ev.CallDelta, ev.CallEmitted, ev.CallStarted, ev.CallCompleted,
-    ev.CallProgress, ev.InterruptInjected, ev.Waiting, ev.TrapEvent, ev.RollbackEvent, ev.Done,
+    ev.CallProgress, ev.CallPartial, ev.InterruptInjected, ev.Waiting, ev.TrapEvent,
+    ev.RollbackEvent, ev.Done,
 })
 
 

@@ -6,10 +6,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from asynclm.tools import DeliveryMode
 from asynclm.trace import Trace
 
 Status = Literal["ok", "error", "timeout", "cancelled"]
 """The terminal outcomes. Every call id reaches exactly one."""
+
+DELIVERY_MODES: tuple[DeliveryMode, ...] = ("interrupt", "when_idle", "silent")
+
+
+def check_delivery(mode: object) -> DeliveryMode:
+    """``mode`` if it is a :data:`DeliveryMode`; raises ``ValueError`` otherwise."""
+    for known in DELIVERY_MODES:
+        if mode == known:
+            return known
+    raise ValueError(f"unknown delivery mode {mode!r}; choose one of {', '.join(DELIVERY_MODES)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +68,28 @@ class CallRecord:
     @property
     def duration_s(self) -> float | None:
         return None if self.started_at is None else self.ended_at - self.started_at
+
+
+@dataclass(frozen=True, slots=True)
+class PartialResult:
+    """A partial result of a running call (``ToolContext.partial`` or a value yielded by a
+    generator tool): delivered like a result, under its call's delivery mode, and marked partial
+    (:meth:`~asynclm.protocol.Dialect.partial`). Not an outcome: the call still ends exactly once.
+    ``seq`` counts the call's partials from 1; ``rendered`` is the value as the model reads it
+    (bounded, rendered once when it was reported)."""
+
+    call_id: str
+    fn: str
+    seq: int
+    value: Any
+    rendered: str
+    t: float
+    injectable: bool = True
+
+    @property
+    def id(self) -> str:
+        """The call's id (the head of its interrupt)."""
+        return self.call_id
 
 
 StopReason = Literal[

@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 from asynclm.engines.base import ChatMessage, Engine
+from asynclm.prompt import system_prompt
 from asynclm.protocol import DEFAULT_MARKERS, CmlDialect, Dialect, Markers
 from asynclm.runtime import events as ev
+from asynclm.runtime.builtins import with_builtins
 from asynclm.runtime.config import SessionConfig
 from asynclm.runtime.control import RunControl
 from asynclm.runtime.loop import DecodeLoop
@@ -25,7 +27,12 @@ class Session:
     decode loop (one conversation). Runs are independent; ``run`` may be called again.
 
     ``dialect`` is the markup the model reads and writes (default: CML with ``markers``); it
-    writes the protocol section of the default system prompt."""
+    writes the protocol section of the default system prompt.
+
+    ``tools`` gets the built-in tools the session offers (:mod:`asynclm.runtime.builtins`):
+    ``cancel(call_id)`` when one of the tools is ``cancellable``, ``pending()`` as
+    ``config.pending`` says; the default system prompt lists them with the others. A tool of
+    the application named like an offered built-in is a ``ValueError``."""
 
     def __init__(
         self,
@@ -40,14 +47,13 @@ class Session:
         dialect: Dialect | None = None,
     ) -> None:
         self.engine = engine
-        self.tools = tools if isinstance(tools, Toolbox) else Toolbox(list(tools))
         self.strategy = get_strategy(strategy)
         self.config = config or SessionConfig()
+        self.tools = with_builtins(
+            tools if isinstance(tools, Toolbox) else Toolbox(list(tools)), self.config)
         self.dialect: Dialect = dialect if dialect is not None else CmlDialect(markers)
         self.markers = getattr(self.dialect, "markers", markers)  # CML's, for older callers
         if system is None:
-            from asynclm.prompt import system_prompt
-
             system = system_prompt(self.tools, dialect=self.dialect)
         self.system = system
         self.trace_meta = dict(trace_meta or {})

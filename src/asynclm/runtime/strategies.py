@@ -25,6 +25,14 @@ class Strategy:
     resume: Resume = "append"
     trap_waits_for: Literal["next", "all"] = "next"
 
+    @property
+    def default_delivery(self) -> Literal["interrupt", "when_idle"]:
+        """The delivery mode of calls (and messages) nothing else sets a mode for (see
+        :data:`~asynclm.tools.DeliveryMode`): ``interrupt`` where results are
+        delivered at any safe point (``async``, ``sync``), else ``when_idle`` (``async-lazy``,
+        ``sync-parallel``)."""
+        return "interrupt" if self.deliver_anytime else "when_idle"
+
 
 # The paper's baselines (``sync-reprefill``, ``sync-parallel-reprefill``, ``async-naive``: the
 # same rules with ``resume="reprefill"``) are research, in :mod:`asynclm.bench.baselines`.

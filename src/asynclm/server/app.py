@@ -10,6 +10,17 @@ Routes (JSON unless said; errors are ``{"error": ..., "detail": ...}`` with a 4x
   ``time.monotonic()`` when published); the stream ends after ``session.end``;
 - ``POST /sessions/{id}/messages`` inject a message as an interrupt → 202;
 - ``POST /sessions/{id}/cancel``; ``POST /sessions/{id}/calls/{call_id}/cancel``;
+- ``POST /sessions/{id}/calls/{call_id}/result`` the answer to a client-run call, ``{"output":
+  <any JSON>}`` or ``{"error": "message"}`` → 202. Client-run tools are declared at creation
+  (``client_tools``: OpenAI function specs, each with an optional ``timeout_s``, default 60,
+  at most 600); the model's arguments are validated against the spec before the call starts;
+  its ``call.started`` event (``runs_on: "client"``, ``arguments``, ``timeout_s``) comes once
+  the answer can be posted, and the model keeps generating meanwhile. The answer reaches the
+  model as the call's result at its next safe point; no answer within the timeout ends the
+  call ``timeout`` (the model is told), so a client that went away needs nothing special.
+  404: unknown session or call id; 409, changing nothing: a call that runs on the server, one
+  answered already, one that has ended (timeout, cancelled, the session ended) or that has not
+  started yet;
 - ``POST /demos/agents`` two agents linked by ``send_message``.
 
 Every request passes :class:`_Guard` first: a ``Host`` that does not name this server gets 400
@@ -47,6 +58,8 @@ from asynclm.demo_tools import TRAVEL_TOOLS
 from asynclm.engines.base import Engine
 from asynclm.prompt import system_prompt
 from asynclm.runtime import Session, SessionConfig
+from asynclm.runtime.builtins import with_builtins
+from asynclm.server.client_tools import DEFAULT_TIMEOUT_S, CallConflict, ClientCalls, UnknownCall
 from asynclm.server.config import ServerConfig, parse_host
 from asynclm.server.engines import EngineHub, EngineUnavailable
 from asynclm.server.openai_chat import router as openai_chat_router
@@ -58,7 +71,7 @@ from asynclm.server.openai_common import (
 )
 from asynclm.server.openai_responses import router as openai_responses_router
 from asynclm.server.registry import LiveSession, SessionRegistry, TooManySessions
-from asynclm.server.schemas import AgentsDemo, CreateSession, SendMessage
+from asynclm.server.schemas import AgentsDemo, ClientResult, CreateSession, SendMessage
 from asynclm.server.sim_policy import ReactivePolicy, default_script, script_steps
 from asynclm.testing.sim import SimCosts, SimEngine
 from asynclm.tools import Toolbox
@@ -394,11 +407,18 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         if req.agent is not None and req.agent in registry.directory:
             raise HTTPException(409, f"an agent named {req.agent!r} is already live")
         box = _load_tools(req.tools, cfg, toolsets)
+        client = _client_calls(req, box)
+        if client.tools:
+            box = Toolbox([*box.values(), *client.tools])
         if req.agent is not None:
             box = Toolbox([*box.values(), send_message_tool(registry.directory, req.agent)])
             role = role or (f"You are the agent {req.agent!r}. Messages from other agents "
                             "arrive as interrupts; write [TRAP][END] to wait for one.")
-        system = req.system if req.system is not None else system_prompt(box, extra=role)
+        try:  # the prompt lists what the session will offer: the built-ins too (cancel, pending)
+            offered = with_builtins(box, SessionConfig())
+        except ValueError as exc:  # a tool named like a built-in
+            raise HTTPException(400, str(exc)) from None
+        system = req.system if req.system is not None else system_prompt(offered, extra=role)
         if policy is None and req.engine == "sim":
             steps = (script_steps(req.sim.script) if req.sim and req.sim.script
                      else default_script(req.tools, req.prompt))
@@ -414,11 +434,25 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                 prompt=req.prompt, engine=req.engine,
                 model=req.model if req.engine == "llamacpp" else None, strategy=req.strategy,
                 tools=req.tools, agent=req.agent, make_session=make_session,
-                open_engine=_open_engine(req, policy))
+                open_engine=_open_engine(req, policy), client=client)
         except TooManySessions as exc:
             raise HTTPException(429, str(exc)) from None
         except ValueError as exc:
             raise HTTPException(409, str(exc)) from None
+
+    def _client_calls(req: CreateSession, box: Toolbox) -> ClientCalls:
+        """The session's client-run tools (a malformed spec or a taken name: 400)."""
+        client = ClientCalls()
+        for i, spec in enumerate(req.client_tools):
+            try:
+                t = client.add(spec.spec(), timeout=spec.timeout_s or DEFAULT_TIMEOUT_S)
+            except (ValueError, TypeError) as exc:
+                raise HTTPException(
+                    400, f"client_tools[{i}]: invalid function tool: {exc}") from None
+            if t.name in box or (req.agent is not None and t.name == "send_message"):
+                raise HTTPException(400, f"client_tools[{i}]: {t.name!r} is a server tool "
+                                         "of this session")
+        return client
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -518,6 +552,23 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         if not ls.control.cancel_call(call_id):
             raise HTTPException(409, f"call {_short(call_id)} is not running in this session")
         return {"cancelling": True, "session": sid, "call_id": call_id}
+
+    @app.post("/sessions/{sid}/calls/{call_id}/result", status_code=202)
+    async def call_result(sid: str, call_id: str, req: ClientResult) -> dict[str, Any]:
+        """The client's answer to a client-run call (see the module's docstring)."""
+        ls = _get(sid)
+        if req.error is not None and len(req.error) > cfg.max_message_chars:
+            raise HTTPException(413, f"error over {cfg.max_message_chars} characters")
+        try:
+            if req.error is not None:
+                ls.client.answer(call_id, error=req.error)
+            else:
+                ls.client.answer(call_id, output=req.output)
+        except UnknownCall:
+            raise HTTPException(404, f"no call {_short(call_id)} in this session") from None
+        except CallConflict as exc:
+            raise HTTPException(409, str(exc)) from None
+        return {"accepted": True, "session": sid, "call_id": call_id}
 
     @app.post("/demos/agents", status_code=201)
     async def agents_demo(req: AgentsDemo) -> dict[str, Any]:

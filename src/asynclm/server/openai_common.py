@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from asynclm.agents_demo import AgentScript, Step, Wait
 from asynclm.demo_tools import TRAVEL_TOOLS
 from asynclm.engines.base import ChatMessage, Engine
+from asynclm.errors import AsyncLMError
 from asynclm.models import list_models
 from asynclm.protocol import DEFAULT_MARKERS
 from asynclm.runtime import RunControl, Session, SessionConfig
@@ -52,7 +53,7 @@ _CODES = {401: "invalid_api_key", 413: "request_too_large", 429: "rate_limit_exc
 
 # -- errors ---------------------------------------------------------------------------------
 
-class OpenAIError(Exception):
+class OpenAIError(AsyncLMError):
     """Raised by ``/v1`` routes; the app answers it with :func:`openai_error` (any path).
     ``status`` is the HTTP status; ``type``/``param``/``code`` go into the error object.
     Defaults for ``type`` and ``code`` follow the status (see :func:`error_for_status`)."""

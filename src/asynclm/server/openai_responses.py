@@ -67,6 +67,7 @@ from asynclm.protocol import CmlDialect, Delivery
 from asynclm.runtime import RunControl, Session, SessionConfig
 from asynclm.runtime import events as ev
 from asynclm.runtime.records import SessionResult
+from asynclm.server.client_tools import client_tool
 from asynclm.server.openai_common import (
     SIM_MODEL,
     Backend,
@@ -79,7 +80,7 @@ from asynclm.server.openai_common import (
     usage_of,
 )
 from asynclm.server.registry import LiveSession, TooManySessions
-from asynclm.tools import Tool, Toolbox, ToolContext, from_mcp
+from asynclm.tools import Tool, Toolbox, from_mcp
 
 router = APIRouter()
 
@@ -91,7 +92,6 @@ STORE_S = 3600.0
 """How long a response is kept (seconds)."""
 ASYNCLM_LABEL = "asynclm"
 """The ``server_label`` of ``mcp_call`` items for the operator's (non-MCP) server tools."""
-_CTX = "_asynclm_ctx"
 _DIALECT = CmlDialect()
 
 
@@ -177,22 +177,9 @@ class _Conv:
 
     def client_tool(self, spec: Mapping[str, Any]) -> Tool:
         """A tool the client runs: its call waits for a ``function_call_output``."""
-        spec_tool = Tool.from_openai(spec)  # name, schema and validator from the spec
-        name = spec_tool.name
-
-        async def call(ctx: ToolContext, /, **arguments: Any) -> str:
-            fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-            self.waiting[ctx.call_id] = fut
-            self.wake.set()
-            try:
-                return await fut
-            finally:
-                self.waiting.pop(ctx.call_id, None)
-
-        self.client_names.add(name)
-        return Tool(name=name, description=spec_tool.description,
-                    parameters=spec_tool.parameters, validator=spec_tool._validator, fn=call,
-                    is_async=True, ctx_param=_CTX, positional_only=(_CTX,))
+        t = client_tool(spec, self.waiting, on_wait=lambda *_: self.wake.set())
+        self.client_names.add(t.name)
+        return t
 
 
 class _ResponsesSession(Session):

@@ -17,9 +17,11 @@ from asynclm.agents import AgentDirectory
 from asynclm.engines.base import Engine
 from asynclm.errors import SessionError
 from asynclm.runtime import RunControl, Session
+from asynclm.runtime import events as ev
 from asynclm.runtime.clock import now
 from asynclm.runtime.events import StreamEvent
 from asynclm.runtime.messages import Message
+from asynclm.server.client_tools import ClientCalls, json_arguments
 from asynclm.server.wire import encode
 
 Status = Literal["queued", "running", "done", "cancelled", "failed"]
@@ -32,9 +34,12 @@ class LiveSession:
     def __init__(
         self, id: str, *, prompt: str, engine: str, model: str | None, strategy: str,
         tools: str, agent: str | None, control: RunControl, max_events: int,
+        client: ClientCalls | None = None,
     ) -> None:
         self.id, self.prompt, self.engine, self.model = id, prompt, engine, model
         self.strategy, self.tools, self.agent, self.control = strategy, tools, agent, control
+        self.client = client if client is not None else ClientCalls()
+        self.client.on_wait = self._client_call_started
         self.created_at = time.time()
         self.t0 = now()
         self.status: Status = "queued"
@@ -78,10 +83,20 @@ class LiveSession:
         self._wake.set()
 
     def on_runtime_event(self, event: StreamEvent) -> None:
-        data = encode(event, self.t0)
+        self.client.observe(event)
+        if isinstance(event, ev.CallStarted) and self.client.runs_on_client(event.fn):
+            return  # published when the call waits for the client, with its arguments
+        data = encode(event, self.t0, client_fns=self.client.names)
         kind = data.pop("type")
         data.pop("t")
         self.publish(kind, **data)
+
+    def _client_call_started(self, call_id: str, fn: str, arguments: dict[str, Any]) -> None:
+        """A client-run call's ``call.started``: published once its answer can be posted (the
+        runtime's own event comes a moment earlier and is not published), with the validated
+        arguments and the timeout."""
+        self.publish("call.started", call_id=call_id, fn=fn, runs_on="client",
+                     arguments=json_arguments(arguments), timeout_s=self.client.timeout_of(fn))
 
     def close(self) -> None:
         """The session is over: publish ``session.end`` (always the last event)."""
@@ -166,9 +181,11 @@ class SessionRegistry:
         self, *, prompt: str, engine: str, model: str | None, strategy: str, tools: str,
         agent: str | None, make_session: Callable[[Engine], Session],
         open_engine: Callable[[], AbstractAsyncContextManager[Engine]],
+        client: ClientCalls | None = None,
     ) -> LiveSession:
-        """Register a session and start its task. Raises :class:`TooManySessions` at the live
-        limit and ``ValueError`` for an agent name already live."""
+        """Register a session and start its task (``client``: its client-run tools, if any).
+        Raises :class:`TooManySessions` at the live limit and ``ValueError`` for an agent name
+        already live."""
         if self._group is None:
             raise RuntimeError("registry is not running")
         if self.n_live() >= self._max_live:
@@ -181,7 +198,8 @@ class SessionRegistry:
             on_undelivered=lambda left: _undelivered(ls, left),
         )
         ls = LiveSession(sid, prompt=prompt, engine=engine, model=model, strategy=strategy,
-                         tools=tools, agent=agent, control=control, max_events=self._max_events)
+                         tools=tools, agent=agent, control=control, max_events=self._max_events,
+                         client=client)
         if agent is not None:
             self.directory.register(agent, control)
         self._sessions[sid] = ls

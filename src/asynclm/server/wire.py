@@ -3,6 +3,7 @@ since the session was created. Values are shortened; nothing here raises on odd 
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
 from asynclm.protocol import format_value
@@ -37,8 +38,11 @@ def record_json(rec: CallRecord, t0: float) -> dict[str, Any]:
     }
 
 
-def encode(event: ev.StreamEvent, t0: float) -> dict[str, Any]:
-    """The JSON object for one runtime event."""
+def encode(event: ev.StreamEvent, t0: float, *,
+           client_fns: Container[str] = frozenset()) -> dict[str, Any]:
+    """The JSON object for one runtime event. Call events (``call.emitted``, ``call.started``,
+    ``call.completed``) say where the call runs: ``runs_on`` is ``"client"`` for a tool named
+    in ``client_fns`` (the session's client-run tools), else ``"server"``."""
     out: dict[str, Any] = {"type": event.type, "t": _rel(event.t, t0)}
     if isinstance(event, ev.TextDelta):
         out["text"] = event.text
@@ -53,9 +57,14 @@ def encode(event: ev.StreamEvent, t0: float) -> dict[str, Any]:
         out.update(record_json(event.record, t0))
     elif isinstance(event, ev.CallProgress):
         out.update(call_id=event.call_id, fn=event.fn, message=event.message[:_MAX_VALUE])
+    elif isinstance(event, ev.CallPartial):
+        out.update(call_id=event.call_id, fn=event.fn, seq=event.seq,
+                   value=event.text[:_MAX_VALUE])
     elif isinstance(event, ev.InterruptInjected):
         out.update(call_ids=list(event.call_ids), messages=list(event.messages),
                    text=event.text, n_tokens=event.n_tokens)
+        if event.partials:
+            out["partials"] = list(event.partials)
     elif isinstance(event, ev.Waiting):
         out.update(reason=event.reason, pending=list(event.pending))
     elif isinstance(event, ev.TrapEvent):
@@ -72,4 +81,7 @@ def encode(event: ev.StreamEvent, t0: float) -> dict[str, Any]:
             breakdown={"decode_s": b.decode_s, "tool_s": b.tool_s, "overlap_s": b.overlap_s,
                        "idle_s": b.idle_s},
         )
+    if isinstance(event, ev.CallEmitted | ev.CallStarted | ev.CallCompleted):
+        fn = event.record.fn if isinstance(event, ev.CallCompleted) else event.fn
+        out["runs_on"] = "client" if fn in client_fns else "server"
     return out

@@ -32,11 +32,13 @@ from ._errors import (
 from ._mcp import from_mcp
 from ._ordering import SERIAL, OrderBy, Ordered
 from ._process import ProcessResult, run_process
-from ._tool import Handler, Tool
+from ._tool import DeliveryMode, Final, Handler, Tool
 from ._toolbox import Toolbox
 
 __all__ = [
     "SERIAL",
+    "DeliveryMode",
+    "Final",
     "Handler",
     "MCPToolError",
     "OrderBy",

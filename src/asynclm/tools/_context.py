@@ -5,13 +5,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 __all__ = ["ToolContext"]
 
 
 def _no_progress(message: str) -> None:
     """Default progress hook: drop the message."""
+
+
+def _no_partial(value: Any) -> None:
+    """Default partial-result hook: drop the value."""
 
 
 @dataclass(eq=False)
@@ -27,11 +31,16 @@ class ToolContext:
       wait on ``cancel_event``) and return early.
     - ``progress(message)``: report progress; the runtime sets ``on_progress``. It may be called
       from a worker thread, so a runtime hook must be thread-safe (e.g. ``call_soon_threadsafe``).
+    - ``partial(value)``: deliver a partial result to the model (an interrupt marked partial,
+      under the call's delivery mode); the call's return value is still its one result. Like
+      ``progress``, callable from a worker thread; ignored once the call has ended. A generator
+      tool's yields go here.
     """
 
     call_id: str = ""
     tool_name: str = ""
     on_progress: Callable[[str], None] = _no_progress
+    on_partial: Callable[[Any], None] = _no_partial
     _event: threading.Event | None = field(default=None, repr=False)
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
@@ -56,3 +65,7 @@ class ToolContext:
     def progress(self, message: str) -> None:
         """Report a progress message through ``on_progress``."""
         self.on_progress(message)
+
+    def partial(self, value: Any) -> None:
+        """Deliver a partial result through ``on_partial``."""
+        self.on_partial(value)

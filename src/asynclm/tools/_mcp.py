@@ -24,8 +24,10 @@ How an MCP tool maps onto a :class:`Tool`:
 - **errors**: a result flagged ``isError`` raises :class:`MCPToolError` with the server's text;
   the runtime injects it as an error interrupt.
 - **progress** notifications go to :meth:`ToolContext.progress` (``"2/3 step 2"``).
-- **cancellation** (a timeout, the session ending): the pending request is cancelled and the
-  MCP client tells the server (``notifications/cancelled``); the connection stays usable.
+- **cancellation** (a timeout, the session ending, ``RunControl.cancel_call``, the model's
+  built-in ``cancel(call_id)`` for tools made with ``cancellable=True``): the pending request
+  is cancelled and the MCP client (SDK 2.x: ``cancel_on_abandon``) tells the server
+  (``notifications/cancelled``), whose handler is cancelled; the connection stays usable.
 
 Needs the ``mcp`` extra (``pip install 'asynclm[mcp]'``, the MCP Python SDK 2.x); this module
 itself imports nothing from it: it talks to any client with ``list_tools(cursor=...)`` and
@@ -69,7 +71,7 @@ async def from_mcp(
 
     ``prefix`` is put before every name (``github_``), to tell servers apart; ``include``
     keeps only the tools with these server names. ``options`` (``timeout``,
-    ``estimated_time``, ``order_by``) apply to every tool. Raises ``ValueError`` for a tool
+    ``estimated_time``, ``order_by``, ``cancellable``) apply to every tool. Raises ``ValueError`` for a tool
     whose schema cannot be read, for two tools that would get the same name, or for a name in
     ``include`` that the server does not list.
     """

@@ -4,8 +4,10 @@ behind.
 ``asyncio`` does not stop a child process when the task awaiting it is cancelled: a tool that
 times out would leave its program running (and its side effects happening) after the runtime has
 reported ``timeout``. :func:`run_process` starts the program in a process group of its own and,
-when the awaiting task is cancelled, kills the whole group (the program and anything it started)
-and reaps it before the cancellation goes on.
+when the awaiting task is cancelled (a timeout, ``RunControl.cancel_call``, the model's built-in
+``cancel(call_id)``, the session ending), kills the whole group with SIGKILL (the program and
+anything it started, even once the program itself has exited) and reaps the program before the
+cancellation goes on. A process that leaves the group (``setsid``) is out of its reach.
 """
 
 from __future__ import annotations

@@ -50,8 +50,6 @@ def inspect_function(
     ``localns`` resolves string annotations naming local classes (the decorator passes its
     caller's locals)."""
     name = _name_of(fn)
-    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-        raise TypeError(f"tool {name}: generator functions are not supported")
     signature = inspect.signature(fn)
     hints = _type_hints(fn, name, localns)
     doc = _parse_doc(inspect.getdoc(fn))

@@ -10,8 +10,17 @@ import functools
 import inspect
 import math
 import threading
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Generator,
+    Hashable,
+    Mapping,
+    Sequence,
+)
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 from ._context import ToolContext
 from ._errors import ToolNotImplemented
@@ -21,12 +30,48 @@ from ._schema import clean_schema
 from ._signature import inspect_function, is_async_callable, json_schema_of
 from ._validation import ArgumentValidator
 
-__all__ = ["Handler", "Tool"]
+__all__ = ["DeliveryMode", "Final", "Handler", "Tool"]
 
 Handler = Callable[[str, dict[str, Any]], Any | Awaitable[Any]]
 """``handler(name, args)``: runs schema-only tools (sync handlers run in a worker thread)."""
 
-_OPTIONS = ("name", "description", "timeout", "estimated_time", "order_by", "handler")
+_OPTIONS = (
+    "streaming_args",
+    "name", "description", "timeout", "estimated_time", "order_by", "handler", "cancellable",
+    "delivery",
+)
+
+DeliveryMode = Literal["interrupt", "when_idle", "silent"]
+"""When a call's results (its partials and its outcome) go into the model's context:
+
+- ``interrupt``: at the next safe point, while the model writes (the ``async`` strategy's rule);
+- ``when_idle``: only when the model waits: a trap, the end of its text with calls pending
+  (``SessionConfig.on_eos_pending="trap"``), a forged result, or a blocking strategy's wait for
+  a call (the ``async-lazy`` rule);
+- ``silent``: recorded, and appended at the next *boundary* without making the model react: it
+  never triggers an injection, never ends a trap and never keeps a turn alive. It goes in with
+  the next batch injected for another reason (a result, a message, the end of a trap) or, with
+  ``on_eos_pending="trap"``, at the end of the turn: the turn waits for silent calls still
+  running, appends their results and ends without the model writing more (with ``finish`` they
+  are recorded only, like any result still queued).
+
+A call's mode is, first to last: ``RunControl.set_delivery`` (any time before its outcome is
+delivered), ``SessionConfig.delivery_for``, the tool's ``delivery`` option, the strategy's
+default (:attr:`~asynclm.runtime.strategies.Strategy.default_delivery`). Sync strategies block
+on their calls anyway: there every safe point counts as idle."""
+
+_DELIVERY_MODES = ("interrupt", "when_idle", "silent")
+
+
+@dataclass(frozen=True, slots=True)
+class Final:
+    """``yield tool.Final(value)`` in a generator tool: ``value`` is the call's result (its
+    outcome); the generator is closed. Every other value a generator tool yields is a partial
+    result (as ``ToolContext.partial``); one that ends without yielding a ``Final`` has its
+    last yielded value (None if none) as its result, delivered again as the final one. A plain
+    tool may return a ``Final`` too: it is unwrapped."""
+
+    value: Any
 
 
 class Tool:
@@ -38,15 +83,30 @@ class Tool:
     Instances are immutable; ``parameters`` must not be mutated.
     ``timeout`` (seconds) is enforced by the runtime; ``estimated_time`` (seconds) is shown to
     the model. Calling the tool object calls ``fn`` directly, without validation.
+    ``cancellable`` (default False): the model may cancel a running call of this tool with the
+    built-in ``cancel(call_id)`` tool (see :mod:`asynclm.runtime.builtins`); the application
+    and the server can cancel any call whatever it says.
+    ``delivery`` (default None: the session strategy's): when the session delivers the results
+    of this tool's calls, ``"interrupt"``, ``"when_idle"`` or ``"silent"`` (see
+    ``asynclm.tools.DeliveryMode``; the application may override it per call).
+    A generator function (async or sync) is a streaming tool: each value it yields is a partial
+    result, ``yield tool.Final(value)`` gives its result (see :class:`Final`).
+    ``streaming_args`` (default None): an async function ``(stream, ctx) -> result`` that runs
+    the call from its arguments *as the model writes them* (an
+    :class:`asynclm.runtime.executor.ArgStream`), started before the call block closes; the
+    function itself runs calls that start otherwise (see :mod:`asynclm.protocol.stream_args`).
     """
 
     SERIAL: ClassVar = SERIAL
     Ordered: ClassVar = Ordered
+    Final: ClassVar = Final
 
     __slots__ = (
         "_ctx_param",
         "_positional_only",
         "_validator",
+        "cancellable",
+        "delivery",
         "description",
         "estimated_time",
         "fn",
@@ -55,6 +115,7 @@ class Tool:
         "name",
         "order_by",
         "parameters",
+        "streaming_args",
         "timeout",
     )
 
@@ -67,6 +128,9 @@ class Tool:
     fn: Callable[..., Any] | None
     order_by: OrderBy
     handler: Handler | None
+    streaming_args: Callable[..., Awaitable[Any]] | None
+    cancellable: bool
+    delivery: DeliveryMode | None
     _validator: ArgumentValidator
     _ctx_param: str | None
     _positional_only: tuple[str, ...]
@@ -86,14 +150,26 @@ class Tool:
         timeout: float | None = None,
         estimated_time: float | None = None,
         order_by: OrderBy = None,
+        cancellable: bool = False,
+        delivery: DeliveryMode | None = None,
+        streaming_args: Callable[..., Awaitable[Any]] | None = None,
     ) -> None:
         """Low-level constructor used by the factories; prefer :func:`tool` / ``from_*``."""
+        if delivery is not None and delivery not in _DELIVERY_MODES:
+            raise ValueError(f"delivery must be one of {', '.join(_DELIVERY_MODES)} or None, "
+                             f"not {delivery!r}")
         if not isinstance(name, str) or not name.strip() or any(c.isspace() for c in name):
             raise ValueError(f"tool name must be a non-empty string without spaces, not {name!r}")
         if handler is not None and not callable(handler):
             raise TypeError("handler must be callable")
+        if not isinstance(cancellable, bool):
+            raise TypeError(f"cancellable must be True or False, not {cancellable!r}")
+        if streaming_args is not None and not is_async_callable(streaming_args):
+            raise TypeError("streaming_args must be an async function (stream, ctx) -> result")
         if fn is None and handler is not None:
             is_async = is_async_callable(handler)
+        if fn is not None and inspect.isasyncgenfunction(fn):
+            is_async = True  # an async generator runs on the loop; its yields are partials
         values = {
             "name": name,
             "description": description or "",
@@ -103,6 +179,9 @@ class Tool:
             "is_async": is_async,
             "fn": fn,
             "handler": handler,
+            "streaming_args": streaming_args,
+            "cancellable": cancellable,
+            "delivery": delivery,
             "order_by": normalize_order_by(order_by, validator.params, name),
             "_validator": validator,
             "_ctx_param": ctx_param,
@@ -122,7 +201,8 @@ class Tool:
         impl = (
             "" if self.fn is not None else (", handler" if self.handler else ", no implementation")
         )
-        return f"<Tool {self.name!r} ({kind}{impl})>"
+        options = f", delivery={self.delivery}" if self.delivery is not None else ""
+        return f"<Tool {self.name!r} ({kind}{impl}{options})>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the underlying function directly (no validation, no thread)."""
@@ -143,6 +223,9 @@ class Tool:
         estimated_time: float | None = None,
         order_by: OrderBy = None,
         localns: Mapping[str, Any] | None = None,
+        streaming_args: Callable[..., Awaitable[Any]] | None = None,
+        cancellable: bool | None = None,
+        delivery: DeliveryMode | None = None,
     ) -> Tool:
         """Same as ``tool(fn, ...)``: a tool from ``fn``'s signature and docstring (a tool is
         returned as is, or with the options given replaced); ``localns`` resolves string
@@ -156,6 +239,9 @@ class Tool:
                     "timeout": timeout,
                     "estimated_time": estimated_time,
                     "order_by": order_by,
+                    "streaming_args": streaming_args,
+                    "cancellable": cancellable,
+                    "delivery": delivery,
                 }.items()
                 if v is not None
             }
@@ -177,6 +263,9 @@ class Tool:
             timeout=timeout,
             estimated_time=estimated_time,
             order_by=order_by,
+            streaming_args=streaming_args,
+            cancellable=bool(cancellable),
+            delivery=delivery,
         )
 
     @classmethod
@@ -191,7 +280,8 @@ class Tool:
         """A tool from an OpenAI ``{"type": "function", "function": {...}}`` spec (or the inner
         ``function`` dict). Arguments are validated against the spec's JSON Schema; ``fn``
         (optional) implements it, else ``handler(name, args)``, else invoke raises
-        :class:`ToolNotImplemented`. ``options``: timeout, estimated_time, order_by.
+        :class:`ToolNotImplemented`. ``options``: timeout, estimated_time, order_by,
+        cancellable, delivery.
         Raises ``ValueError`` for a malformed spec."""
         name, description, parameters, validator = schema_parts(spec)
         ctx_param = None
@@ -216,7 +306,7 @@ class Tool:
 
     def replace(self, **changes: Any) -> Tool:
         """A copy with some of ``name``, ``description``, ``timeout``, ``estimated_time``,
-        ``order_by``, ``handler`` changed."""
+        ``order_by``, ``handler``, ``cancellable``, ``delivery`` changed."""
         unknown = set(changes) - set(_OPTIONS)
         if unknown:
             raise TypeError(f"cannot replace {sorted(unknown)}; allowed: {list(_OPTIONS)}")
@@ -272,7 +362,7 @@ class Tool:
             if self.fn is None:
                 if self.handler is None:
                     raise ToolNotImplemented(self.name)
-                return await _run(self.handler, self.is_async, (self.name, dict(args)), {})
+                return await _run(self.handler, self.is_async, (self.name, dict(args)), {}, ctx)
             kwargs = dict(args)
             if self._ctx_param is not None:
                 kwargs[self._ctx_param] = ctx
@@ -281,22 +371,67 @@ class Tool:
                 if name not in kwargs:
                     break
                 positional.append(kwargs.pop(name))
-            return await _run(self.fn, self.is_async, tuple(positional), kwargs)
+            return await _run(self.fn, self.is_async, tuple(positional), kwargs, ctx)
         except asyncio.CancelledError:
             ctx.cancel()
             raise
 
 
 async def _run(
-    fn: Callable[..., Any], is_async: bool, args: tuple[Any, ...], kwargs: dict[str, Any]
+    fn: Callable[..., Any], is_async: bool, args: tuple[Any, ...], kwargs: dict[str, Any],
+    ctx: ToolContext,
 ) -> Any:
+    """Call ``fn``: awaited if async, else in a worker thread. A generator function's yields
+    are partial results (``ctx.partial``) and its result is its :class:`Final` (or its last
+    yield); a :class:`Final` returned is unwrapped."""
     if is_async:
-        return await fn(*args, **kwargs)
-    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        if inspect.isasyncgenfunction(fn):
+            return await _drain_async(fn(*args, **kwargs), ctx)
+        return _unwrap(await fn(*args, **kwargs))
+    target = functools.partial(_drain_sync, fn, ctx) if inspect.isgeneratorfunction(fn) else fn
+    call = functools.partial(contextvars.copy_context().run, target, *args, **kwargs)
     result = await asyncio.get_running_loop().run_in_executor(_DAEMON_THREADS, call)
     if inspect.isawaitable(result):  # a sync function that returned a coroutine
         result = await result
-    return result
+    return _unwrap(result)
+
+
+def _unwrap(value: Any) -> Any:
+    return value.value if isinstance(value, Final) else value
+
+
+async def _drain_async(gen: AsyncGenerator[Any, None], ctx: ToolContext) -> Any:
+    """Run an async generator tool: each value yielded is a partial, a :class:`Final` ends it."""
+    last = None
+    try:
+        async for item in gen:
+            if isinstance(item, Final):
+                return item.value
+            ctx.partial(item)
+            last = item
+    finally:
+        await gen.aclose()
+    return last
+
+
+def _drain_sync(
+    fn: Callable[..., Generator[Any, None, Any]], ctx: ToolContext, *args: Any, **kwargs: Any,
+) -> Any:
+    """Run a sync generator tool (in its worker thread) like :func:`_drain_async`; it is also
+    stopped at its next yield once the call is cancelled (its result is then discarded)."""
+    gen = fn(*args, **kwargs)
+    last = None
+    try:
+        for item in gen:
+            if isinstance(item, Final):
+                return item.value
+            ctx.partial(item)
+            last = item
+            if ctx.cancelled():
+                break
+    finally:
+        gen.close()
+    return last
 
 
 class _DaemonThreads(concurrent.futures.Executor):
