@@ -36,6 +36,7 @@ from asynclm.protocol import (
     Trap,
     is_call_id,
 )
+from asynclm.protocol.dialect import ReadsArguments
 from asynclm.protocol.stream_args import ArgumentsReader
 from asynclm.runtime import events as ev
 from asynclm.runtime import otel
@@ -134,8 +135,9 @@ class DecodeLoop:
         # writes their call, where the dialect can read arguments (``arguments_reader``) and the
         # strategy starts calls when written.
         self.new_args_reader: Callable[[], ArgumentsReader | None] | None = (
-            getattr(dialect, "arguments_reader", None)
-            if strategy.start_on_emit and any(tools[n].streaming_args for n in tools) else None)
+            dialect.arguments_reader
+            if isinstance(dialect, ReadsArguments) and strategy.start_on_emit
+            and any(tools[n].streaming_args for n in tools) else None)
         self.args_reader: ArgumentsReader | None = None  # the open call's arguments
         self.early: EarlyCall | None = None  # the open call's tool, started while written
         self.stop: StopReason = "eos"
