@@ -165,7 +165,8 @@ def bench_real(*, model: str, statements: int = 6, stmt_s: float = 1.0, repeats:
     for v in VARIANTS:
         lat = [r["latency_s"] for r in runs if r["variant"] == v]
         summary[v] = {"median_latency_s": statistics.median(lat) if lat else None,
-                      "runs": len(lat)}
+                      "min_latency_s": min(lat, default=None),
+                      "max_latency_s": max(lat, default=None), "runs": len(lat)}
     n, s = summary["normal"]["median_latency_s"], summary["streamed"]["median_latency_s"]
     return {"benchmark": "partial-args", "engine": "llama", "model": model,
             "params": {"statements": statements, "stmt_s": stmt_s, "repeats": repeats,
@@ -203,10 +204,13 @@ def markdown(result: dict[str, Any], command: str) -> str:
         p = result["params"]
         lines += [f"Model {result['model']} (llama.cpp), {p['statements']} statements asked, "
                   f"{p['stmt_s']:g} s per statement, {p['repeats']} repeats.", "",
-                  "| variant | median latency (s) | runs |", "|---|---|---|"]
+                  "| variant | median latency (s) | min–max (s) | runs |", "|---|---|---|---|"]
         for v, row in result["summary"].items():
-            med = row["median_latency_s"]
-            lines.append(f"| {v} | {'-' if med is None else f'{med:.2f}'} | {row['runs']} |")
+            med, lo, hi = (row.get(k) for k in ("median_latency_s", "min_latency_s",
+                                                "max_latency_s"))
+            spread = "-" if lo is None or hi is None else f"{lo:.2f}–{hi:.2f}"
+            lines.append(f"| {v} | {'-' if med is None else f'{med:.2f}'} | {spread} | "
+                         f"{row['runs']} |")
         red = result.get("latency_reduction")
         lines += ["", f"Latency reduction (medians): {'-' if red is None else f'{red:.1%}'}."]
     lines.append("")
