@@ -76,6 +76,12 @@ COMMANDS = [
     # bench partial-args --engine llama --model qwen2.5-coder-1.5b --threads 2
     "bench partial-args --engine sim "
     "--json benchmarks/results/partial_args.json --report benchmarks/results/partial_args.md",
+    # live scenarios, multi-second tools (research 8 s, bookings 5-6 s, weather 1 s): time to
+    # first answer, total latency, answers that used every result; simulator, then the 1.5B
+    "bench live --engine sim --repeats 1 "
+    "--json benchmarks/results/live-sim.json --report benchmarks/results/live-sim.md",
+    "bench live --engine llama --model qwen2.5-coder-1.5b --threads 2 --repeats 1 "
+    "--json benchmarks/results/live.json --report benchmarks/results/live.md",
     "bench overhead --sessions 50 --calls 20 "
     "--json benchmarks/results/overhead.json --report benchmarks/results/overhead.md",
     "bench server --model qwen2.5-coder-0.5b --tasks 3 --threads 1 "

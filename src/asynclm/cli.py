@@ -63,7 +63,9 @@ if typer is not None:
         threads: ThreadsOption = None,
         base_url: BaseUrlOption = None,
     ) -> None:
-        """Run a multi-tool task sync then async; print answers, timelines and the speedup."""
+        """Run a live task with multi-second tools (research 8 s, booking 5 s, weather 1 s)
+        sync, async and async with when-idle delivery; print the answers, timelines, time to
+        first answer and total latency with their ratios."""
 
         from asynclm.demo import report, run_model_demo, run_sim_demo, write_outputs
 
@@ -79,7 +81,8 @@ if typer is not None:
             async def go() -> DemoRun:
                 eng = LlamaCppEngine(path, n_threads=threads)
                 try:
-                    with console.status("running the task sync, then async…"):
+                    with console.status("running the task sync, async, then async with when-idle "
+                                        "delivery…"):
                         return await run_model_demo(eng, label=model)
                 finally:
                     await eng.aclose()
@@ -94,7 +97,8 @@ if typer is not None:
                 eng = await connect(base_url, model)
                 console.print(f"[bold]asynclm demo[/] — {base_url} ({eng.mode} mode), real tools")
                 try:
-                    with console.status("running the task sync, then async…"):
+                    with console.status("running the task sync, async, then async with when-idle "
+                                        "delivery…"):
                         return await run_model_demo(eng, label=f"{eng.mode}:{base_url}")
                 finally:
                     await eng.aclose()

@@ -1,106 +1,126 @@
-"""``asynclm demo``: one multi-tool task run ``sync`` then ``async`` on the same engine, with the
-answers, a side-by-side timeline, the measured speedup, and Chrome traces + Gantt PNGs."""
+"""``asynclm demo``: one live scenario (:mod:`asynclm.demo_live`: multi-second tools, research
+8 s, a booking 5 s, the weather 1 s) run ``sync``, ``async`` and ``async`` with ``when_idle``
+delivery on the same engine, with the answers, the tools' latencies, the time to first answer
+and the total latency with their ratios, side-by-side timelines, and Chrome traces + Gantt
+PNGs."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from asynclm.demo_live import DINNER, LiveMetrics, LiveScenario, run_scenario, sim_costs
 from asynclm.engines.base import Engine
-from asynclm.runtime import Session, SessionConfig, SessionResult, run_virtual
-from asynclm.testing.sim import OraclePolicy, SimCall, SimCosts, SimEngine, SimTask, task_toolbox
+from asynclm.runtime import SessionResult, run_virtual
 from asynclm.trace import gantt_compare, text_timeline
 
-TRIP = SimTask(
-    calls=(
-        SimCall("w1", "get_weather", {"city": "Lisbon", "days": 3}, 0.9,
-                result={"forecast": ["sun", "sun", "clouds"], "high_c": 24}),
-        SimCall("f1", "search_flights", {"origin": "BER", "dest": "LIS", "date": "2026-12-04"}, 2.4,
-                result={"best": "TP 541", "price_eur": 189}),
-        SimCall("h1", "search_hotels", {"city": "Lisbon", "nights": 3, "max_eur": 150}, 1.6,
-                result={"best": "Casa do Rio", "price_eur": 132}),
-        SimCall("x1", "convert_currency", {"amount": 189, "src": "EUR", "dst": "USD"}, 0.4,
-                result=203.9),
-    ),
-    prompt="Plan a 3-night trip from Berlin to Lisbon on 4 December: weather, a flight, a hotel "
-    "under 150 EUR, and the flight price in USD.",
-    answer="Lisbon will be sunny (24 °C). Fly TP 541 (189 EUR, about 204 USD) and stay at "
-    "Casa do Rio (132 EUR/night).",
-    name="trip",
-)
+DEMO_SCENARIO = DINNER
+"""The demo's scenario: book a table (5 s), research a restaurant (8 s), the weather (1 s)."""
+DEMO_VARIANTS = ("sync", "async", "async-when-idle")
 
 
 @dataclass(frozen=True)
 class DemoRun:
-    sync: SessionResult
-    async_: SessionResult
+    """The demo's runs, by variant (:data:`DEMO_VARIANTS`), each with its metrics."""
+
+    results: dict[str, SessionResult]
+    metrics: dict[str, LiveMetrics]
     engine: str
+    scenario: LiveScenario = field(default=DEMO_SCENARIO)
+
+    @property
+    def sync(self) -> SessionResult:
+        return self.results["sync"]
+
+    @property
+    def async_(self) -> SessionResult:
+        return self.results["async"]
 
     @property
     def speedup(self) -> float:
+        """Total latency, sync ÷ async."""
         return self.sync.latency_s / self.async_.latency_s
 
-
-def run_sim_demo(tpot_s: float = 0.027) -> DemoRun:
-    """The trip task on the simulator at about the 1.5B model's CPU speed (virtual time)."""
-    out = {}
-    for strategy in ("sync", "async"):
-        engine = SimEngine(OraclePolicy(TRIP), SimCosts(tpot_s=tpot_s, prefill_tps=175.0))
-        session = Session(engine, task_toolbox(TRIP), strategy=strategy,
-                          trace_meta={"engine": "sim", "task": TRIP.name})
-        out[strategy] = run_virtual(session.run(TRIP.prompt))
-    return DemoRun(out["sync"], out["async"], "simulator")
+    def first_answer_ratio(self, variant: str = "async") -> float | None:
+        """Time to first answer, sync ÷ ``variant`` (None where one never answered)."""
+        a, b = self.metrics["sync"].first_answer_s, self.metrics[variant].first_answer_s
+        return a / b if a is not None and b else None
 
 
-async def run_model_demo(engine: Engine, *, label: str, max_tokens: int = 400) -> DemoRun:
-    """The trip task with real tools on a real engine: sync first, then async. The prompt is
-    processed before each run (prefix cache), so both start alike and the timelines compare
+def run_sim_demo(tpot_s: float = 0.027, scenario: LiveScenario = DEMO_SCENARIO) -> DemoRun:
+    """The scenario on the simulator at about the 1.5B model's CPU speed (virtual time)."""
+    results, metrics = {}, {}
+    for variant in DEMO_VARIANTS:
+        r, m = run_virtual(run_scenario(
+            scenario.sim_engine(sim_costs(tpot_s)), scenario, variant,
+            trace_meta={"engine": "sim"}))
+        results[variant], metrics[variant] = r, m
+    return DemoRun(results, metrics, "simulator", scenario)
+
+
+async def run_model_demo(engine: Engine, *, label: str, max_tokens: int = 400,
+                         scenario: LiveScenario = DEMO_SCENARIO) -> DemoRun:
+    """The scenario with its real tools on a real engine, one variant after another. The prompt
+    is processed before each run (prefix cache), so all start alike and the timelines compare
     decoding, tools and injections."""
-    from asynclm.demo_tools import TRAVEL_TOOLS, TRIP_PROMPT
-
-    out = {}
-    for strategy in ("sync", "async"):
-        session = Session(engine, TRAVEL_TOOLS, strategy=strategy,
-                          config=SessionConfig(max_tokens=max_tokens, deadline_s=600),
-                          trace_meta={"engine": label, "task": "trip"})
-        await session.warm_up(TRIP_PROMPT)
-        out[strategy] = await session.run(TRIP_PROMPT)
-    return DemoRun(out["sync"], out["async"], label)
+    results, metrics = {}, {}
+    for variant in DEMO_VARIANTS:
+        r, m = await run_scenario(engine, scenario, variant, max_tokens=max_tokens,
+                                  deadline_s=600.0, trace_meta={"engine": label})
+        results[variant], metrics[variant] = r, m
+    return DemoRun(results, metrics, label, scenario)
 
 
 def write_outputs(run: DemoRun, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, r in (("sync", run.sync), ("async", run.async_)):
+    for name, r in run.results.items():
         p = out_dir / f"trace-{name}.json"
         r.trace.save(p)
         png = out_dir / f"gantt-{name}.png"
         r.trace.gantt(png, title=f"{name}: {r.latency_s:.2f} s")
         paths += [p, png]
     both = out_dir / "gantt-sync-vs-async.png"
-    gantt_compare([("sync", run.sync.trace), ("async", run.async_.trace)], both)
+    gantt_compare([(name, r.trace) for name, r in run.results.items()], both)
     paths.append(both)
     return paths
 
 
+def _s(x: float | None) -> str:
+    return "never" if x is None else f"{x:.1f} s"
+
+
 def report(run: DemoRun, width: int = 72) -> str:
-    lines = []
-    for name, r in (("sync", run.sync), ("async", run.async_)):
+    sc = run.scenario
+    lines = [f"task: {sc.prompt}", f"{sc.latency_line()} (each tool's latency, as written)", ""]
+    for name, r in run.results.items():
+        m = run.metrics[name]
         b = r.trace.breakdown()
         lines += [
-            f"── {name}: {r.latency_s:.2f} s, {r.stop_reason}  ({len(r.calls)} calls, "
-            f"{r.n_generated} tokens; "
+            f"── {name}: first answer {_s(m.first_answer_s)}, total {r.latency_s:.2f} s, "
+            f"{r.stop_reason}  ({len(r.calls)} calls, {r.n_generated} tokens; "
             f"decode {b.decode_s:.2f} s, tools {b.tool_s:.2f} s, overlap {b.overlap_s:.2f} s, "
             f"waiting {b.idle_s:.2f} s)",
             text_timeline(r.trace, width=width),
             f"answer: {r.text.strip()}",
+            "used every result: " + ("yes" if m.used_all else
+                                     f"no (missing {', '.join(m.missing)})"),
             "",
         ]
-    unfinished = [n for n, r in (("sync", run.sync), ("async", run.async_))
-                  if r.stop_reason != "eos"]
+    unfinished = [n for n, r in run.results.items() if r.stop_reason != "eos"]
     if unfinished:  # a run cut off by its token cap or deadline: a ratio would mislead
         lines.append(f"no speedup reported: {', '.join(unfinished)} did not finish "
-                     f"({', '.join(r.stop_reason for r in (run.sync, run.async_))})")
-    else:
-        lines.append(f"speedup async vs sync ({run.engine}): {run.speedup:.2f}x")
+                     f"({', '.join(r.stop_reason for r in run.results.values())})")
+        return "\n".join(lines)
+    lines.append(f"{'':16} {'first answer':>14} {'total':>16}")
+    for name, r in run.results.items():
+        fa = run.metrics[name].first_answer_s
+        ratio = run.first_answer_ratio(name)
+        lines.append(f"{name:16} {_s(fa):>8} {'' if ratio is None else f'{ratio:4.1f}x':>5} "
+                     f"{r.latency_s:8.1f} s {run.sync.latency_s / r.latency_s:4.2f}x")
+    ratio = run.first_answer_ratio()
+    lines.append(
+        f"speedup async vs sync ({run.engine}): {run.speedup:.2f}x total latency"
+        + ("" if ratio is None else f", {ratio:.1f}x to the first answer")
+        + f"; {sc.latency_line()}")
     return "\n".join(lines)

@@ -122,6 +122,49 @@ def bench_partial_args(
     _write(result, json_path, report, markdown(result, result["command"]))
 
 
+@bench_app.command("live")
+def bench_live(
+    engine: Annotated[str, typer.Option(help="sim (virtual time) or llama (llama.cpp).")] = "sim",
+    model: Annotated[str, typer.Option(help="llama: bundled model.")] = "qwen2.5-coder-1.5b",
+    threads: Annotated[int | None, typer.Option(help="llama.cpp threads.")] = None,
+    scenarios: Annotated[str | None, typer.Option(
+        help="Comma list (asynclm.demo_live.SCENARIOS); default all.")] = None,
+    variants: Annotated[str | None, typer.Option(
+        help="Comma list of sync, async, async-when-idle, async-lazy; default all on the sim, "
+             "the first three on llama.")] = None,
+    repeats: Annotated[int, typer.Option(help="Runs per scenario and variant.")] = 1,
+    max_tokens: Annotated[int | None, typer.Option(
+        help="Per run; default 400 on the sim, 256 on llama.")] = None,
+    tpot_ms: Annotated[float, typer.Option(help="Sim: time per output token.")] = 27.0,
+    json_path: Annotated[Path | None, typer.Option("--json")] = None,
+    report: Annotated[Path | None, typer.Option("--report")] = None,
+) -> None:
+    """Live scenarios with multi-second tools (research 8 s, bookings 5-6 s, weather 1 s):
+    time to first answer, total latency and whether the answer used every result, for sync,
+    async and async with when-idle delivery."""
+    from asynclm.bench.live import bench_live_llama, bench_live_sim, markdown
+
+    names = [s.strip() for s in scenarios.split(",") if s.strip()] if scenarios else None
+    vs = [v.strip() for v in variants.split(",") if v.strip()] if variants else None
+    err = Console(stderr=True)
+    try:
+        if engine == "sim":
+            result = bench_live_sim(scenarios=names, variants=vs, repeats=repeats,
+                                    tpot_ms=tpot_ms, max_tokens=max_tokens or 400)
+        elif engine in ("llama", "llamacpp"):
+            result = bench_live_llama(model=model, threads=threads, scenarios=names,
+                                      variants=vs, repeats=repeats,
+                                      max_tokens=max_tokens or 256,
+                                      progress=lambda m: err.print(m, highlight=False))
+        else:
+            raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    result["command"] = _command()
+    _write(result, json_path, report, markdown(result, result["command"]))
+
+
 @bench_app.command("overhead")
 def bench_overhead(
     sessions: int = 50, calls: int = 20,
