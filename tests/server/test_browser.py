@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -109,4 +110,77 @@ def test_page_injects_a_typed_message_on_the_05b_model(browser: Any) -> None:
                    "sentence each.", system="You are a helpful travel assistant.")
         if shot := os.environ.get("ASYNCLM_SCREENSHOT"):
             page.screenshot(path=shot)
+        page.close()
+
+
+# -- the live demo (POST /demos/live): a slow research call while the model talks ----------------
+DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "live-demo.png"
+"""Where the screenshot goes when ``ASYNCLM_UPDATE_SCREENSHOTS=1`` (else into the test's tmp)."""
+
+
+def _start_live_demo(page: Any, url: str) -> list[str]:
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "/")
+    page.select_option("#engine", "sim")
+    page.fill("#tpot", "40")
+    page.click("#live")
+    # the research runs while the model talks; its progress and partial result show
+    page.wait_for_selector('#calls li[data-call="r1"][data-status="running"] .progress',
+                           timeout=30_000)
+    page.wait_for_selector('#calls li[data-call="r1"][data-status="running"] .partial',
+                           timeout=30_000)
+    assert 'partial 1: "5 candidates' in page.inner_text('#calls li[data-call="r1"]')
+    assert page.locator('#timeline .tick.progress[data-call="r1"]').count() >= 2
+    assert page.locator('#timeline .tick.partial[data-call="r1"]').count() == 1
+    assert len(page.inner_text("#conversation .msg.assistant")) > 200  # it kept talking
+    return errors
+
+
+def _wait_ended(page: Any) -> None:
+    page.wait_for_function("() => /ended/.test(document.querySelector('#sessions').textContent)",
+                           timeout=60_000)
+
+
+def test_live_demo_stop_that_makes_the_model_cancel_the_research(
+    browser: Any, tmp_path: Path,
+) -> None:
+    with running_server(ServerConfig()) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = _start_live_demo(page, url)
+        page.click("#stop-that")
+        page.wait_for_selector('#calls li[data-call="r1"][data-status="cancelled"]',
+                               timeout=30_000)
+        _wait_ended(page)
+        conv = page.inner_text("#conversation")
+        assert "Stop that." in conv and "Okay, stopping r1 now." in conv
+        assert "Stopped: r1 (research) cancelled." in conv and "Taberna Sal" not in conv
+        cancel = page.locator('#calls li[data-status="ok"]')  # the model's cancel(call_id="r1")
+        assert cancel.count() == 1 and 'cancel(call_id="r1")' in cancel.inner_text()
+        assert "cancelled by the model" in page.inner_text('#calls li[data-call="r1"]')
+        assert page.locator('#timeline .bar.call.cancelled[data-call="r1"]').count() == 1
+        assert page.locator("#timeline .marker.message").count() == 1
+        update = os.environ.get("ASYNCLM_UPDATE_SCREENSHOTS") == "1"
+        page.screenshot(path=str(DOCS_SHOT if update else tmp_path / "live-demo.png"),
+                        full_page=True)
+        assert not errors, errors
+        page.close()
+
+
+def test_live_demo_result_arrives_when_the_model_is_idle(browser: Any) -> None:
+    with running_server(ServerConfig()) as url:
+        page = browser.new_page()
+        errors = _start_live_demo(page, url)
+        # the research ends while the model still talks: its result waits for a pause
+        page.wait_for_selector('#calls li[data-call="r1"][data-status="ok"]', timeout=30_000)
+        assert not page.locator("#timeline .marker.result").count()
+        assert "ended" not in page.inner_text("#sessions")
+        marker = page.wait_for_selector("#timeline .marker.result", state="attached",
+                                        timeout=30_000)
+        assert marker.get_attribute("data-label") == "r1,partial:r1"
+        _wait_ended(page)
+        conv = page.inner_text("#conversation")
+        assert "Taberna Sal" in conv and "An update from r1: 5 candidates" in conv
+        assert "Stopped" not in conv
+        assert not errors, errors
         page.close()

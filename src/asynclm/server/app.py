@@ -21,7 +21,10 @@ Routes (JSON unless said; errors are ``{"error": ..., "detail": ...}`` with a 4x
   404: unknown session or call id; 409, changing nothing: a call that runs on the server, one
   answered already, one that has ended (timeout, cancelled, the session ended) or that has not
   started yet;
-- ``POST /demos/agents`` two agents linked by ``send_message``.
+- ``POST /demos/agents`` two agents linked by ``send_message``;
+- ``POST /demos/live`` the live demo: a slow ``research`` call (progress, a partial result,
+  cancellable, its results delivered ``when_idle``) while the model talks; a message saying
+  "stop" makes the model cancel it (on ``sim``, a scripted model: :class:`StopPolicy`).
 
 Every request passes :class:`_Guard` first: a ``Host`` that does not name this server gets 400
 (DNS rebinding), a state-changing request from a foreign ``Origin`` 403, a missing token 401, a
@@ -54,6 +57,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from asynclm.agents import send_message_tool
 from asynclm.agents_demo import PLANNER, PROMPTS, RESEARCHER, ROLES, sim_scripts
 from asynclm.bench.baselines import strategy as get_strategy
+from asynclm.demo_live import RESEARCH_S, research
 from asynclm.demo_tools import TRAVEL_TOOLS
 from asynclm.engines.base import Engine
 from asynclm.prompt import system_prompt
@@ -71,8 +75,14 @@ from asynclm.server.openai_common import (
 )
 from asynclm.server.openai_responses import router as openai_responses_router
 from asynclm.server.registry import LiveSession, SessionRegistry, TooManySessions
-from asynclm.server.schemas import AgentsDemo, ClientResult, CreateSession, SendMessage
-from asynclm.server.sim_policy import ReactivePolicy, default_script, script_steps
+from asynclm.server.schemas import AgentsDemo, ClientResult, CreateSession, LiveDemo, SendMessage
+from asynclm.server.sim_policy import (
+    ReactivePolicy,
+    StopPolicy,
+    default_script,
+    live_steps,
+    script_steps,
+)
 from asynclm.testing.sim import SimCosts, SimEngine
 from asynclm.tools import Toolbox
 
@@ -82,6 +92,15 @@ _STREAM_COOKIE = "asynclm_stream_"  # + the port the browser sees; value: "<expi
 _STREAM_COOKIE_S = 12 * 3600
 _EVENTS_PATH = re.compile(r"/sessions/[^/]+/events")
 _LAST_EVENT_ID = re.compile(r"[0-9]{1,18}")
+
+# The live demo (POST /demos/live): one slow research call, its results delivered when idle.
+_LIVE_TOPIC = "best seafood restaurant in Alfama, Lisbon"
+_LIVE_PROMPT = (f"Research the {_LIVE_TOPIC}, for dinner tomorrow. While the research runs, "
+                "keep talking to me: tell me about Alfama.")
+_LIVE_ROLE = (f"research is slow (about {RESEARCH_S:g} s): call it, then keep talking to the "
+              "user while it runs; its result arrives as an interrupt when you pause. If the "
+              "user asks you to stop, cancel the call with cancel(call_id=...) and say so.")
+_LIVE_TOOLS = Toolbox([research.replace(delivery="when_idle")])
 
 
 def _error(status: int, error: str, detail: Any = None) -> JSONResponse:
@@ -390,7 +409,8 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
         return sim
 
-    def _start(req: CreateSession, *, policy: Any = None, role: str = "") -> LiveSession:
+    def _start(req: CreateSession, *, policy: Any = None, role: str = "",
+               toolbox: Toolbox | None = None) -> LiveSession:
         if len(req.prompt) > cfg.max_prompt_chars:
             raise HTTPException(413, f"prompt over {cfg.max_prompt_chars} characters")
         if req.system is not None and len(req.system) > cfg.max_prompt_chars:
@@ -406,7 +426,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                 raise HTTPException(400, str(exc)) from None
         if req.agent is not None and req.agent in registry.directory:
             raise HTTPException(409, f"an agent named {req.agent!r} is already live")
-        box = _load_tools(req.tools, cfg, toolsets)
+        box = toolbox if toolbox is not None else _load_tools(req.tools, cfg, toolsets)
         client = _client_calls(req, box)
         if client.tools:
             box = Toolbox([*box.values(), *client.tools])
@@ -584,6 +604,19 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                 "agent": name, "sim": {"tpot_ms": req.tpot_ms} if req.engine == "sim" else None})
             out[name] = _start(create_req, policy=scripts.get(name), role=ROLES[name]).info()
         return {"sessions": out}
+
+    @app.post("/demos/live", status_code=201)
+    async def live_demo(req: LiveDemo) -> dict[str, Any]:
+        """A session whose model starts a slow ``research`` call and keeps talking while it
+        runs (progress and a partial result on the event stream); "stop" in a message makes
+        the model cancel it; its result arrives when the model is idle."""
+        create_req = CreateSession.model_validate({
+            "prompt": _LIVE_PROMPT, "tools": "live", "engine": req.engine, "model": req.model,
+            "max_tokens": req.max_tokens,
+            "sim": {"tpot_ms": req.tpot_ms} if req.engine == "sim" else None})
+        policy = (StopPolicy(live_steps(_LIVE_TOPIC), cancellable=["r1"])
+                  if req.engine == "sim" else None)
+        return _start(create_req, policy=policy, role=_LIVE_ROLE, toolbox=_LIVE_TOOLS).info()
 
     app.include_router(openai_chat_router)
     app.include_router(openai_responses_router)

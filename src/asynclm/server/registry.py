@@ -79,6 +79,7 @@ class LiveSession:
             return
         event = {"seq": len(self.events), "type": type,
                  "t": round(now() - self.t0, 6), "mono": time.monotonic(), **data}
+        event["seq"] = len(self.events)  # the log's index: an event's own data never replaces it
         self.events.append(event)
         self._wake.set()
 

@@ -81,6 +81,16 @@ class AgentsDemo(_Strict):
     tpot_ms: float = Field(30.0, ge=0.0, le=2000.0)
 
 
+class LiveDemo(_Strict):
+    """``POST /demos/live``: the live demo on the simulator (``tpot_ms`` per token, real time)
+    or on a llama.cpp model."""
+
+    engine: Literal["sim", "llamacpp"] = "sim"
+    model: str = Field("qwen2.5-coder-0.5b", max_length=100)
+    max_tokens: int = Field(512, ge=1)
+    tpot_ms: float = Field(40.0, ge=0.0, le=2000.0)
+
+
 class SessionInfo(BaseModel):
     id: str
     status: Literal["queued", "running", "done", "cancelled", "failed"]

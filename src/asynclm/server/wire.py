@@ -58,7 +58,7 @@ def encode(event: ev.StreamEvent, t0: float, *,
     elif isinstance(event, ev.CallProgress):
         out.update(call_id=event.call_id, fn=event.fn, message=event.message[:_MAX_VALUE])
     elif isinstance(event, ev.CallPartial):
-        out.update(call_id=event.call_id, fn=event.fn, seq=event.seq,
+        out.update(call_id=event.call_id, fn=event.fn, partial_seq=event.seq,
                    value=event.text[:_MAX_VALUE])
     elif isinstance(event, ev.InterruptInjected):
         out.update(call_ids=list(event.call_ids), messages=list(event.messages),

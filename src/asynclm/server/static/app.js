@@ -51,26 +51,39 @@ function apply(v, e) {
     }
     case "call.emitted": {
       busy(v, e.t);
-      v.calls.set(e.call_id, { id: e.call_id, fn: e.fn, start: null, end: null, status: "emitted" });
+      v.calls.set(e.call_id, { id: e.call_id, fn: e.fn, args: e.args || {}, start: null, end: null,
+                               status: "emitted", partials: [], ticks: [] });
       const parts = assistant(v).parts;
       if (parts.length && parts[parts.length - 1].kind === "call writing") parts.pop();
       parts.push({ kind: "call", text: `${e.call_id} → ${e.fn}` });
       break;
     }
     case "call.started": { const c = v.calls.get(e.call_id); if (c) { c.start = e.t; c.status = "running"; } break; }
-    case "call.progress": { const c = v.calls.get(e.call_id); if (c) c.progress = e.message; break; }
+    case "call.progress": {  // progress of a running call (not shown to the model)
+      const c = v.calls.get(e.call_id);
+      if (c) { c.progress = e.message; c.ticks.push({ t: e.t, kind: "progress", label: e.message }); }
+      break;
+    }
+    case "call.partial": {  // a partial result: goes to the model under the call's delivery mode
+      const c = v.calls.get(e.call_id);
+      if (c) { const n = c.partials.length + 1;  // the call's n-th partial result
+               c.partials.push({ n, value: e.value, t: e.t });
+               c.ticks.push({ t: e.t, kind: "partial", label: `partial ${n}: ${e.value}` }); }
+      break;
+    }
     case "call.completed": {
       const c = v.calls.get(e.call_id) || { id: e.call_id, fn: e.fn };
       c.start = e.started_at ?? c.start ?? e.t; c.end = e.t; c.status = e.status;
+      c.value = e.value; c.error = e.error; c.partials = c.partials || []; c.ticks = c.ticks || [];
       v.calls.set(e.call_id, c);
       break;
     }
     case "interrupt.injected": {
       busy(v, e.t);
-      const msgs = e.messages || [];
-      v.markers.push({ t: e.t, kind: msgs.length ? "message" : "result", label: [...e.call_ids, ...msgs].join(",") });
+      const msgs = e.messages || [], partials = (e.partials || []).map((id) => "partial:" + id);
+      v.markers.push({ t: e.t, kind: msgs.length ? "message" : "result", label: [...e.call_ids, ...msgs, ...partials].join(",") });
       assistant(v).parts.push({ kind: msgs.length ? "intr message" : "intr",
-                                text: "⚡ " + [...e.call_ids, ...msgs.map((m) => "msg:" + m)].join(", ") });
+                                text: "⚡ " + [...e.call_ids, ...partials, ...msgs.map((m) => "msg:" + m)].join(", ") });
       break;
     }
     case "message.queued": v.conv.push({ who: e.sender, text: e.text }); v.conv.push(null); break;
@@ -107,8 +120,39 @@ function render() {
   $("status").textContent = `${v.info.id} · ${v.info.engine}${v.info.model ? " " + v.info.model : ""} · ${v.info.strategy} · ${v.status}`;
   $("cancel").disabled = !!v.ended;
   $("send").disabled = !!v.ended;
+  $("stop-that").disabled = !!v.ended;
   renderConversation(v);
+  renderCalls(v);
   renderTimeline(v);
+}
+
+// The clock of the session's stream: its last event's time plus what has passed since.
+function nowOf(v) { return v.ended ? v.end : Math.max(v.end, (performance.now() - v.openedAt) / 1000 + v.offset); }
+
+// One line per call: running ones with their elapsed time, last progress and last partial result.
+function renderCalls(v) {
+  const ul = $("calls"), now = nowOf(v);
+  ul.textContent = "";
+  for (const c of v.calls.values()) {
+    const li = document.createElement("li");
+    const running = c.end == null;
+    li.className = "call " + (running ? (c.start == null ? "waiting" : "running") : c.status);
+    li.dataset.call = c.id; li.dataset.status = running ? (c.start == null ? "waiting" : "running") : c.status;
+    const args = Object.entries(c.args || {}).map(([k, a]) => `${k}=${a}`).join(", ");
+    const head = document.createElement("b"); head.textContent = `${c.id} ${c.fn}(${args})`.slice(0, 80);
+    li.appendChild(head);
+    const st = document.createElement("span"); st.className = "state";
+    const elapsed = c.start == null ? "" : ` ${((running ? now : c.end) - c.start).toFixed(1)} s`;
+    st.textContent = (running ? (c.start == null ? "waiting" : "running") : c.status) + elapsed;
+    li.appendChild(st);
+    if (c.progress) { const p = document.createElement("span"); p.className = "progress"; p.textContent = "progress: " + c.progress; li.appendChild(p); }
+    const last = c.partials && c.partials[c.partials.length - 1];
+    if (last) { const p = document.createElement("span"); p.className = "partial"; p.textContent = `partial ${last.n}: ${last.value}`; li.appendChild(p); }
+    if (!running && (c.value != null || c.error)) {
+      const r = document.createElement("span"); r.className = "result"; r.textContent = "→ " + (c.error || c.value); li.appendChild(r);
+    }
+    ul.appendChild(li);
+  }
 }
 
 function renderList() {
@@ -158,7 +202,7 @@ function renderTimeline(v) {
   const calls = [...v.calls.values()];
   const rowH = 18, left = 130, width = Math.max(600, $("timeline").clientWidth - 20);
   const height = (calls.length + 2) * rowH + 10;
-  const now = v.ended ? v.end : Math.max(v.end, (performance.now() - v.openedAt) / 1000 + v.offset);
+  const now = nowOf(v);
   const span = Math.max(1, now);
   const x = (t) => left + (Math.max(0, t) / span) * (width - left - 10);
   const svg = el("svg", { width, height, role: "img", "aria-label": "timeline" });
@@ -175,11 +219,16 @@ function renderTimeline(v) {
     svg.appendChild(el("text", { x: 4, y: y + rowH - 9 }, `${c.id} ${c.fn}`.slice(0, 18)));
     if (c.start == null) return;
     const end = c.end ?? now;
-    const cls = "bar call " + (c.end == null ? "running" : c.status === "ok" ? "ok" : "failed");
+    const cls = "bar call " + (c.end == null ? "running" : c.status === "ok" ? "ok" : c.status === "cancelled" ? "cancelled" : "failed");
     const r = el("rect", { x: x(c.start), y, width: Math.max(2, x(end) - x(c.start)), height: rowH - 6,
                            class: cls, "data-call": c.id });
     r.appendChild(el("title", {}, `${c.id} ${c.fn}: ${c.status}` + (c.progress ? ` (${c.progress})` : "")));
     svg.appendChild(r);
+    for (const k of c.ticks || []) {  // progress and partial results, on the call's bar
+      const tick = el("line", { x1: x(k.t), x2: x(k.t), y1: y - 1, y2: y + rowH - 5, class: "tick " + k.kind, "data-call": c.id });
+      tick.appendChild(el("title", {}, `${c.id} ${k.label} at ${k.t.toFixed(2)} s`));
+      svg.appendChild(tick);
+    }
   });
   for (const m of v.markers) {
     const line = el("line", { x1: x(m.t), x2: x(m.t), y1: 0, y2: height - 14, class: "marker " + m.kind,
@@ -192,7 +241,7 @@ function renderTimeline(v) {
 
 // -- streams and actions -------------------------------------------------------------------
 const EVENT_TYPES = ["session.queued", "session.started", "text.delta", "call.emitted", "call.started",
-  "call.completed", "interrupt.injected", "trap", "rollback", "done", "message.queued",
+  "call.completed", "call.progress", "call.partial", "interrupt.injected", "trap", "rollback", "done", "message.queued",
   "message.undelivered", "session.end"];
 
 function follow(info) {
@@ -245,15 +294,26 @@ $("agents").addEventListener("click", async () => {
   } catch (e) { $("status").textContent = "error: " + e.message; }
 });
 
+// The live demo: a slow research call (progress, partial results) while the model talks.
+$("live").addEventListener("click", async () => {
+  const engine = $("engine").value, body = { engine, model: $("model").value };
+  if (engine === "sim") body.tpot_ms = Number($("tpot").value);  // its script sets its length
+  else body.max_tokens = Number($("max-tokens").value);
+  try { follow(await api("POST", "/demos/live", body)); } catch (e) { $("status").textContent = "error: " + e.message; }
+});
+
+async function send(text) {
+  if (!text || !state.current) return false;
+  try { await api("POST", `/sessions/${state.current}/messages`, { text }); return true; }
+  catch (e) { $("status").textContent = "error: " + e.message; return false; }
+}
+
 $("message-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
-  const text = $("message").value.trim();
-  if (!text || !state.current) return;
-  try {
-    await api("POST", `/sessions/${state.current}/messages`, { text });
-    $("message").value = "";
-  } catch (e) { $("status").textContent = "error: " + e.message; }
+  if (await send($("message").value.trim())) $("message").value = "";
 });
+
+$("stop-that").addEventListener("click", () => { send("Stop that."); });
 
 $("cancel").addEventListener("click", async () => {
   if (!state.current) return;
