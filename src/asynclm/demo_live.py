@@ -342,8 +342,11 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
 
 def session_for(engine: Engine, scenario: LiveScenario, variant: Variant | str | Strategy, *,
                 max_tokens: int = 400, deadline_s: float = 300.0,
-                trace_meta: dict[str, Any] | None = None) -> Session:
-    """A session running ``scenario``'s tools as ``variant`` says."""
+                trace_meta: dict[str, Any] | None = None, builtins: bool = False) -> Session:
+    """A session running ``scenario``'s tools as ``variant`` says. ``builtins``: keep the slow
+    tools cancellable, which offers the model the built-in ``cancel`` and ``pending`` tools
+    (the web page's demo does); off, the session measures delivery alone (a small model
+    otherwise spends its tokens polling ``pending()``)."""
     if isinstance(variant, Strategy):
         variant = Variant(variant.name, variant.name)
     elif isinstance(variant, str):
@@ -352,7 +355,8 @@ def session_for(engine: Engine, scenario: LiveScenario, variant: Variant | str |
     hook: Callable[[ev.CallEmitted], Any] | None = (
         None if mode is None else (lambda _call: mode))
     config = SessionConfig(max_tokens=max_tokens, deadline_s=deadline_s, delivery_for=hook)
-    return Session(engine, scenario.tools, strategy=variant.strategy, config=config,
+    tools = scenario.tools if builtins else [t.replace(cancellable=False) for t in scenario.tools]
+    return Session(engine, tools, strategy=variant.strategy, config=config,
                    trace_meta={"task": scenario.name, "variant": variant.name,
                                **(trace_meta or {})})
 
