@@ -168,5 +168,5 @@ def test_a_partial_after_the_call_ended_is_dropped() -> None:
 def test_the_wire_and_the_dialect() -> None:
     event = CallPartial("g", "research", 2, "found 2", '"found 2"', 1.5)
     assert encode(event, 1.0) == {"type": "call.partial", "t": 0.5, "call_id": "g",
-                                  "fn": "research", "seq": 2, "value": '"found 2"'}
+                                  "fn": "research", "partial_seq": 2, "value": '"found 2"'}
     assert CML.partial("42") == "partial: 42"

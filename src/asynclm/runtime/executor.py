@@ -465,8 +465,8 @@ class Executor:
             timeout = tool.timeout if tool.timeout is not None else self._default_timeout
             if early is None:
                 inner = self._loop.create_task(
-                    _invoke(tool, call.call_args, ctx, call.span, call),
-                    name=f"asynclm-tool-{call.id}")
+                    _invoke(tool, call.call_args, ctx, call.span), name=f"asynclm-tool-{call.id}")
+                _launched(call)  # its task runs at the loop's next step, before any decoding
             else:
                 inner = self._adopt(call, early)
             done, _ = await asyncio.wait((inner,), timeout=_left(timeout, call, self._now()))
@@ -649,12 +649,11 @@ class Executor:
 
 
 async def _invoke(
-    tool: Tool, args: dict[str, Any], ctx: ToolContext, span: Any, call: _Call,
+    tool: Tool, args: dict[str, Any], ctx: ToolContext, span: Any,
 ) -> tuple[bool, Any]:
     """The tool's own task: ``(True, value)``, or ``(False, exception)`` for any exception but
     CancelledError (``SystemExit`` and ``KeyboardInterrupt`` included: raised out of a task they
     would stop the event loop)."""
-    _launched(call)  # the tool starts now
     try:
         with otel.use_span(span):
             return True, await tool.invoke(args, ctx=ctx)
