@@ -15,7 +15,7 @@ def test_sim_demo_reports_latencies_first_answer_and_ratios(tmp_path):
     ratio = run.first_answer_ratio()
     assert ratio is not None and ratio > 5
     text = report(run)
-    assert "tools: research 8 s, book_table 5 s, get_weather 1 s" in text
+    assert "tools: research 8 s, book_flight 6 s, get_weather 1 s" in text
     assert "first answer" in text and "used every result: yes" in text
     assert f"speedup async vs sync (simulator): {run.speedup:.2f}x total latency" in text
     names = {p.name for p in write_outputs(run, tmp_path)}

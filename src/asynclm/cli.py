@@ -63,7 +63,7 @@ if typer is not None:
         threads: ThreadsOption = None,
         base_url: BaseUrlOption = None,
     ) -> None:
-        """Run a live task with multi-second tools (research 8 s, booking 5 s, weather 1 s)
+        """Run a live task with multi-second tools (research 8 s, flight booking 6 s, weather 1 s)
         sync, async and async with when-idle delivery; print the answers, timelines, time to
         first answer and total latency with their ratios."""
 
