@@ -66,7 +66,7 @@ __all__ = [
     "ErrorType", "ExtraNotInstalled", "LlamaCppNotInstalled", "MCPToolError", "ModelError",
     "ProtocolError", "ReferenceError_", "ServerError", "ServerResponseError", "ServerTimeout",
     "ServerUnavailable", "SessionClosedError", "SessionError", "ToolArgumentError", "ToolError",
-    "ToolNotImplemented", "UnknownToolError", "error_type_of",
+    "ToolNotImplemented", "UnknownToolError", "describe", "error_type_of",
 ]
 
 
@@ -250,6 +250,16 @@ _BY_CLASS: dict[type[BaseException], ErrorType] = {
     ToolNotImplemented: ErrorType.NOT_IMPLEMENTED,
     ReferenceError_: ErrorType.BAD_REFERENCE_PATH,
 }
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of an exception, or ``Type`` when it has no message; never raises (an
+    exception whose ``__str__`` fails is still described by its type)."""
+    try:
+        msg = str(exc)
+    except BaseException:  # noqa: BLE001 - the exception's own __str__ failed
+        msg = ""
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
 def error_type_of(exc: BaseException) -> str:

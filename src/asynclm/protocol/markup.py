@@ -573,7 +573,9 @@ _PRIMITIVES: dict[type, Callable[[Any], str]] = {
 }
 
 
-def _cut(text: str, max_chars: int) -> str:
+def truncate(text: str, max_chars: int) -> str:
+    """``text``, or its first ``max_chars`` characters and ``…(truncated N chars)``; a negative
+    ``max_chars`` keeps it whole."""
     if len(text) <= max_chars or max_chars < 0:
         return text
     return f"{text[:max_chars]}…(truncated {len(text) - max_chars} chars)"
@@ -603,14 +605,14 @@ def format_value(value: Any, *, max_chars: int = DEFAULT_MAX_VALUE_CHARS) -> str
             text = json.encoder.encode_basestring(value[: max_chars + 1])  # escapes cut first
             return f"{text[:max_chars]}…(truncated at least {len(value) + 2 - max_chars} chars)"
         if kind is int and value.bit_length() > _EXACT_INT_BITS:
-            return _cut(_big_int_text(value), max_chars)
-        return _cut(_PRIMITIVES[kind](value), max_chars)
+            return truncate(_big_int_text(value), max_chars)
+        return truncate(_PRIMITIVES[kind](value), max_chars)
     if (kind is dict or kind is list or kind is tuple or kind is float) and _small_json(value):
         try:  # small and plain: the C encoder, whole
             text = json.dumps(value, ensure_ascii=False)
         except (TypeError, ValueError, RecursionError):
             text = _safe_repr(value)
-        return _cut(text, max_chars)
+        return truncate(text, max_chars)
     if (
         isinstance(value, _JSON_NATIVE)
         or hasattr(value, "model_dump")
@@ -624,7 +626,7 @@ def format_value(value: Any, *, max_chars: int = DEFAULT_MAX_VALUE_CHARS) -> str
         except _Full:
             return f"{''.join(writer.parts)}…(truncated at least {writer.n - keep} chars)"
         except Exception:  # not JSON (cycle, odd key, too deep, a failing method): its repr
-            return _cut(_bounded_repr(value, max_chars), max_chars)
+            return truncate(_bounded_repr(value, max_chars), max_chars)
         text = "".join(writer.parts)
         return text if writer.n <= keep else f"{text}…(truncated {writer.n - keep} chars)"
-    return _cut(_safe_repr(value), max_chars)
+    return truncate(_safe_repr(value), max_chars)

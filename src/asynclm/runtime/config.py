@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from asynclm.runtime.events import CallEmitted
-    from asynclm.runtime.records import DeliveryMode
+    from asynclm.tools import DeliveryMode
 
 DEFAULT_DEADLINE_S = 600.0
 """Default ``SessionConfig.deadline_s`` (seconds): no run lasts forever unless asked to."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from asynclm.errors import SessionClosedError
 from asynclm.protocol.ids import is_call_id
 from asynclm.runtime.messages import Message
-from asynclm.runtime.records import DeliveryMode, check_delivery
+from asynclm.tools import DeliveryMode, check_delivery
 
 if TYPE_CHECKING:
     from asynclm.runtime.executor import Executor

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Literal
 
-from asynclm.errors import ErrorType, error_type_of
+from asynclm.errors import ErrorType, describe, error_type_of
 from asynclm.protocol import Ref, is_call_id
 from asynclm.protocol.stream_args import ArgPiece, ArgValue
 from asynclm.runtime import otel
@@ -137,10 +137,7 @@ class Executor:
 
     def pending(self, *, injectable_only: bool = False) -> int:
         """Calls without an outcome yet (including deferred ones)."""
-        return sum(
-            1 for c in self._calls.values()
-            if c.record is None and (c.injectable or not injectable_only)
-        )
+        return len(self.pending_ids(injectable_only=injectable_only))
 
     def pending_ids(self, *, injectable_only: bool = False) -> tuple[str, ...]:
         """Ids of the calls without an outcome yet, in emission order."""
@@ -488,7 +485,7 @@ class Executor:
             if ok:
                 self._finish(call, "ok", value=value)
             else:
-                self._finish(call, "error", error=_describe(value), error_type=error_type_of(value))
+                self._finish(call, "error", error=describe(value), error_type=error_type_of(value))
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -508,7 +505,7 @@ class Executor:
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded, never lost
             if call.record is not None:  # raised after the outcome (by a hook): a bug, loud
                 raise
-            self._finish(call, "error", error=_describe(exc), error_type=error_type_of(exc))
+            self._finish(call, "error", error=describe(exc), error_type=error_type_of(exc))
 
     async def _stop(self, call: _Call, inner: asyncio.Task[Any]) -> None:
         """Cancel the running tool ``inner`` of ``call`` and give it ``cancel_grace_s`` to end;
@@ -703,11 +700,3 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-def _describe(exc: BaseException) -> str:
-    """``Type: message`` of a tool's exception; never raises (an exception whose ``__str__``
-    fails is still described by its type)."""
-    try:
-        msg = str(exc)
-    except BaseException:  # noqa: BLE001 - the exception's own __str__ failed
-        msg = ""
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 
 from asynclm.runtime.messages import Message
-from asynclm.runtime.records import CallRecord, DeliveryMode, PartialResult, check_delivery
+from asynclm.runtime.records import CallRecord, PartialResult
+from asynclm.tools import DeliveryMode, check_delivery
 
 Item = CallRecord | PartialResult | Message
 """What the inbox holds: a call's outcome, a partial result of a running call, a message."""

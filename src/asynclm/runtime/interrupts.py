@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from asynclm.errors import describe
 from asynclm.protocol import (
     DEFAULT_MARKERS,
     CmlDialect,
@@ -24,8 +25,9 @@ from asynclm.protocol import (
     format_value,
     tokenize_segments,
 )
+from asynclm.protocol.markup import truncate
 from asynclm.runtime.messages import Message
-from asynclm.runtime.records import CallRecord
+from asynclm.runtime.records import CallRecord, PartialResult
 
 __all__ = [
     "DEFAULT_ECHO_CHARS", "DEFAULT_RESULT_CHARS", "InterruptManager", "Segment",
@@ -55,20 +57,7 @@ def render_result(value: Any, *, max_chars: int = DEFAULT_RESULT_CHARS) -> str:
 
 def describe_unrenderable(exc: BaseException) -> str:
     """The error text of an ``UnrenderableResult`` outcome (never raises, bounded)."""
-    try:
-        msg = str(exc)
-    except BaseException:  # noqa: BLE001 - an exception whose __str__ fails still has a type
-        msg = ""
-    name = type(exc).__name__
-    detail = f"{name}: {msg}" if msg else name
-    return _cut(f"the tool's result could not be rendered as text ({detail})", 300)
-
-
-def _cut(text: str, limit: int) -> str:
-    """``text``, or its first ``limit`` characters and ``…(truncated N chars)``."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}…(truncated {len(text) - limit} chars)"
+    return truncate(f"the tool's result could not be rendered as text ({describe(exc)})", 300)
 
 
 class InterruptManager:
@@ -130,16 +119,16 @@ class InterruptManager:
             return self.dialect.error("error", describe_unrenderable(exc))
 
     def _cut_value(self, text: str) -> str:
-        return _cut(text, self._max_value_chars) if self._max_value_chars >= 0 else text
+        return truncate(text, self._max_value_chars)
 
     def _cut_echo(self, text: str) -> str:
-        return _cut(text, self._max_echo_chars) if self._max_echo_chars >= 0 else text
+        return truncate(text, self._max_echo_chars)
 
     def _cut_payload(self, text: str) -> str:
         limit = self.max_payload_chars
         if limit < 0 or len(text) <= limit:
             return text
-        return _cut(text, max(limit - 40, 0))  # room for the note; a safety net, seldom used
+        return truncate(text, max(limit - 40, 0))  # room for the note; a safety net, seldom used
 
     def body(self, rec: CallRecord) -> str:
         """The call as the model wrote it (without its frame and id), cut to
@@ -152,11 +141,14 @@ class InterruptManager:
         echo."""
         return self.dialect.call_body(raw)
 
-    def deliveries(self, batch: Sequence[CallRecord | Message]) -> list[Delivery]:
-        """What ``batch`` delivers: each record's or message's head and payload (unescaped)."""
+    def deliveries(self, batch: Sequence[CallRecord | PartialResult | Message]) -> list[Delivery]:
+        """What ``batch`` delivers: each record's, partial result's or message's head and
+        payload (unescaped; a partial result reads as one, in the dialect's wording)."""
         out: list[Delivery] = []
         for rec in batch:
-            if isinstance(rec, Message):
+            if isinstance(rec, PartialResult):
+                out.append(Delivery(rec.call_id, self.dialect.partial(rec.rendered)))
+            elif isinstance(rec, Message):
                 sender, text = self._cut_echo(rec.sender), self._cut_value(rec.text)
                 payload = self._cut_payload(self.dialect.message(sender, text))
                 out.append(Delivery(rec.sender, payload))
@@ -164,7 +156,7 @@ class InterruptManager:
                 out.append(Delivery(rec.id, self.payload(rec)))
         return out
 
-    def render(self, batch: Sequence[CallRecord | Message]) -> list[Segment]:
+    def render(self, batch: Sequence[CallRecord | PartialResult | Message]) -> list[Segment]:
         """``batch`` as one interrupt: trusted markup and escaped payload segments."""
         return self.dialect.render_interrupt(self.deliveries(batch))
 

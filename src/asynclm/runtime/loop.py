@@ -26,7 +26,6 @@ from asynclm.engines.base import ChatMessage, Engine, RequestLog
 from asynclm.protocol import (
     Call,
     CallOpened,
-    Delivery,
     Dialect,
     Event,
     Forged,
@@ -569,13 +568,7 @@ class DecodeLoop:
             batch = self.inbox.take(idle=idle) if more else []
 
     async def _inject_batch(self, batch: list[CallRecord | PartialResult | Message]) -> None:
-        deliveries: list[Delivery] = []
-        for item in batch:  # a partial result reads as one (the dialect's wording)
-            if isinstance(item, PartialResult):
-                deliveries.append(Delivery(item.call_id, self.dialect.partial(item.rendered)))
-            else:
-                deliveries += self.interrupts.deliveries([item])
-        segments = self.dialect.render_interrupt(deliveries)
+        segments = self.interrupts.render(batch)
         if not self.context.line_start:  # e.g. a call block the model ended with end-of-generation
             segments.insert(0, Segment("\n", trusted=True))
         tokens = tokenize_segments(self.engine.tokenize, segments, self.markup_tokens)

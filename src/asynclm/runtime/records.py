@@ -6,22 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from asynclm.tools import DeliveryMode
 from asynclm.trace import Trace
 
 Status = Literal["ok", "error", "timeout", "cancelled"]
 """The terminal outcomes. Every call id reaches exactly one."""
-
-DELIVERY_MODES: tuple[DeliveryMode, ...] = ("interrupt", "when_idle", "silent")
-
-
-def check_delivery(mode: object) -> DeliveryMode:
-    """``mode`` if it is a :data:`DeliveryMode`; raises ``ValueError`` otherwise."""
-    for known in DELIVERY_MODES:
-        if mode == known:
-            return known
-    raise ValueError(f"unknown delivery mode {mode!r}; choose one of {', '.join(DELIVERY_MODES)}")
-
 
 @dataclass(frozen=True, slots=True)
 class CallRecord:

@@ -32,10 +32,11 @@ from ._errors import (
 from ._mcp import from_mcp
 from ._ordering import SERIAL, OrderBy, Ordered
 from ._process import ProcessResult, run_process
-from ._tool import DeliveryMode, Final, Handler, Tool
+from ._tool import DELIVERY_MODES, DeliveryMode, Final, Handler, Tool, check_delivery
 from ._toolbox import Toolbox
 
 __all__ = [
+    "DELIVERY_MODES",
     "SERIAL",
     "DeliveryMode",
     "Final",
@@ -51,6 +52,7 @@ __all__ = [
     "ToolNotImplemented",
     "Toolbox",
     "UnknownToolError",
+    "check_delivery",
     "from_mcp",
     "run_process",
     "tool",

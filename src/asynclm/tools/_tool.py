@@ -30,7 +30,7 @@ from ._schema import clean_schema
 from ._signature import inspect_function, is_async_callable, json_schema_of
 from ._validation import ArgumentValidator
 
-__all__ = ["DeliveryMode", "Final", "Handler", "Tool"]
+__all__ = ["DELIVERY_MODES", "DeliveryMode", "Final", "Handler", "Tool", "check_delivery"]
 
 Handler = Callable[[str, dict[str, Any]], Any | Awaitable[Any]]
 """``handler(name, args)``: runs schema-only tools (sync handlers run in a worker thread)."""
@@ -60,7 +60,15 @@ delivered), ``SessionConfig.delivery_for``, the tool's ``delivery`` option, the 
 default (:attr:`~asynclm.runtime.strategies.Strategy.default_delivery`). Sync strategies block
 on their calls anyway: there every safe point counts as idle."""
 
-_DELIVERY_MODES = ("interrupt", "when_idle", "silent")
+DELIVERY_MODES: tuple[DeliveryMode, ...] = ("interrupt", "when_idle", "silent")
+
+
+def check_delivery(mode: object) -> DeliveryMode:
+    """``mode`` if it is a :data:`DeliveryMode`; raises ``ValueError`` otherwise."""
+    for known in DELIVERY_MODES:
+        if mode == known:
+            return known
+    raise ValueError(f"unknown delivery mode {mode!r}; choose one of {', '.join(DELIVERY_MODES)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +163,8 @@ class Tool:
         streaming_args: Callable[..., Awaitable[Any]] | None = None,
     ) -> None:
         """Low-level constructor used by the factories; prefer :func:`tool` / ``from_*``."""
-        if delivery is not None and delivery not in _DELIVERY_MODES:
-            raise ValueError(f"delivery must be one of {', '.join(_DELIVERY_MODES)} or None, "
-                             f"not {delivery!r}")
+        if delivery is not None:
+            check_delivery(delivery)
         if not isinstance(name, str) or not name.strip() or any(c.isspace() for c in name):
             raise ValueError(f"tool name must be a non-empty string without spaces, not {name!r}")
         if handler is not None and not callable(handler):
