@@ -18,7 +18,7 @@ AMX_OFF := $(if $(filter x86_64,$(shell uname -m)),-DCMAKE_C_FLAGS=-mno-amx-int8
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF $(AMX_OFF)
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: install browser demo demo-sim lint test test-fast test-pythons bench finetune-data clean
+.PHONY: install browser llama-server demo demo-sim lint test test-fast test-pythons bench finetune-data clean
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -63,7 +63,15 @@ lint: install
 	$(BIN)/mypy src
 	$(BIN)/lint-imports
 
-test: install browser
+# llama.cpp's C++ server, a comparison and a real server for the tests only (never a dependency
+# of asynclm): built from the llama.cpp sources inside the llama-cpp-python source package
+# (extracted into ~/.cache/asynclm/src, where the tests also read the official chat templates)
+# into ~/.cache/asynclm/bin/llama-server: 5-8 minutes on 2 cores the first time.
+llama-server: install
+	scripts/llama-cpp-source.sh $(BIN)/python >/dev/null
+	scripts/build-llama-server.sh $(BIN)/python >/dev/null
+
+test: install browser llama-server
 	$(BIN)/asynclm models pull $(TEST_MODEL)
 	$(BIN)/pytest -q
 
@@ -84,7 +92,7 @@ test-pythons:
 	  echo "== $$v"; $$v/bin/pytest -q -m "not slow" || exit 1; done; \
 	  test $$ran = 1 || echo "no other Python found (PYTHONS=$(PYTHONS))"
 
-bench: install
+bench: install llama-server
 	$(BIN)/asynclm models pull $(DEMO_MODEL)
 	$(BIN)/python benchmarks/run_all.py
 
