@@ -11,6 +11,7 @@ The tree::
     AsyncLMError(Exception)
     ├── ProtocolError                           the model's text is not in the language
     │   ├── BodyError (ValueError)              a call body that cannot be parsed
+    │   ├── UnknownDialect (ValueError)         no dialect (or framing) of that name
     │   └── DecodeError (ValueError)            a BFCL answer            [asynclm.bench.bfcl]
     ├── ToolError                               the tools layer refused a call; nothing ran
     │   ├── ToolArgumentError (ValueError)      arguments failed validation
@@ -20,6 +21,7 @@ The tree::
     ├── EngineError                             an engine cannot do what was asked
     │   ├── EngineClosedError (RuntimeError)    used after ``aclose``: the same in every engine
     │   ├── ContextFullError (ValueError)       the tokens do not fit into ``n_ctx``
+    │   ├── EngineBusy (RuntimeError)           every sequence slot of a shared engine is taken
     │   ├── LlamaCppNotInstalled                also an ExtraNotInstalled (ImportError)
     │   ├── ServerError (RuntimeError)          an inference server failed (HttpEngine)
     │   │   ├── ServerUnavailable               cannot connect (after retries)
@@ -31,6 +33,7 @@ The tree::
     │   ├── ReferenceError_ (LookupError)       a reference path not in the referenced result
     │   ├── CannotCancel                        the model's cancel() cancelled nothing
     │   ├── TooManySessions (RuntimeError)      the server is full               [asynclm.server]
+    │   │   └── QueueFull                       a model's slots and queue are full [asynclm.server]
     │   ├── UnknownCall (LookupError)           no such call in the session      [asynclm.server]
     │   └── CallConflict (RuntimeError)         a client call cannot take an answer now
     │                                                                            [asynclm.server]
@@ -62,11 +65,12 @@ from collections.abc import Sequence
 from enum import StrEnum
 
 __all__ = [
-    "AsyncLMError", "BodyError", "CannotCancel", "ContextFullError", "EngineClosedError", "EngineError",
-    "ErrorType", "ExtraNotInstalled", "LlamaCppNotInstalled", "MCPToolError", "ModelError",
-    "ProtocolError", "ReferenceError_", "ServerError", "ServerResponseError", "ServerTimeout",
-    "ServerUnavailable", "SessionClosedError", "SessionError", "ToolArgumentError", "ToolError",
-    "ToolNotImplemented", "UnknownToolError", "describe", "error_type_of",
+    "AsyncLMError", "BodyError", "CannotCancel", "ContextFullError", "EngineBusy",
+    "EngineClosedError", "EngineError", "ErrorType", "ExtraNotInstalled", "LlamaCppNotInstalled",
+    "MCPToolError", "ModelError", "ProtocolError", "ReferenceError_", "ServerError",
+    "ServerResponseError", "ServerTimeout", "ServerUnavailable", "SessionClosedError",
+    "SessionError", "ToolArgumentError", "ToolError", "ToolNotImplemented", "UnknownDialect",
+    "UnknownToolError", "describe", "error_type_of",
 ]
 
 
@@ -85,6 +89,11 @@ class ProtocolError(AsyncLMError):
 
 class BodyError(ProtocolError, ValueError):
     """A call body that is not in the accepted language. ``str(err)`` is the reason."""
+
+
+class UnknownDialect(ProtocolError, ValueError):
+    """No dialect of that name (``asynclm.protocol.registry.get_dialect``), or no such
+    framing."""
 
 
 # -- tools -------------------------------------------------------------------------------------
@@ -154,6 +163,11 @@ class EngineClosedError(EngineError, RuntimeError):
 
 class ContextFullError(EngineError, ValueError):
     """The tokens do not fit into the context window (``n_ctx``); nothing was changed."""
+
+
+class EngineBusy(EngineError, RuntimeError):
+    """Every sequence slot of a shared engine is taken and the caller asked not to wait
+    (:meth:`asynclm.engines.batched.BatchedLlamaEngine.acquire` with ``wait=False``)."""
 
 
 class LlamaCppNotInstalled(EngineError, ExtraNotInstalled):

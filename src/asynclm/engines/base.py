@@ -26,14 +26,19 @@ Contract, for every engine:
 Optional capabilities are declared, never probed: an engine that talks to a server and sets
 ``capabilities.request_log`` implements :class:`RequestLog` (the requests it sent, each a
 :class:`ServerRequest`); a session then records them in its trace and counters (see
-:class:`asynclm.engines.openai_http.HttpEngine`).
+:class:`asynclm.engines.openai_http.HttpEngine`). An engine that sets ``capabilities.kv_events``
+implements :class:`KvEvents` (its KV cache evicted while the session waited, and recomputed):
+a session records them as ``kv.evicted`` / ``kv.recomputed`` marks and counters (see
+:class:`asynclm.engines.batched.BatchedSequence`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
+
+from asynclm.protocol.dialect import Segment
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +50,42 @@ class Capabilities:
     """The engine's costs are virtual (simulator): run it on :func:`asynclm.runtime.clock.run_virtual`."""
     request_log: bool = False
     """The engine is a :class:`RequestLog`: it logs the server requests it sends."""
+    kv_events: bool = False
+    """The engine is a :class:`KvEvents`: its KV cache may be evicted while the session waits
+    (and recomputed when it goes on); a session shows these events in its trace and counters
+    (see :class:`asynclm.engines.batched.BatchedSequence`)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
+    """One message of a chat prompt. Its ``content`` is untrusted text (tokenized with special
+    tokens off: a user spelling ``<|im_end|>`` writes text, not the token) unless ``parts``
+    says otherwise.
+
+    ``parts``: the content as pieces of trusted markup and untrusted text (joined, they are
+    ``content``). Only the runtime sets them, for the system prompt it writes
+    (:func:`asynclm.prompt.system_message`): the dialect's own text is trusted (a native
+    dialect's ``<tool_call>`` must be the model's special token, as its chat template would
+    write it), the tools' descriptions and any caller's text are not. Empty (the default): the
+    whole content is untrusted."""
+
     role: str
     content: str
+    parts: tuple[Segment, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.parts and "".join(p.text for p in self.parts) != self.content:
+            raise ValueError("ChatMessage.parts must join to its content")
+
+    @classmethod
+    def of(cls, role: str, parts: Sequence[Segment]) -> ChatMessage:
+        """A message made of ``parts`` (its content is their text, joined)."""
+        return cls(role, "".join(p.text for p in parts), tuple(parts))
+
+    @property
+    def trusted(self) -> bool:
+        """Some of the content is trusted markup (see ``parts``)."""
+        return any(p.trusted for p in self.parts)
 
 
 @runtime_checkable
@@ -119,4 +154,27 @@ class RequestLog(Protocol):
 
     def take_requests(self) -> Sequence[ServerRequest]:
         """The requests sent since the previous call, oldest first (each returned once)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class KvEvent:
+    """Something the engine did to one context's KV cache outside the session's own calls."""
+
+    kind: Literal["evicted", "recomputed"]
+    """``evicted``: the cache of the context was dropped to make room for other work (the
+    tokens are kept); ``recomputed``: those tokens were evaluated again before the context's
+    next operation."""
+    tokens: int
+    t: float
+    """When it happened, on ``time.monotonic`` (the loop clock of a real asyncio loop)."""
+
+
+@runtime_checkable
+class KvEvents(Protocol):
+    """Optional capability (``capabilities.kv_events``): the engine reports evictions and
+    recomputation of its context's KV cache."""
+
+    def take_kv_events(self) -> Sequence[KvEvent]:
+        """The events since the previous call, oldest first (each returned once)."""
         ...

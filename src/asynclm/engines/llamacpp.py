@@ -266,42 +266,10 @@ class LlamaCppEngine:
         if not ptr:
             raise RuntimeError("llama.cpp returned no logits for the last position")
         logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))  # a view, no copy
-        if self.temperature == 0.0:
-            tok = int(logits.argmax())
-            if ban and tok in ban:
-                masked = logits.copy()
-                masked[list(ban)] = -np.inf
-                tok = int(masked.argmax())
-                if masked[tok] == -np.inf:
-                    raise ValueError("every token is banned")
-        else:
-            tok = self._sample(logits, ban)
+        tok = pick_token(logits, ban, temperature=self.temperature, top_k=self.top_k,
+                         top_p=self.top_p, rng=self._rng)
         self._eval([tok])
         return tok
-
-    def _sample(self, logits: np.ndarray, ban: frozenset[int]) -> int:
-        np = self._np
-        x = logits.copy()
-        if ban:
-            x[list(ban)] = -np.inf
-        n = x.shape[0]
-        k = self.top_k if 0 < self.top_k < n else n
-        if k < n:
-            idx = np.argpartition(x, n - k)[n - k :]
-            vals = x[idx]
-        else:
-            idx = np.arange(n)
-            vals = x
-        order = np.argsort(vals)[::-1]
-        idx, vals = idx[order], vals[order]
-        if vals[0] == -np.inf:
-            raise ValueError("every token is banned")
-        p = np.exp((vals - vals[0]) / self.temperature)
-        p /= p.sum()
-        if self.top_p < 1.0:
-            cut = int(np.searchsorted(np.cumsum(p), self.top_p)) + 1
-            idx, p = idx[:cut], p[:cut] / p[:cut].sum()
-        return int(idx[self._rng.choice(len(p), p=p)])
 
     # -- async API ----------------------------------------------------------------------------
 
@@ -437,6 +405,48 @@ class LlamaCppEngine:
     def _check_open(self) -> None:
         if self._vocab._model is None:
             raise EngineClosedError("the engine is closed")
+
+
+def pick_token(
+    logits: np.ndarray, ban: Collection[int], *, temperature: float, top_k: int, top_p: float,
+    rng: np.random.Generator,
+) -> int:
+    """The token to emit from ``logits`` (a row of the vocabulary's size; never modified):
+    never one in ``ban``; the argmax at ``temperature`` 0, else sampled with ``rng`` after the
+    temperature, top-k (0: off) and top-p (1: off) filters. Raises ValueError when every token
+    is banned. Shared by every in-process llama.cpp engine."""
+    import numpy as np
+
+    if temperature == 0.0:
+        tok = int(logits.argmax())
+        if ban and tok in ban:
+            masked = logits.copy()
+            masked[list(ban)] = -np.inf
+            tok = int(masked.argmax())
+            if masked[tok] == -np.inf:
+                raise ValueError("every token is banned")
+        return tok
+    x = logits.copy()
+    if ban:
+        x[list(ban)] = -np.inf
+    n = x.shape[0]
+    k = top_k if 0 < top_k < n else n
+    if k < n:
+        idx = np.argpartition(x, n - k)[n - k :]
+        vals = x[idx]
+    else:
+        idx = np.arange(n)
+        vals = x
+    order = np.argsort(vals)[::-1]
+    idx, vals = idx[order], vals[order]
+    if vals[0] == -np.inf:
+        raise ValueError("every token is banned")
+    p = np.exp((vals - vals[0]) / temperature)
+    p /= p.sum()
+    if top_p < 1.0:
+        cut = int(np.searchsorted(np.cumsum(p), top_p)) + 1
+        idx, p = idx[:cut], p[:cut] / p[:cut].sum()
+    return int(idx[rng.choice(len(p), p=p)])
 
 
 class _RawTokenizer:

@@ -13,6 +13,12 @@ Enforcement, because small models try to write what only the runtime may write:
   with nothing pending, the token that began it is banned for one step;
 - inside a call, a forged result ends the call: rolled back, and the runtime writes ``[END]``;
 - end of generation with calls pending is a trap (configurable), so no result is lost.
+
+Native dialects (``hermes``...) with turn framing: an interrupt closes the model's turn, holds
+the results in a tool turn and opens a new assistant turn (see
+:mod:`asynclm.protocol.chat_frames`). The end-of-turn token the model sampled to wait (or the
+end of turn a scripted model wrote as text) is rolled back first, and no line break goes before
+the interrupt, so the context reads as the model's chat template would write it.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast, runtime_checkable
 
-from asynclm.engines.base import ChatMessage, Engine, RequestLog
+from asynclm.engines.base import ChatMessage, Engine, KvEvents, RequestLog
 from asynclm.protocol import (
     Call,
     CallOpened,
@@ -79,6 +85,16 @@ class Signal:
 
 GO = Signal()
 STOP = Signal(stop=True)
+
+
+@runtime_checkable
+class MarksLineStart(Protocol):
+    """A parser with line openers (a native dialect's: llama3's ``{"name":``, pythonic's
+    ``[f(``): it must be told when the model's next text begins a line, after text it is not
+    fed (an injection) or an end of turn rolled back
+    (:meth:`~asynclm.protocol.native.NativeParser.mark_line_start`)."""
+
+    def mark_line_start(self) -> None: ...
 
 
 class DecodeLoop:
@@ -144,6 +160,9 @@ class DecodeLoop:
         # A declared capability (engines.base.RequestLog), never probed.
         self.requests = (
             RequestAccount(cast(RequestLog, engine)) if engine.capabilities.request_log else None)
+        self.kv = cast(KvEvents, engine) if engine.capabilities.kv_events else None
+        if self.kv is not None:
+            self.counters.update(kv_evictions=0, kv_recomputed_tokens=0)
 
     def _subscribers(self, span: Any) -> list[Subscriber]:
         subscribers: list[Subscriber] = [self._route_delivery, TraceRecorder(self.trace)]
@@ -260,6 +279,7 @@ class DecodeLoop:
             first_token_s=None if self.first_token_at is None else self.first_token_at - t0,
             counters=dict(self.counters),
             abandoned=abandoned,
+            dialect=self.dialect.name,
         )
         self.bus.emit(ev.Done(result, t1))
         return result
@@ -306,6 +326,7 @@ class DecodeLoop:
         t = self.now()
         tok = await self.engine.step(ban=ban)
         t1 = self.now()
+        self._kv_events()
         self.n_generated += 1
         if self.requests is not None:  # a step that sent a request: its first-token wait
             wait = self.requests.step(t, t1)
@@ -378,6 +399,12 @@ class DecodeLoop:
                 _written(event), "", {}, (), event.raw, f"malformed call: {event.reason}")
         elif isinstance(event, Trap):
             self.counters["traps"] += 1
+            if self.interrupts.trap_ends_turn:
+                # A native dialect's trap is the end of the turn written as text (a scripted
+                # model; a real one samples its end-of-generation token, see _on_eos): rolled
+                # back like that token (with turn framing the interrupt's turn close writes it
+                # again).
+                await self._rollback_to_char(event.start)
             return await self._trap("trap")
         elif isinstance(event, Forged):
             return await self._forged(event)
@@ -490,12 +517,14 @@ class DecodeLoop:
             return False
         if self._has_pending():
             await self._truncate(len(self.context) - 1)
+            self._line_starts()
             self.counters["eos_waits"] += 1
             return not (await self._trap("eos")).stop
         silent = self._pending(silent=True)
         if not silent and not self.inbox.ready:
             return False
         await self._truncate(len(self.context) - 1)
+        self._line_starts()
         if silent:
             self.counters["eos_waits"] += 1
             t = self.now()
@@ -526,10 +555,29 @@ class DecodeLoop:
             return await self._trap("forged")
         return Signal(ban=frozenset({removed[0]})) if removed[0] >= 0 else GO
 
+    def _kv_events(self) -> None:
+        """The engine's evictions and recomputations of the context's KV cache (a declared
+        capability, ``engines.base.KvEvents``): trace marks and counters."""
+        if self.kv is None:
+            return
+        for e in self.kv.take_kv_events():
+            self.bus.emit(Mark(f"kv.{e.kind}", e.t, {"tokens": e.tokens}))
+            if e.kind == "evicted":
+                self.counters["kv_evictions"] += 1
+            else:
+                self.counters["kv_recomputed_tokens"] += e.tokens
+
+    def _line_starts(self) -> None:
+        """The model's next text begins a line (after an injection, or its end of turn rolled
+        back): a parser with line openers is told (:class:`MarksLineStart`)."""
+        if isinstance(self.parser, MarksLineStart):
+            self.parser.mark_line_start()
+
     # -- context edits -------------------------------------------------------------------------
     async def _prefill(self, tokens: list[int]) -> None:
         t = self.now()
         cached = await self.engine.prefill(tokens)
+        self._kv_events()
         if self.requests is not None:
             self.requests.take()
         self.context.set_prompt(tokens)
@@ -569,7 +617,9 @@ class DecodeLoop:
 
     async def _inject_batch(self, batch: list[CallRecord | PartialResult | Message]) -> None:
         segments = self.interrupts.render(batch)
-        if not self.context.line_start:  # e.g. a call block the model ended with end-of-generation
+        if not self.context.line_start and not self.interrupts.opens_turn:
+            # e.g. a call block the model ended with end-of-generation; an interrupt that closes
+            # the model's turn first (turn framing) goes right where the model stopped
             segments.insert(0, Segment("\n", trusted=True))
         tokens = tokenize_segments(self.engine.tokenize, segments, self.markup_tokens)
         calls = [r for r in batch if isinstance(r, CallRecord)]
@@ -584,7 +634,9 @@ class DecodeLoop:
             if self.requests is not None:
                 self.requests.take()
             kind = "reprefill"
+        self._kv_events()
         self.context.inject(tokens, ends_line=True)
+        self._line_starts()
         t1 = self.now()
         ids = tuple(r.id for r in calls)
         extra: dict[str, Any] = {"messages": list(senders)} if senders else {}
