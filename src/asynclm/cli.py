@@ -135,6 +135,9 @@ if typer is not None:
             False),
         strategy: Annotated[str, typer.Option(
             help="async, async-lazy, sync, sync-parallel or async-naive.")] = "async",
+        dialect: Annotated[str | None, typer.Option(
+            help="The tool-call markup the model speaks: cml, hermes, pythonic, llama3 or"
+                 " mistral (default: the model's, see asynclm models list).")] = None,
         max_tokens: Annotated[int, typer.Option(help="Tokens the model may write.")] = 512,
         tool_timeout: Annotated[float | None, typer.Option(
             help="Seconds a call may take (default: each tool's own).")] = None,
@@ -183,7 +186,7 @@ if typer is not None:
                     return await run_prompt(
                         eng, tools, prompt, strategy=strategy,
                         config=SessionConfig(max_tokens=max_tokens, tool_timeout_s=tool_timeout),
-                        write=None if quiet else write)
+                        write=None if quiet else write, dialect=dialect)
                 finally:
                     await eng.aclose()
 
@@ -202,7 +205,8 @@ if typer is not None:
         else:
             b = result.trace.breakdown()
             err.print(
-                f"[dim]{result.latency_s:.2f} s, {result.stop_reason}: {len(result.calls)} calls, "
+                f"[dim]{result.latency_s:.2f} s, {result.dialect}, {result.stop_reason}:"
+                f" {len(result.calls)} calls, "
                 f"{result.n_generated} tokens; prefill {b.prefill_s:.2f} s, decode "
                 f"{b.decode_s:.2f} s, results in {b.interrupt_s:.2f} s, tools {b.tool_s:.2f} s "
                 f"(overlapped {b.overlap_s:.2f} s), waiting {b.idle_s:.2f} s[/]", highlight=False)
@@ -234,12 +238,14 @@ if typer is not None:
     @models_app.command("list")
     def models_list(
         as_json: Annotated[bool, typer.Option(
-            "--json", help="One JSON array (name, size, assembled, default, description, "
-            "path), for scripts.")] = False,
+            "--json", help="One JSON array (name, size, assembled, default, dialect, "
+            "description, path), for scripts.")] = False,
     ) -> None:
-        """Bundled models and whether they are assembled in the cache. A table on a terminal;
-        piped, one tab-separated line per model with whole values (name, size in bytes,
-        assembled yes/no, default yes/no, path, description); ``--json`` for scripts."""
+        """Bundled models and whether they are assembled in the cache, with the tool-call
+        dialect a session uses for each by default ("auto": detected from the model's chat
+        template). A table on a terminal; piped, one tab-separated line per model with whole
+        values (name, size in bytes, assembled yes/no, default yes/no, path, description,
+        dialect); ``--json`` for scripts (dialect null: detected)."""
         import json
 
         from rich.table import Table
@@ -250,7 +256,8 @@ if typer is not None:
         if as_json:
             sys.stdout.write(json.dumps([
                 {"name": m.name, "size": m.size, "assembled": m.assembled, "default": m.default,
-                 "description": m.description, "path": str(m.path)} for m in models],
+                 "dialect": m.dialect, "description": m.description, "path": str(m.path)}
+                for m in models],
                 indent=2) + "\n")
             return
         if not sys.stdout.isatty():
@@ -259,12 +266,13 @@ if typer is not None:
                 sys.stdout.write("\t".join((
                     m.name, str(m.size), "yes" if m.assembled else "no",
                     "yes" if m.default else "no", str(m.path),
-                    " ".join(m.description.split()))) + "\n")
+                    " ".join(m.description.split()), m.dialect or "auto")) + "\n")
             return
-        table = Table("name", "size", "assembled", "description", "path")
+        table = Table("name", "size", "assembled", "dialect", "description", "path")
         for m in models:
             table.add_row(m.name + (" (default)" if m.default else ""), f"{m.size / 1e9:.2f} GB",
-                          "yes" if m.assembled else "no", m.description, str(m.path))
+                          "yes" if m.assembled else "no", m.dialect or "auto", m.description,
+                          str(m.path))
         console.print(table)
 
     @models_app.command("pull")
@@ -313,8 +321,29 @@ if typer is not None:
             "requests may use as an mcp tool (repeatable); requests can name no other URL."
             )] = None,
         max_sessions: Annotated[int, typer.Option(help="Live sessions at most.")] = 64,
-        threads: Annotated[int | None, typer.Option(help="llama.cpp threads per engine.")] = (
+        threads: Annotated[int | None, typer.Option(
+            help="llama.cpp threads of the in-process engine (one per model).")] = None,
+        max_batch: Annotated[int, typer.Option(
+            help="Sessions per model that decode at once (the batched engine's sequences; "
+            "with --engine-url, requests in flight: match the server's parallel slots).",
+            min=1)] = 8,
+        max_queue: Annotated[int, typer.Option(
+            help="Sessions per model that may wait for a slot; past that, 429.", min=0)] = 32,
+        kv_budget: Annotated[int | None, typer.Option(
+            help="KV cache budget of the in-process engine, in tokens, shared by its "
+            "sessions (default, and at most: its context).", min=1)] = None,
+        engine_url: Annotated[str | None, typer.Option(
+            help="Run the model in this inference server (vLLM, SGLang, llama.cpp's "
+            "llama-server), e.g. http://127.0.0.1:8080, instead of in process.")] = None,
+        engine_model: Annotated[str | None, typer.Option(
+            help="With --engine-url: the bundled model the server runs (its GGUF vocabulary "
+            "counts the tokens; requests name it).")] = None,
+        engine_api_key: Annotated[str | None, typer.Option(
+            envvar="ASYNCLM_ENGINE_API_KEY", help="With --engine-url: its bearer token.")] = (
             None),
+        engine_pin_slots: Annotated[bool, typer.Option(
+            help="With a llama-server at --engine-url: each session keeps a slot of its own "
+            "(its cache); turn off when other clients share that server.")] = True,
     ) -> None:
         """HTTP API + live web page: sessions, event streams, messages as interrupts."""
         try:
@@ -324,19 +353,32 @@ if typer is not None:
             console.print(f"[red]error:[/] {exc}; install the 'serve' extra")
             raise typer.Exit(1) from None
         _import_from_cwd()
+        if engine_model is not None and engine_url is None:
+            console.print("[red]error:[/] --engine-model goes with --engine-url")
+            raise typer.Exit(2)
         cfg = ServerConfig(host=host, port=port, token=token,
                            tool_modules=tuple(tools_module or ()),
                            allowed_hosts=tuple(allowed_host or ()),
                            mcp_servers=tuple(
                                (label.strip(), url.strip()) for label, _, url in
                                (entry.partition("=") for entry in mcp_server or ())),
-                           max_live_sessions=max_sessions, llama_threads=threads)
+                           max_live_sessions=max_sessions, llama_threads=threads,
+                           max_batch=max_batch, max_queue=max_queue, kv_budget=kv_budget,
+                           engine_url=engine_url, engine_api_key=engine_api_key,
+                           engine_pin_slots=engine_pin_slots)
+        if engine_url:  # one model, the one the inference server runs
+            from dataclasses import replace
+
+            from asynclm.models import DEFAULT_MODEL
+
+            cfg = replace(cfg, models=(engine_model or DEFAULT_MODEL,))
         try:
             cfg.check()
         except ValueError as exc:  # UnsafeBindError, a bad --allowed-host or --mcp-server
             console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(2) from None
-        console.print(f"asynclm serve: http://{host}:{port}/")
+        console.print(f"asynclm serve: http://{host}:{port}/"
+                      + (f" (model {cfg.models[0]} at {engine_url})" if engine_url else ""))
         run_server(cfg)
 
     @app.command()

@@ -101,7 +101,7 @@ def test_page_injects_a_typed_message_on_the_05b_model(browser: Any) -> None:
     if not any(m.name == "qwen2.5-coder-0.5b" and m.assembled for m in list_models()):
         pytest.skip("qwen2.5-coder-0.5b is not in the cache: asynclm models pull it")
     # one llama.cpp thread: on a shared 2-core machine more threads spin against each other
-    cfg = ServerConfig(llama_instances=1, llama_threads=1)
+    cfg = ServerConfig(llama_threads=1)
     with running_server(cfg) as url:
         page = browser.new_page()
         _inject_mid_generation(

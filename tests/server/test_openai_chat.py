@@ -250,7 +250,7 @@ def _cached(name: str) -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(not _cached("qwen2.5-coder-0.5b"), reason="model not in the cache")
 def test_bundled_model_chat() -> None:
-    with (running_server(ServerConfig(llama_instances=1)) as url,
+    with (running_server(ServerConfig()) as url,
           openai.OpenAI(base_url=f"{url}/v1", api_key="-", max_retries=0, timeout=300) as client):
         assert "qwen2.5-coder-0.5b" in [m.id for m in client.models.list()]
         r = client.chat.completions.create(

@@ -328,7 +328,7 @@ def test_bundled_model_answers_streaming() -> None:
 
     if not any(m.name == "qwen2.5-coder-0.5b" and m.assembled for m in list_models()):
         pytest.skip("qwen2.5-coder-0.5b is not in the cache")
-    with running_server(ServerConfig(llama_instances=1)) as url, openai.OpenAI(
+    with running_server(ServerConfig()) as url, openai.OpenAI(
             base_url=f"{url}/v1", api_key="-", max_retries=0, timeout=300) as c:
         events = list(c.responses.create(model="qwen2.5-coder-0.5b", stream=True,
                                          input="What is the capital of France? One word.",

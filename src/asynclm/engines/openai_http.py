@@ -251,9 +251,10 @@ class HttpEngine:
         return engine
 
     async def probe(self) -> tuple[Mode, dict[str, Any]]:
-        """(best mode, facts found). Order: llama.cpp ``/props``, SGLang
-        ``/get_model_info``, vLLM ``/version``, then ``/v1/models`` (text completions, or chat
-        if ``/v1/completions`` does not exist)."""
+        """(best mode, facts found: ``model``, ``llama_cpp_python``, and for ``llama-server``
+        its parallel ``slots``). Order: llama.cpp ``/props``, SGLang ``/get_model_info``, vLLM
+        ``/version``, then ``/v1/models`` (text completions, or chat if ``/v1/completions``
+        does not exist)."""
         info: dict[str, Any] = {}
         models = await self._get_json("/v1/models")
         if isinstance(models, dict) and models.get("data"):
@@ -262,6 +263,8 @@ class HttpEngine:
             info["llama_cpp_python"] = first.get("owned_by") == "me"
         props = await self._get_json("/props")
         if isinstance(props, dict) and "default_generation_settings" in props:
+            if isinstance(props.get("total_slots"), int):
+                info["slots"] = props["total_slots"]  # its parallel slots (-np)
             return Mode.LLAMA_SERVER, info
         sgl = await self._get_json("/get_model_info")
         if isinstance(sgl, dict) and "model_path" in sgl:
@@ -428,19 +431,25 @@ class HttpEngine:
     # -- streaming ----------------------------------------------------------------------------
 
     async def _fill(self) -> None:
-        """Read until a token is pending or the stream has ended (then resume once if it ended
-        for length with nothing pending, or hand out EOS for a stop)."""
-        for _ in range(4):
+        """Read until a token is pending or the stream has ended: a stop hands out EOS; a
+        stream that ended for length with nothing pending is resumed. That happens after every
+        full chunk when the finish comes in a message of its own, after the last token (as
+        ``llama-server`` sends it), and for a 0-token "length" answer (at most 4 of those in a
+        row)."""
+        empty = 0
+        while True:
             while not self._pending and self._stream is not None and not self._stream.done:
                 await self._read(self._stream)  # a failed stream is replaced by its resume
             s = self._stream
-            if self._pending or s is None:
+            if self._pending or s is None or s.stats.finish != "length":
                 return
-            if s.stats.finish != "length" or s.stats.received:
-                return
-            await self._close_stream()  # a 0-token "length" chunk: ask again
+            if not s.stats.received:
+                empty += 1
+                if empty >= 4:
+                    raise ServerResponseError(
+                        "the server keeps ending generations without a token")
+            await self._close_stream()
             await self._open("resume")
-        raise ServerResponseError("the server keeps ending generations without a token")
 
     async def _read(self, s: _Stream) -> None:
         try:

@@ -1,9 +1,14 @@
 """The HTTP API (FastAPI) and the web page.
 
 Routes (JSON unless said; errors are ``{"error": ..., "detail": ...}`` with a 4xx status):
-- ``GET /health``; ``GET /`` the page; ``GET /static/*`` its assets (no external ones);
+- ``GET /health``: live sessions and, per real model, its slots (``active``, ``waiting``,
+  ``slots``, ``max_queue``) and its engine's stats (see :mod:`asynclm.server.engines`);
+  ``GET /`` the page; ``GET /static/*`` its assets (no external ones);
 - ``POST /auth/cookie`` (bearer) → 204 and an HttpOnly event-stream cookie (for the page);
-- ``POST /sessions`` create and start → 201 session info; ``GET /sessions`` list;
+- ``POST /sessions`` create and start → 201 session info (a session on a real model waits
+  ``queued``, with its ``queue_position``, while every slot of its model is taken; 429 with
+  ``Retry-After`` when its queue is full or the server has as many live sessions as it may);
+  ``GET /sessions`` list;
   ``GET /sessions/{id}`` info; ``DELETE /sessions/{id}`` forget a finished session;
 - ``GET /sessions/{id}/events`` server-sent events from ``?from=N`` or ``Last-Event-ID``;
   every event has ``seq`` (its index), ``type``, ``t`` (s since creation), ``mono`` (server
@@ -41,7 +46,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -103,8 +108,10 @@ _LIVE_ROLE = (f"research is slow (about {RESEARCH_S:g} s): call it, then keep ta
 _LIVE_TOOLS = Toolbox([research.replace(delivery="when_idle")])
 
 
-def _error(status: int, error: str, detail: Any = None) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status)
+def _error(status: int, error: str, detail: Any = None,
+           headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status,
+                        headers=headers)
 
 
 def _short(text: str, n: int = 100) -> str:
@@ -342,9 +349,12 @@ def _load_tools(name: str, config: ServerConfig, cache: dict[str, Toolbox]) -> T
 def create_app(config: ServerConfig | None = None) -> FastAPI:
     """The application for ``config`` (defaults: :class:`ServerConfig`)."""
     cfg = config or ServerConfig()
+    hub = EngineHub(models=cfg.models, max_batch=cfg.max_batch, max_queue=cfg.max_queue,
+                    threads=cfg.llama_threads, kv_budget=cfg.kv_budget,
+                    engine_url=cfg.engine_url, engine_api_key=cfg.engine_api_key,
+                    pin_slots=cfg.engine_pin_slots)
     registry = SessionRegistry(max_live=cfg.max_live_sessions, max_kept=cfg.max_kept_sessions,
-                               max_events=cfg.max_events_per_session)
-    hub = EngineHub(models=cfg.models, instances=cfg.llama_instances, threads=cfg.llama_threads)
+                               max_events=cfg.max_events_per_session, slots=hub.reserve)
     toolsets: dict[str, Toolbox] = {}
 
     @asynccontextmanager
@@ -375,8 +385,10 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if is_openai_path(request.url.path):
-            return OpenAIError(exc.status_code, str(exc.detail)).response()
-        return _error(exc.status_code, str(exc.detail))
+            resp = OpenAIError(exc.status_code, str(exc.detail)).response()
+            resp.headers.update(exc.headers or {})
+            return resp
+        return _error(exc.status_code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(OpenAIError)
     async def _openai(_: Request, exc: OpenAIError) -> JSONResponse:
@@ -397,7 +409,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     def _open_engine(req: CreateSession, policy: Any) -> Callable[
             [], AbstractAsyncContextManager[Engine]]:
         if req.engine == "llamacpp":
-            return lambda: hub.llama(req.model)
+            return lambda: hub.open(req.model)
         @asynccontextmanager
         async def sim() -> AsyncIterator[Engine]:
             tpot = (req.sim.tpot_ms if req.sim else 30.0) / 1000
@@ -455,8 +467,9 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                 model=req.model if req.engine == "llamacpp" else None, strategy=req.strategy,
                 tools=req.tools, agent=req.agent, make_session=make_session,
                 open_engine=_open_engine(req, policy), client=client)
-        except TooManySessions as exc:
-            raise HTTPException(429, str(exc)) from None
+        except TooManySessions as exc:  # the live limit, or the model's queue is full
+            raise HTTPException(429, str(exc),
+                                headers={"Retry-After": str(exc.retry_after_s)}) from None
         except ValueError as exc:
             raise HTTPException(409, str(exc)) from None
 
@@ -476,8 +489,12 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
+        """Liveness and load: sessions, and per real model (once used) its slots, queue and
+        engine stats; ``backend`` is ``batched`` (in process) or ``http`` (``engine_url``,
+        never shown)."""
         return {"status": "ok", "live_sessions": registry.n_live(),
-                "sessions": len(registry.list())}
+                "sessions": len(registry.list()), "backend": hub.backend,
+                "engines": hub.stats()}
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

@@ -75,7 +75,19 @@ class ServerConfig:
     Python modules a request may name as its tool set (besides ``demo`` and ``none``): a
     request can never import anything else. ``mcp_servers``: the MCP servers (``(label, url)``,
     streamable HTTP) that ``/v1/responses`` requests may use as ``mcp`` tools; a request naming
-    any other URL is refused: the server never connects to a URL a request chose."""
+    any other URL is refused: the server never connects to a URL a request chose.
+
+    Real models (see :mod:`asynclm.server.engines`): ``max_batch`` sessions per model decode
+    at once (the batched engine's sequences, or requests in flight to ``engine_url``); up to
+    ``max_queue`` more wait for a slot, in order, and past that a new session is refused with
+    429. ``llama_threads``: the batched engine's llama.cpp threads (``None``: its default);
+    ``kv_budget``: its KV cache budget in tokens, shared by its sequences (``None``: its
+    context size). ``engine_url``: run the model in that inference server (vLLM, SGLang,
+    ``llama-server``) instead of in process; ``models`` then names one bundled model, whose
+    GGUF vocabulary counts the tokens (it must be the model the server runs);
+    ``engine_api_key``: the bearer token it wants, if any; ``engine_pin_slots``: give each
+    session a ``llama-server`` slot of its own (off when several servers share it). All come
+    from the operator, never from a request."""
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -92,13 +104,19 @@ class ServerConfig:
     max_kept_sessions: int = 256
     max_events_per_session: int = 50_000
     max_session_s: float = 600.0
-    llama_instances: int = 2
     llama_threads: int | None = None
+    max_batch: int = 8
+    max_queue: int = 32
+    kv_budget: int | None = None
+    engine_url: str | None = None
+    engine_api_key: str | None = field(default=None, repr=False)
+    engine_pin_slots: bool = True
     models: tuple[str, ...] = field(default=("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"))
 
     def check(self) -> None:
         """Raise :class:`UnsafeBindError` for a non-loopback bind without a token, and
-        :class:`ValueError` for an ``allowed_hosts`` entry that is no host."""
+        :class:`ValueError` for an ``allowed_hosts`` entry that is no host, a size out of
+        range, or an ``engine_url`` that is no http(s) URL or comes with other than one model."""
         if not is_loopback(self.host) and not self.token:
             raise UnsafeBindError(
                 f"binding to {self.host} exposes the server: set a token (--token or "
@@ -109,3 +127,13 @@ class ServerConfig:
         for entry in self.allowed_hosts:
             if entry != "*" and parse_host(entry) is None:
                 raise ValueError(f"allowed host {entry!r} is not host, host:port or *")
+        if self.max_batch < 1 or self.max_queue < 0:
+            raise ValueError("max batch must be at least 1 and max queue at least 0")
+        if self.kv_budget is not None and self.kv_budget < 1:
+            raise ValueError("the KV budget must be a positive number of tokens")
+        if self.engine_url is not None:
+            if not self.engine_url.startswith(("http://", "https://")):
+                raise ValueError(f"engine URL {self.engine_url!r} is not http(s)://...")
+            if len(self.models) != 1:
+                raise ValueError("an engine URL serves one model: name the bundled model "
+                                 "whose vocabulary it uses (--engine-model)")

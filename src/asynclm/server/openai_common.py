@@ -56,19 +56,25 @@ _CODES = {401: "invalid_api_key", 413: "request_too_large", 429: "rate_limit_exc
 class OpenAIError(AsyncLMError):
     """Raised by ``/v1`` routes; the app answers it with :func:`openai_error` (any path).
     ``status`` is the HTTP status; ``type``/``param``/``code`` go into the error object.
-    Defaults for ``type`` and ``code`` follow the status (see :func:`error_for_status`)."""
+    Defaults for ``type`` and ``code`` follow the status (see :func:`error_for_status`).
+    ``retry_after``: seconds, sent as ``Retry-After`` (a 429 worth retrying)."""
 
     def __init__(self, status: int, message: str, *, type: str | None = None,
-                 param: str | None = None, code: str | None = None) -> None:
+                 param: str | None = None, code: str | None = None,
+                 retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.param = status, message, param
+        self.retry_after = retry_after
         self.type = type or _TYPES.get(status, "server_error" if status >= 500 else
                                        "invalid_request_error")
         self.code = code if code is not None else _CODES.get(status)
 
     def response(self) -> JSONResponse:
-        return openai_error(self.status, self.message, type=self.type, param=self.param,
+        resp = openai_error(self.status, self.message, type=self.type, param=self.param,
                             code=self.code)
+        if self.retry_after is not None:
+            resp.headers["Retry-After"] = str(self.retry_after)
+        return resp
 
 
 def openai_error(status: int, message: str, *, type: str = "invalid_request_error",
@@ -302,9 +308,10 @@ class Backend:
                     ) -> AbstractAsyncContextManager[Engine]:
         """An async context manager giving an :class:`Engine` for ``model``: a fresh real-time
         simulator driven by ``policy`` (default: :func:`sim_policy` of nothing) for ``sim``,
-        else an instance from the hub's pool of the bundled model (held until exit)."""
+        else a session's engine from the hub (a slot of the model's batched engine, or an
+        HTTP engine to the operator's inference server), held until exit."""
         if model != SIM_MODEL:
-            return self.hub.llama(model)
+            return self.hub.open(model)
 
         @asynccontextmanager
         async def sim() -> AsyncIterator[Engine]:
@@ -391,7 +398,7 @@ class Backend:
                     engine, tools, conversation=conversation, config=scfg, run=run),
                 open_engine=lambda: self.open_engine(model, policy))
         except TooManySessions as exc:
-            raise OpenAIError(429, str(exc)) from None
+            raise OpenAIError(429, str(exc), retry_after=exc.retry_after_s) from None
         return run
 
 

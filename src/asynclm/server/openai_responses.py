@@ -31,7 +31,7 @@ Tools:
   *finished* response (new user input) starts a new run on the stored conversation (its
   transcript as the assistant turn; ``instructions`` and ``tools`` are not carried over, as
   in OpenAI's API: send them again): the llama.cpp engine re-uses the cached prefix
-  (``prefill(reuse_prefix=True)``) when the same pooled instance serves it, else re-prefills.
+  (``prefill(reuse_prefix=True)``) while its cache still holds it, else re-prefills.
   Responses are kept (at most :data:`STORE_MAX`, for :data:`STORE_S`); an unknown
   ``previous_response_id`` is a 404. User messages sent with ``function_call_output`` items
   reach the parked run as interrupts.
@@ -480,7 +480,7 @@ def _start(b: Backend, conv: _Conv, max_tokens: int, label: str) -> None:
             make_session=lambda engine: _ResponsesSession(engine, conv, scfg, policy),
             open_engine=open_engine)
     except TooManySessions as exc:
-        raise OpenAIError(429, str(exc)) from None
+        raise OpenAIError(429, str(exc), retry_after=exc.retry_after_s) from None
     conv.control = conv.live.control
 
 

@@ -1,7 +1,13 @@
 """Live sessions of the server: each has an append-only event log that any number of
 followers read (no event is lost or reordered: a follower resumes by index), a
 :class:`RunControl`, and one task in the registry's task group (no task outlives the server,
-and no session task outlives its session)."""
+and no session task outlives its session).
+
+A session on a real model takes a :class:`Slot` of its model when it is created (the
+registry's ``slots`` function, :meth:`asynclm.server.engines.EngineHub.reserve`): it stays
+``queued``, with its ``queue_position`` in its info, until the slot is held, and gives it back
+when it ends, however it ends (cancelled in the queue included). A full queue refuses the
+creation (:class:`QueueFull`)."""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from asynclm.agents import AgentDirectory
 from asynclm.engines.base import Engine
@@ -28,13 +34,30 @@ Status = Literal["queued", "running", "done", "cancelled", "failed"]
 _LIVE = ("queued", "running")
 
 
+class Slot(Protocol):
+    """A session's place on its model (:class:`asynclm.server.engines.Slot`)."""
+
+    @property
+    def position(self) -> int | None:
+        """Its place in the queue (1: next), ``None`` once held."""
+        ...
+
+    async def wait(self) -> None:
+        """Return once the slot is held."""
+        ...
+
+    def release(self) -> None:
+        """Give it back (idempotent)."""
+        ...
+
+
 class LiveSession:
     """One session's state as the server sees it."""
 
     def __init__(
         self, id: str, *, prompt: str, engine: str, model: str | None, strategy: str,
         tools: str, agent: str | None, control: RunControl, max_events: int,
-        client: ClientCalls | None = None,
+        client: ClientCalls | None = None, slot: Slot | None = None,
     ) -> None:
         self.id, self.prompt, self.engine, self.model = id, prompt, engine, model
         self.strategy, self.tools, self.agent, self.control = strategy, tools, agent, control
@@ -48,6 +71,7 @@ class LiveSession:
         self.n_messages = 0
         self.events: list[dict[str, Any]] = []
         self.task: asyncio.Task[None] | None = None
+        self.slot = slot
         self._max_events = max_events
         self._wake = asyncio.Event()
         self._closed = False
@@ -63,7 +87,14 @@ class LiveSession:
             "strategy": self.strategy, "tools": self.tools, "agent": self.agent,
             "prompt": self.prompt, "created_at": self.created_at, "n_events": len(self.events),
             "stop_reason": self.stop_reason, "error": self.error,
+            "queue_position": self.queue_position,
         }
+
+    @property
+    def queue_position(self) -> int | None:
+        """1 when this session is the next to get a slot of its model, 2 after it...;
+        ``None`` when it is not waiting for one."""
+        return self.slot.position if self.slot is not None and self.live else None
 
     def publish(self, type: str, **data: Any) -> None:
         """Append an event (``seq`` = its index) and wake the followers. Past the event limit
@@ -135,15 +166,30 @@ class LiveSession:
 
 
 class TooManySessions(SessionError, RuntimeError):
-    """The server runs as many sessions as it may; try again later."""
+    """The server runs as many sessions as it may; try again later (the routes answer 429
+    with ``Retry-After: retry_after_s``)."""
+
+    def __init__(self, message: str, *, retry_after_s: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class QueueFull(TooManySessions):
+    """Every slot of the model is taken and its queue is full; try again later."""
 
 
 class SessionRegistry:
     """Creates, runs, lists and cancels sessions. Use as ``async with`` (the server's
     lifespan): leaving it cancels every live session and waits for their tasks."""
 
-    def __init__(self, *, max_live: int, max_kept: int, max_events: int) -> None:
+    def __init__(
+        self, *, max_live: int, max_kept: int, max_events: int,
+        slots: Callable[[str, str | None], Slot | None] | None = None,
+    ) -> None:
+        """``slots(engine, model)``: the slot a new session on ``model`` must hold to run
+        (``None``: it needs none); it raises :class:`QueueFull` to refuse the session."""
         self._max_live, self._max_kept, self._max_events = max_live, max_kept, max_events
+        self._slots = slots
         self._sessions: dict[str, LiveSession] = {}
         self._group: asyncio.TaskGroup | None = None
         self._ids = itertools.count(1)
@@ -185,29 +231,40 @@ class SessionRegistry:
         client: ClientCalls | None = None,
     ) -> LiveSession:
         """Register a session and start its task (``client``: its client-run tools, if any).
-        Raises :class:`TooManySessions` at the live limit and ``ValueError`` for an agent name
-        already live."""
+        Raises :class:`TooManySessions` at the live limit, :class:`QueueFull` when its model's
+        queue is full and ``ValueError`` for an agent name already live."""
         if self._group is None:
             raise RuntimeError("registry is not running")
         if self.n_live() >= self._max_live:
             raise TooManySessions(f"{self._max_live} sessions are live; try again later")
-        self._evict()
-        sid = f"s{next(self._ids)}-{secrets.token_hex(3)}"
-        ls: LiveSession
-        control = RunControl(
-            wait_on_trap=agent is not None,
-            on_undelivered=lambda left: _undelivered(ls, left),
-        )
-        ls = LiveSession(sid, prompt=prompt, engine=engine, model=model, strategy=strategy,
-                         tools=tools, agent=agent, control=control, max_events=self._max_events,
-                         client=client)
-        if agent is not None:
-            self.directory.register(agent, control)
+        if agent is not None and agent in self.directory:
+            raise ValueError(f"an agent named {agent!r} is already live")
+        slot = self._slots(engine, model) if self._slots is not None else None
+        try:
+            self._evict()
+            sid = f"s{next(self._ids)}-{secrets.token_hex(3)}"
+            ls: LiveSession
+            control = RunControl(
+                wait_on_trap=agent is not None,
+                on_undelivered=lambda left: _undelivered(ls, left),
+            )
+            ls = LiveSession(sid, prompt=prompt, engine=engine, model=model, strategy=strategy,
+                             tools=tools, agent=agent, control=control,
+                             max_events=self._max_events, client=client, slot=slot)
+            if agent is not None:
+                self.directory.register(agent, control)
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
         self._sessions[sid] = ls
         ls.publish("session.queued", prompt=prompt, engine=engine, model=model,
-                   strategy=strategy, tools=tools, agent=agent)
+                   strategy=strategy, tools=tools, agent=agent,
+                   queue_position=ls.queue_position)
         ls.task = self._group.create_task(self._run(ls, make_session, open_engine),
                                           name=f"asynclm-session-{sid}")
+        # a task cancelled before its first step never runs _run's cleanup: do it here
+        ls.task.add_done_callback(lambda _: self._end(ls))
         return ls
 
     def cancel(self, sid: str) -> bool:
@@ -227,6 +284,8 @@ class SessionRegistry:
         open_engine: Callable[[], AbstractAsyncContextManager[Engine]],
     ) -> None:
         try:
+            if ls.slot is not None:
+                await ls.slot.wait()  # queued: its place is visible and it can be cancelled
             async with open_engine() as engine:
                 session = make_session(engine)
                 ls.status = "running"
@@ -240,11 +299,21 @@ class SessionRegistry:
         except Exception as exc:  # noqa: BLE001 - engine failure: the session fails, not the server
             ls.status, ls.error = "failed", f"{type(exc).__name__}: {exc}"
         finally:
-            if not ls.control.ended:  # cancelled before the run began
-                ls.control._detach()
-            if ls.agent is not None:
-                self.directory.unregister(ls.agent, ls.control)
-            ls.close()
+            self._end(ls)
+
+    def _end(self, ls: LiveSession) -> None:
+        """The session's task is over: its slot back, its control detached, its agent name
+        free, ``session.end`` published. Idempotent (``_run``'s cleanup, then the task's done
+        callback, which alone runs for a task cancelled before it started)."""
+        if ls.slot is not None:
+            ls.slot.release()
+        if ls.live:
+            ls.status = "failed" if ls.error else "cancelled"
+        if not ls.control.ended:  # cancelled before the run began
+            ls.control._detach()
+        if ls.agent is not None:
+            self.directory.unregister(ls.agent, ls.control)
+        ls.close()
 
 
 def _undelivered(ls: LiveSession, left: list[Message]) -> None:

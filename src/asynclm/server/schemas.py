@@ -104,6 +104,8 @@ class SessionInfo(BaseModel):
     n_events: int
     stop_reason: str | None = None
     error: str | None = None
+    queue_position: int | None = None
+    """While ``queued`` for a slot of its model: 1 = next; else ``None``."""
 
 
 class ErrorBody(BaseModel):
