@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from asynclm.engines.base import Capabilities, ChatMessage
 from asynclm.errors import EngineClosedError
 from asynclm.protocol import DEFAULT_MARKERS, CmlDialect, Dialect, Interrupt, Markers
-from asynclm.testing.sim._policy import Policy
+from asynclm.testing.sim._policy import ObservesInterrupts, Policy
 from asynclm.testing.sim._tokenizer import EOS, SimTokenizer
 
 
@@ -35,7 +35,9 @@ class SimEngine:
 
     ``dialect`` (default: CML with ``markers``) is the markup the simulated model speaks: its
     special strings are single tokens, its trap may be free (``SimCosts.free_traps``), and the
-    policy observes the interrupts that the dialect's transcript parser finds in appended text.
+    policy observes the interrupts that the dialect's transcript parser finds in appended text:
+    whole (:class:`~asynclm.testing.sim.ObservesInterrupts`, which resolve results in dialects
+    without ids themselves) or as ``observe(head, payload)``.
     """
 
     def __init__(
@@ -89,9 +91,14 @@ class SimEngine:
     def _observe(self, tokens: Sequence[int]) -> None:
         parser = self.dialect.parser(transcript=True)
         text = self.detokenize(tokens).decode()
+        policy = self.policy
         for event in parser.feed(text) + parser.close():
-            if isinstance(event, Interrupt):
-                self.policy.observe(event.id, event.payload)
+            if not isinstance(event, Interrupt):
+                continue
+            if isinstance(policy, ObservesInterrupts):
+                policy.observe_interrupt(event)
+            else:
+                policy.observe(event.id, event.payload)
 
     # -- engine interface ---------------------------------------------------------------------
     async def prefill(self, tokens: Sequence[int], *, reuse_prefix: bool = True) -> int:

@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
-from asynclm.protocol import DEFAULT_MARKERS, CmlDialect, Dialect, Markers, Ref, format_call
+from asynclm.protocol import (
+    DEFAULT_MARKERS,
+    CmlDialect,
+    Dialect,
+    Interrupt,
+    Markers,
+    Ref,
+    format_call,
+)
+from asynclm.testing.sim._correlate import CallLedger
 from asynclm.testing.sim._task import SimCall, SimTask
 
 
@@ -16,10 +25,22 @@ class Policy(Protocol):
         """A new conversation begins with ``prompt`` (the rendered chat)."""
 
     def observe(self, call_id: str | None, payload: str) -> None:
-        """An interrupt for ``call_id`` was appended to the context."""
+        """An interrupt headed ``call_id`` (the dialect's head: a call id or a message's
+        sender; None where the dialect's result frame names nothing) was appended."""
 
     def next_text(self) -> str | None:
         """The next text to write; None ends the turn."""
+
+
+@runtime_checkable
+class ObservesInterrupts(Protocol):
+    """A policy that reads whole interrupts: :class:`~asynclm.testing.sim.SimEngine` calls
+    :meth:`observe_interrupt` instead of :meth:`Policy.observe` when a policy has it (the
+    policies that write calls through a :class:`~asynclm.testing.sim.CallLedger` do: they
+    resolve results in dialects without ids themselves)."""
+
+    def observe_interrupt(self, event: Interrupt) -> None:
+        """``event`` (from the dialect's transcript parser) was appended to the context."""
 
 
 class OraclePolicy:
@@ -32,7 +53,15 @@ class OraclePolicy:
     ``order="critical-path"``: the ready call with the longest estimated path through what
     depends on it first (its estimate plus the longest chain of estimates below it); the same
     as LPT for independent calls. It writes calls and traps in ``dialect`` (default: CML with
-    ``markers``)."""
+    ``markers``).
+
+    Every dialect: calls are written through a :class:`~asynclm.testing.sim.CallLedger`, which
+    knows the id the runtime gives each one (the task's id where the dialect carries ids, else
+    ``c1``, ``c2``, ... in writing order: ``$`` references are written with those) and which
+    call each injected result answers (its id, else the call it echoes, else the oldest
+    unanswered). ``results`` (task id -> payload) holds final results only: a partial result
+    goes to ``partials`` (``(task id or None, payload)``: a dialect without ids does not say
+    whose), a message to ``messages`` (``(head or None, payload)``); neither is an answer."""
 
     def __init__(
         self,
@@ -49,16 +78,34 @@ class OraclePolicy:
         self.futures = futures
         self.dialect: Dialect = dialect if dialect is not None else CmlDialect(markers)
         self.markers = getattr(self.dialect, "markers", markers)  # CML's, for older callers
+        self.ledger = CallLedger(self.dialect)
+        self._ids = frozenset(c.id for c in task.calls)
         self.reset("")
 
     def reset(self, prompt: str) -> None:
         self.emitted: list[str] = []
         self.results: dict[str, str] = {}
+        self.partials: list[tuple[str | None, str]] = []
+        self.messages: list[tuple[str | None, str]] = []
         self.answered = False
+        self.ledger.reset()
+
+    def observe_interrupt(self, event: Interrupt) -> None:
+        """Resolve ``event`` to one of the task's calls (:meth:`CallLedger.resolve`) and
+        :meth:`observe` it under that call's task id (a message: under its head)."""
+        obs = self.ledger.resolve(event)
+        self.observe(obs.key, obs.payload)
 
     def observe(self, call_id: str | None, payload: str) -> None:
-        if call_id is not None:
+        """An interrupt for the task's call ``call_id`` (a task id), or, for any other head
+        (None included), a message or note. A payload in the dialect's partial wording is a
+        partial result, never the call's answer."""
+        if self.ledger.is_partial(payload):
+            self.partials.append((call_id if call_id in self._ids else None, payload))
+        elif call_id is not None and call_id in self._ids:
             self.results[call_id] = payload
+        else:
+            self.messages.append((call_id, payload))
 
     def _ready(self) -> list[SimCall]:
         have = set(self.emitted) if self.futures else set(self.results)
@@ -74,7 +121,7 @@ class OraclePolicy:
             sep = "\n" if self.emitted else ""  # before the call, so a call starts at its end
             self.emitted.append(call.id)
             args = dict(call.args) if self.futures else self.task.literal_args(call)
-            return sep + self.dialect.render_call(call.fn, args, call.id)
+            return sep + self.ledger.write(call.id, call.fn, args)
         if len(self.results) < len(self.task.calls):
             return self.dialect.render_trap()
         if not self.answered:
