@@ -115,8 +115,9 @@ def test_models_list_piped_prints_whole_names():
     lines = result.output.splitlines()
     assert [line.split("\t")[0] for line in lines] == [m.name for m in list_models()]
     for line, m in zip(lines, list_models(), strict=True):
-        name, size, assembled, default, path, _description = line.split("\t")
+        name, size, assembled, default, path, _description, dialect = line.split("\t")
         assert (name, int(size), path) == (m.name, m.size, str(m.path))
+        assert dialect == (m.dialect or "auto")
         assert assembled == ("yes" if m.assembled else "no")
         assert default == ("yes" if m.default else "no")
     assert any(len(line) > 80 for line in lines)  # nothing cut to a terminal's width
@@ -131,5 +132,7 @@ def test_models_list_json():
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert [r["name"] for r in rows] == [m.name for m in list_models()]
-    assert set(rows[0]) == {"name", "size", "assembled", "default", "description", "path"}
+    assert set(rows[0]) == {"name", "size", "assembled", "default", "dialect", "description",
+                            "path"}
+    assert [r["dialect"] for r in rows] == [m.dialect for m in list_models()]
     assert all(isinstance(r["size"], int) and isinstance(r["assembled"], bool) for r in rows)

@@ -59,10 +59,14 @@ async def open_tools(
 async def run_prompt(
     engine: Engine, tools: Sequence[Tool], prompt: str, *, strategy: str | Strategy = "async",
     config: SessionConfig | None = None, write: Callable[[str], None] | None = None,
+    dialect: str | None = None,
 ) -> SessionResult:
     """Run ``prompt`` in one session; ``write`` receives the model's text as it is generated
-    and a line per call event (started, completed, results injected)."""
-    session = Session(engine, Toolbox(tools), strategy=get_strategy(strategy), config=config)
+    and a line per call event (started, completed, results injected). ``dialect``: the
+    markup the model speaks (a registry name; None: the model's default, see
+    :func:`asynclm.runtime.session.default_dialect`)."""
+    session = Session(engine, Toolbox(tools), strategy=get_strategy(strategy), config=config,
+                      dialect=dialect)
     printer = _Printer(write, loop_clock(asyncio.get_running_loop())()) if write else None
     result: SessionResult | None = None
     async for event in session.stream(prompt):

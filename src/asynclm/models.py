@@ -44,6 +44,7 @@ __all__ = [
     "model_path",
     "pip_installer",
     "pull",
+    "spec_for_file",
 ]
 
 Progress = Callable[[str, int, int], None]
@@ -75,6 +76,11 @@ class ModelSpec:
     chat_template: str = "chatml"
     """Hint only: the engine renders the template stored in the GGUF metadata."""
     license: str = ""
+    dialect: str | None = None
+    """The tool-call dialect a session uses with this model by default (a name of
+    ``asynclm.protocol.registry.DIALECTS``), when one was measured to work better than the one
+    its chat template suggests; None: detect it from the template (see
+    :func:`asynclm.runtime.session.default_dialect`)."""
 
     @property
     def filename(self) -> str:
@@ -100,6 +106,9 @@ class ModelStatus:
     matched; :func:`list_models` checks presence and size, not the hash)."""
     path: Path
     default: bool = False
+    dialect: str | None = None
+    """The registry's dialect for the model (:attr:`ModelSpec.dialect`); None: detected from
+    its chat template when a session starts."""
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -115,6 +124,7 @@ REGISTRY: dict[str, ModelSpec] = {
             size=1_117_320_768,
             sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             license="Apache-2.0",
+            dialect="cml",
         ),
         ModelSpec(
             name="qwen2.5-coder-0.5b",
@@ -126,6 +136,7 @@ REGISTRY: dict[str, ModelSpec] = {
             size=491_400_064,
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             license="Apache-2.0",
+            dialect="cml",
         ),
     )
 }
@@ -152,6 +163,13 @@ def get_spec(name: str | ModelSpec) -> ModelSpec:
         raise ModelError(f"unknown model {name!r}; known models: {known}") from None
 
 
+def spec_for_file(path: str | os.PathLike[str]) -> ModelSpec | None:
+    """The registry's spec of the model file ``path`` (a bundled model is ``<name>.gguf``,
+    wherever it lies), or None for a file of no registered model."""
+    name = Path(path).name
+    return next((s for s in REGISTRY.values() if s.filename == name), None)
+
+
 def _target(spec: ModelSpec) -> Path:
     return cache_dir() / spec.filename
 
@@ -175,6 +193,7 @@ def list_models() -> list[ModelStatus]:
                 assembled=_is_assembled(path, spec),
                 path=path,
                 default=spec.name == DEFAULT_MODEL,
+                dialect=spec.dialect,
             )
         )
     return out

@@ -139,11 +139,15 @@ def test_cli_writes_json_and_markdown(tmp_path, monkeypatch) -> None:
 
 
 def test_bfcl_prompt_runs_in_its_own_pass_before_the_cml_strategies() -> None:
-    from asynclm.bench.bfcl.run import _prompt_groups
+    from asynclm.bench.bfcl.run import _prompt_groups, default_config
 
-    assert _prompt_groups(("sync", "bfcl-prompt", "async")) == [["bfcl-prompt"], ["sync", "async"]]
-    assert _prompt_groups(("sync", "async")) == [["sync", "async"]]
-    assert _prompt_groups(("bfcl-prompt",)) == [["bfcl-prompt"]]
+    def groups(strategies: str) -> list[list[str]]:
+        runs = default_config(strategies=strategies).runs
+        return [[r.key for r in g] for g in _prompt_groups(runs)]
+
+    assert groups("sync,bfcl-prompt,async") == [["bfcl-prompt"], ["sync", "async"]]
+    assert groups("sync,async") == [["sync", "async"]]
+    assert groups("bfcl-prompt") == [["bfcl-prompt"]]
 
 
 def test_enforcement_off_is_passed_to_the_sessions_and_summarized() -> None:

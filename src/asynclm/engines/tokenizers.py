@@ -35,8 +35,10 @@ class _ChatTokenizer(Protocol):
 
 def tokenize_chat(tok: _ChatTokenizer, messages: Sequence[ChatMessage]) -> list[int]:
     """Token ids of ``tok.render_chat(messages)``, with special tokens parsed in the template's
-    own text only: message contents are tokenized with ``special=False``. Raises ValueError for
-    a template that rewrites message contents (they could not be told apart)."""
+    own text only: message contents are tokenized with ``special=False``, except the trusted
+    ``parts`` of a message (:class:`~asynclm.engines.base.ChatMessage`: the markup of a system
+    prompt the runtime wrote), each tokenized on its own with special tokens on. Raises
+    ValueError for a template that rewrites message contents (they could not be told apart)."""
     rendered = tok.render_chat([ChatMessage(m.role, f"\ue000{i}\ue001")
                                 for i, m in enumerate(messages)])
     pieces = _SENTINEL.split(rendered)  # [template, idx, template, idx, ..., template]
@@ -49,7 +51,13 @@ def tokenize_chat(tok: _ChatTokenizer, messages: Sequence[ChatMessage]) -> list[
             if piece:
                 out += tok.tokenize(piece, special=True)
         else:
-            out += tok.tokenize(messages[int(piece)].content, special=False)
+            m = messages[int(piece)]
+            if not m.parts:
+                out += tok.tokenize(m.content, special=False)
+                continue
+            for part in m.parts:
+                if part.text:
+                    out += tok.tokenize(part.text, special=part.trusted)
     return out
 
 

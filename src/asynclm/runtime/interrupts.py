@@ -12,7 +12,7 @@ tokenized with special tokens on.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from asynclm.errors import describe
 from asynclm.protocol import (
@@ -30,8 +30,8 @@ from asynclm.runtime.messages import Message
 from asynclm.runtime.records import CallRecord, PartialResult
 
 __all__ = [
-    "DEFAULT_ECHO_CHARS", "DEFAULT_RESULT_CHARS", "InterruptManager", "Segment",
-    "describe_unrenderable", "render_result", "tokenize_segments",
+    "DEFAULT_ECHO_CHARS", "DEFAULT_RESULT_CHARS", "Framed", "InterruptManager", "Segment",
+    "describe_unrenderable", "opens_turn", "render_result", "tokenize_segments",
 ]
 # Segment and tokenize_segments live in asynclm.protocol.dialect; re-exported for callers.
 
@@ -53,6 +53,25 @@ def render_result(value: Any, *, max_chars: int = DEFAULT_RESULT_CHARS) -> str:
     ``Exception`` (``SystemExit`` from its ``__repr__``, ...): the executor, which renders each
     result once when its call ends, turns that into an ``UnrenderableResult`` error outcome."""
     return format_value(value, max_chars=max_chars)
+
+
+@runtime_checkable
+class Framed(Protocol):
+    """A dialect that says where its results go (the native dialects,
+    :class:`~asynclm.protocol.native.NativeDialect`): ``"turn"``, a tool turn of their own (an
+    interrupt closes the assistant's turn first), or ``"inline"``, inside the assistant's
+    turn."""
+
+    @property
+    def framing(self) -> str: ...
+
+
+def opens_turn(dialect: Dialect) -> bool:
+    """Whether ``dialect``'s interrupts begin by closing the assistant's turn (turn framing):
+    such an interrupt goes right where the model stopped (after a call block, or where its
+    end-of-turn token was rolled back), with no line break before it. CML and inline framing:
+    an interrupt starts on a line of its own."""
+    return isinstance(dialect, Framed) and dialect.framing == "turn"
 
 
 def describe_unrenderable(exc: BaseException) -> str:
@@ -81,6 +100,13 @@ class InterruptManager:
     ) -> None:
         self.dialect: Dialect = dialect if dialect is not None else CmlDialect(markers)
         """Writes every interrupt (and knows how a call reads: :meth:`body_of`)."""
+        self.opens_turn = opens_turn(self.dialect)
+        """An interrupt closes the model's turn first (:func:`opens_turn`): the loop puts no
+        line break before it."""
+        self.trap_ends_turn = isinstance(self.dialect, Framed)
+        """The dialect's trap is the end of the model's turn (a native dialect: the model
+        waits by ending its turn): the loop rolls it back before results go in, as it rolls
+        back an end-of-generation token."""
         self._echo = echo
         self._max_value_chars = max_value_chars
         self._max_echo_chars = max_echo_chars

@@ -106,6 +106,8 @@ class SessionResult:
     """Ids of calls whose tool ignored its cancellation (timeout, deadline, cancel, end of the
     run) past ``SessionConfig.cancel_grace_s``, or whose sync tool's thread was left running:
     their outcome is recorded, their task detached (see :class:`SessionConfig`)."""
+    dialect: str = "cml"
+    """The name of the dialect the model spoke (:attr:`~asynclm.protocol.Dialect.name`)."""
 
     def call(self, call_id: str) -> CallRecord:
         for c in self.calls:

@@ -4,12 +4,15 @@ decode loop (:mod:`asynclm.runtime.loop`) with calls running concurrently beside
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+from asynclm import models
 from asynclm.engines.base import ChatMessage, Engine
-from asynclm.prompt import system_prompt
-from asynclm.protocol import DEFAULT_MARKERS, CmlDialect, Dialect, Markers
+from asynclm.prompt import join_parts, system_parts
+from asynclm.protocol import DEFAULT_MARKERS, CmlDialect, Dialect, Markers, Segment
+from asynclm.protocol.registry import detect_dialect, get_dialect
 from asynclm.runtime import events as ev
 from asynclm.runtime.builtins import with_builtins
 from asynclm.runtime.config import SessionConfig
@@ -19,15 +22,69 @@ from asynclm.runtime.records import SessionResult, StopReason
 from asynclm.runtime.strategies import Strategy, get_strategy
 from asynclm.tools import Tool, Toolbox
 
-__all__ = ["Session", "SessionConfig", "SessionResult", "StopReason", "run_sync"]
+__all__ = [
+    "KnowsChatTemplate", "Session", "SessionConfig", "SessionResult", "StopReason",
+    "default_dialect", "resolve_dialect", "run_sync",
+]
+
+
+@runtime_checkable
+class KnowsChatTemplate(Protocol):
+    """An engine that knows its model's chat template (and file), as
+    :class:`~asynclm.engines.llamacpp.LlamaCppEngine` does: a session can then pick the
+    model's native dialect by itself (:func:`default_dialect`)."""
+
+    chat_template: str
+    model_path: os.PathLike[str]
+
+
+def default_dialect(engine: Engine | None) -> str:
+    """The dialect a session speaks with ``engine`` when none is given: the model registry's
+    (:attr:`asynclm.models.ModelSpec.dialect`, a measured choice) for a bundled model's file,
+    else the one its chat template suggests
+    (:func:`~asynclm.protocol.registry.detect_dialect`), else ``"cml"`` (an engine that does
+    not expose its template: HTTP servers, the simulator)."""
+    if not isinstance(engine, KnowsChatTemplate):
+        return "cml"
+    spec = models.spec_for_file(engine.model_path)
+    if spec is not None and spec.dialect is not None:
+        return spec.dialect
+    return detect_dialect(engine.chat_template)
+
+
+def resolve_dialect(
+    engine: Engine | None, dialect: str | Dialect | None = None, *,
+    markers: Markers = DEFAULT_MARKERS, framing: str | None = None,
+) -> Dialect:
+    """The :class:`~asynclm.protocol.Dialect` a session uses: ``dialect`` itself, the
+    registry's dialect of that name (``"hermes"``; it reads the engine's chat template where the
+    engine exposes one; ``framing``: where it puts results, its default if None), or (None) the
+    model's default (:func:`default_dialect`). CML is built with ``markers`` (it has no
+    framing). ``engine`` None: a dialect for no engine in particular (no chat template)."""
+    if dialect is not None and not isinstance(dialect, str):
+        return dialect
+    if dialect is None:
+        dialect = "cml" if markers != DEFAULT_MARKERS else default_dialect(engine)
+    if dialect == "cml":
+        return CmlDialect(markers)
+    template = engine.chat_template if isinstance(engine, KnowsChatTemplate) else None
+    return get_dialect(dialect, chat_template=template, framing=framing)
 
 
 class Session:
     """Configuration of asynchronous function calling over one engine; :meth:`run` starts one
     decode loop (one conversation). Runs are independent; ``run`` may be called again.
 
-    ``dialect`` is the markup the model reads and writes (default: CML with ``markers``); it
-    writes the protocol section of the default system prompt.
+    ``dialect`` is the markup the model reads and writes: a :class:`Dialect`, a name of the
+    dialect registry (``"hermes"``, ``"pythonic"``, ``"cml"``...), or None: the model's
+    default (:func:`default_dialect`: the model registry's measured choice, else the one the
+    engine's chat template suggests, else CML with ``markers``). Its name is in the trace's
+    meta (``dialect``) and in :attr:`SessionResult.dialect`.
+
+    ``system``: None (default) is the dialect's protocol section and the tools
+    (:func:`asynclm.prompt.system_parts`): the dialect's own text goes to the model as trusted
+    markup (its special tokens are tokens), the tools' descriptions as untrusted text. A
+    string is the caller's prompt, untrusted as a whole.
 
     ``tools`` gets the built-in tools the session offers (:mod:`asynclm.runtime.builtins`):
     ``cancel(call_id)`` when one of the tools is ``cancellable``, ``pending()`` as
@@ -44,23 +101,35 @@ class Session:
         config: SessionConfig | None = None,
         markers: Markers = DEFAULT_MARKERS,
         trace_meta: dict[str, Any] | None = None,
-        dialect: Dialect | None = None,
+        dialect: str | Dialect | None = None,
     ) -> None:
         self.engine = engine
         self.strategy = get_strategy(strategy)
         self.config = config or SessionConfig()
         self.tools = with_builtins(
             tools if isinstance(tools, Toolbox) else Toolbox(list(tools)), self.config)
-        self.dialect: Dialect = dialect if dialect is not None else CmlDialect(markers)
+        self.dialect: Dialect = resolve_dialect(engine, dialect, markers=markers)
         self.markers = getattr(self.dialect, "markers", markers)  # CML's, for older callers
-        if system is None:
-            system = system_prompt(self.tools, dialect=self.dialect)
-        self.system = system
-        self.trace_meta = dict(trace_meta or {})
+        self.system_parts: tuple[Segment, ...] = (
+            system_parts(self.tools, dialect=self.dialect) if system is None
+            else (Segment(system, trusted=False),))
+        """The system prompt as trusted markup and untrusted text (see ``system``)."""
+        self.system = "".join(p.text for p in self.system_parts)
+        self.trace_meta = {"dialect": self.dialect.name, **(trace_meta or {})}
+
+    def system_message(self, extra: str = "") -> ChatMessage:
+        """The system message of :meth:`messages`, with ``extra`` (untrusted: an item's own
+        system text, say) after a blank line; its trusted parts stay trusted."""
+        parts = join_parts([*self.system_parts, Segment(f"\n\n{extra}" if extra else "", False)])
+        if not any(p.trusted for p in parts):
+            return ChatMessage("system", "".join(p.text for p in parts))
+        return ChatMessage.of("system", parts)
 
     def messages(self, prompt: str | Sequence[ChatMessage]) -> list[ChatMessage]:
+        """The chat prompt of a run: for a string, :meth:`system_message` and the user's
+        message; a sequence of messages is used as is."""
         if isinstance(prompt, str):
-            return [ChatMessage("system", self.system), ChatMessage("user", prompt)]
+            return [self.system_message(), ChatMessage("user", prompt)]
         return list(prompt)
 
     async def warm_up(self, prompt: str | Sequence[ChatMessage]) -> int:

@@ -9,16 +9,27 @@ from typing import Any
 from asynclm.bench.bfcl.bfcl_prompt import DecodeError, decode_python_list
 from asynclm.bench.bfcl.bound import lower_bound
 from asynclm.bench.bfcl.checker import check
-from asynclm.bench.bfcl.data import BfclItem
+from asynclm.bench.bfcl.data import BfclItem, ground_truth_calls
 from asynclm.runtime import CallRecord, SessionResult
 from asynclm.tools import Toolbox
 from asynclm.trace import SpanKind, Trace
 
-__all__ = ["MALFORMED_ERRORS", "bfcl_record", "bound_args", "jsonable", "malformed",
-           "session_record"]
+__all__ = ["FAILURE_MODES", "MALFORMED_ERRORS", "bfcl_record", "bound_args", "failure_mode",
+           "jsonable", "malformed", "session_record"]
 
 MALFORMED_ERRORS = frozenset({"MalformedCall", "ToolArgumentError", "UnknownToolError"})
 """Error types of calls that did not parse or validate (the rest are well-formed)."""
+
+FAILURE_MODES = (
+    "token_cap", "malformed", "no_call", "wrong_function", "stopped_after_result",
+    "too_few_calls", "too_many_calls", "wrong_args", "error",
+)
+"""Why a run was not right, first that applies (:func:`failure_mode`): it hit the token cap;
+wrote a call that did not parse or validate; wrote no call; called a function the item does not
+expect; made too few calls and wrote none after its first result arrived (it stopped calling
+after a result); made too few calls otherwise; too many; the right functions with wrong
+arguments; the run failed (an exception). Writing a result itself (a forged result) is counted
+apart, in ``counters["forged"]``: the runtime rolls it back, so it need not make a run wrong."""
 
 
 def jsonable(value: Any) -> Any:
@@ -44,16 +55,54 @@ def malformed(rec: CallRecord) -> bool:
     return rec.status == "error" and rec.error_type in MALFORMED_ERRORS
 
 
+def failure_mode(item: BfclItem, rec: Mapping[str, Any]) -> str | None:
+    """Why the run ``rec`` (a single-turn record, :func:`session_record` or
+    :func:`bfcl_record`) was not right: one of :data:`FAILURE_MODES`, None if it was."""
+    if rec.get("valid"):
+        return None
+    if rec.get("error"):
+        return "error"
+    if rec.get("stop_reason") == "max_tokens":
+        return "token_cap"
+    calls = rec.get("calls", [])
+    if rec.get("decode_error") or any(
+            c.get("error_type") in MALFORMED_ERRORS for c in calls):
+        return "malformed"
+    made = [c for c in calls if c.get("status", "ok") != "error" and not c.get("error")]
+    if not calls:
+        return "no_call"
+    expected = ground_truth_calls(item)
+    if any(c["fn"] not in {fn for fn, _ in expected} for c in calls):
+        return "wrong_function"
+    if len(made) < len(expected):
+        results = [c["injected_s"] for c in calls if c.get("injected_s") is not None]
+        if results and all(c["emitted_s"] <= min(results) for c in calls):
+            return "stopped_after_result"
+        return "too_few_calls"
+    if len(made) > len(expected):
+        return "too_many_calls"
+    return "wrong_args"
+
+
+def _interrupts(trace: Trace) -> tuple[int, int]:
+    """(interrupts injected, their tokens) of a run, from its trace."""
+    spans = [s for s in trace.model_spans if s.name == "inject"]
+    return len(spans), sum(s.tokens for s in spans)
+
+
 def session_record(
     item: BfclItem, result: SessionResult, tools: Toolbox, tokens_of: Callable[[str], int]
 ) -> dict[str, Any]:
-    """The JSON record of one runtime run."""
+    """The JSON record of one runtime run (its dialect, and its failure mode if it was not
+    right: :func:`failure_mode`)."""
     made = [c for c in result.calls if c.status != "error"]
     valid, error = check(item, [(c.fn, bound_args(c, tools)) for c in made])
     b = result.trace.breakdown()
     lb = lower_bound(result, tokens_of)
     t0 = result.trace.start or 0.0
-    return {
+    n_intr, intr_tokens = _interrupts(result.trace)
+    rec = {
+        "dialect": result.dialect,
         "latency_s": result.latency_s,
         "first_token_s": result.first_token_s,
         "breakdown": b.as_dict(),
@@ -77,10 +126,14 @@ def session_record(
                               else None),
         "n_generated": result.n_generated,
         "n_injected": result.n_injected,
+        "n_interrupts": n_intr,
+        "injected_tokens": intr_tokens,
         "stop_reason": result.stop_reason,
         "counters": result.counters,
         "transcript": result.transcript,
     }
+    rec["failure"] = failure_mode(item, rec)
+    return rec
 
 
 def bfcl_record(
@@ -114,7 +167,7 @@ def bfcl_record(
     n_calls = len(rows) + (1 if decode_error and text.strip() else 0)
     b = trace.breakdown()
     P = sum(s.duration for s in trace.model_spans if s.kind is SpanKind.PREFILL)
-    return {
+    rec = {
         "latency_s": latency_s,
         "first_token_s": first_token_s,
         "breakdown": b.as_dict(),
@@ -134,3 +187,5 @@ def bfcl_record(
         "counters": {},
         "transcript": text,
     }
+    rec["failure"] = failure_mode(item, rec)
+    return rec

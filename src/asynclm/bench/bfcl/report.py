@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from asynclm.bench.bfcl.bfcl_prompt import BFCL_PROMPT
+from asynclm.bench.bfcl.records import FAILURE_MODES
+from asynclm.bench.bfcl.summary import comparisons, paired
 
-__all__ = ["markdown"]
+__all__ = ["dialect_sections", "markdown"]
 
 
 def _s(x: float | None, digits: int = 3) -> str:
@@ -132,8 +134,54 @@ def markdown(result: dict[str, Any], command: str | None = None) -> str:
         lines += ["", "Stop reasons other than end of text: " + "; ".join(
             f"{s}: " + ", ".join(f"{k} {v}" for k, v in c.items()) for s, c in stops.items())
             + "."]
+    lines += dialect_sections(result)
     if "wall_s" in env:
         extra = f", model load {env['load_s']:.1f} s" if "load_s" in env else ""
         lines += ["", f"Wall time {env['wall_s']:.1f} s{extra}."]
     lines.append("")
     return "\n".join(lines)
+
+
+def dialect_sections(result: dict[str, Any]) -> list[str]:
+    """A run comparing dialects (run keys ``<dialect>/<strategy>``): accuracy beside latency,
+    forged results, tokens per interrupt and failure modes per run; then the paired outcomes
+    per category (:func:`~asynclm.bench.bfcl.summary.comparisons`). Nothing for other runs."""
+    summ = result["strategies"]
+    if not any("/" in k for k in summ):
+        return []
+    modes = [m for m in FAILURE_MODES if any(r.get("failures", {}).get(m) for r in summ.values())]
+    lines = [
+        "", "## Dialects", "",
+        f"Dialects {', '.join(result['params'].get('dialects', []))}; framings"
+        f" {', '.join(result['params'].get('framings', []))} (native dialects). Failure modes:"
+        " the first that applies to a run that was not right (token cap, malformed call, no"
+        " call, wrong function, stopped calling after a result, too few calls, too many, wrong"
+        " arguments, run error). Forged: results the model wrote itself (rolled back), runs /"
+        " total.",
+        "",
+        "| run | accuracy | median (s) | tokens | forged | interrupts | tokens/interrupt |"
+        + "".join(f" {m.replace('_', ' ')} |" for m in modes),
+        "|---|---|---|---|---|---|---|" + "---|" * len(modes),
+    ]
+    for k, r in summ.items():
+        acc = f"{r['n_valid']}/{r['n']}" + (f" ({_pct(r['accuracy'])})" if r["n"] else "")
+        fails = r.get("failures", {})
+        lines.append(
+            f"| {k} | {acc} | {_s(r['median_s'])} | {_s(r.get('tokens_median'), 0)} |"
+            f" {r.get('runs_forged', 0)} / {r.get('forged', 0)} | {r.get('interrupts', 0)} |"
+            f" {_s(r.get('tokens_per_interrupt'), 1)} |"
+            + "".join(f" {fails.get(m, 0)} |" for m in modes))
+    pairs = comparisons(list(summ))
+    if pairs:
+        lines += [
+            "", "Paired outcomes (same items): right under both, only under A, only under B,"
+            " under neither.", "",
+            "| category | A | B | both | only A | only B | neither |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        items = result.get("items", [])
+        for a, b in pairs:
+            for cat, c in paired(items, a, b).items():
+                lines.append(f"| {cat} | {a} | {b} | {c['both']} | {c['only_a']} |"
+                             f" {c['only_b']} | {c['neither']} |")
+    return lines

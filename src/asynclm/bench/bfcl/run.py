@@ -20,6 +20,16 @@ Strategy ``bfcl-prompt`` is BFCL's own synchronous reference: BFCL's system prom
 generation (no runtime, no tools run), the answer parsed as a Python list of calls
 (:mod:`.bfcl_prompt`) and scored by the same checker. Its latency has no tool time in it.
 
+Dialects (``BenchConfig.dialects``, ``--dialect hermes,pythonic,cml``; ``--framing turn,inline``
+for the native ones): every runtime strategy runs in every dialect variant, keyed
+``<variant>/<strategy>`` (``hermes/async``, ``hermes-inline/async``), ``bfcl-prompt`` once beside
+them; each variant is a pass of its own over the items (its instructions stay cached). The
+report then adds accuracy beside latency per run, failure modes (:func:`.records.failure_mode`),
+forged results, tokens per interrupt, and paired outcomes per category (async against sync of
+the same variant, variants against each other, :func:`.summary.paired`). On the simulator the
+oracle writes in the run's dialect (and tells its results apart without call ids, by their
+echo). CML alone keeps the plain strategy keys.
+
 The run's own lower bound: :mod:`.bound`; summaries over items: :mod:`.summary`.
 
 Multi-turn categories (``multi_turn_*``) and the joined ``multi-step-parallel`` set run in
@@ -43,6 +53,7 @@ from asynclm.bench.bfcl.config import (
     DEFAULT_STRATEGIES,
     SIM_ANSWER,
     BenchConfig,
+    Run,
     default_config,
     make_session,
 )
@@ -63,7 +74,7 @@ from asynclm.trace import Trace
 
 __all__ = [
     "BFCL_PROMPT", "DEFAULT_STRATEGIES", "MALFORMED_ERRORS", "BenchConfig", "default_config",
-    "run_bfcl",
+    "run_bfcl", "session_messages",
 ]
 
 
@@ -116,14 +127,18 @@ def _turn(item: BfclItem, cfg: BenchConfig) -> list[dict[str, str]]:
     return msgs
 
 
-def cml_messages(item: BfclItem, session: Session, cfg: BenchConfig) -> list[ChatMessage]:
-    """Session's CML system prompt (an item's own system message appended to it), then the
-    item's other first-turn messages."""
+def session_messages(item: BfclItem, session: Session, cfg: BenchConfig) -> list[ChatMessage]:
+    """The session's system prompt in its dialect (an item's own system message appended to
+    it, untrusted; the dialect's markup stays trusted), then the item's other first-turn
+    messages."""
     msgs = _turn(item, cfg)
     extra = "\n\n".join(m["content"] for m in msgs if m.get("role") == "system")
-    system = session.system + (f"\n\n{extra}" if extra else "")
-    return [ChatMessage("system", system)] + [
+    return [session.system_message(extra)] + [
         ChatMessage(m["role"], m["content"]) for m in msgs if m.get("role") != "system"]
+
+
+cml_messages = session_messages
+"""The former name of :func:`session_messages` (CML was the only dialect)."""
 
 
 def bfcl_chat(item: BfclItem, cfg: BenchConfig) -> list[ChatMessage]:
@@ -168,13 +183,14 @@ async def generate(
 # -- engines -------------------------------------------------------------------------------------
 
 
-def _sim_run(item: BfclItem, strategy: str, cfg: BenchConfig) -> dict[str, Any]:
+def _sim_run(item: BfclItem, run: Run, cfg: BenchConfig) -> dict[str, Any]:
+    strategy = run.strategy
     if item.multi_turn:
         return sim_conversation(item, strategy, cfg)
     costs = SimCosts(tpot_s=cfg.tpot_ms / 1000, ttft_s=cfg.ttft_ms / 1000)
     tools = build_tools(item, cfg)
     gt = ground_truth_calls(item)
-    if strategy == BFCL_PROMPT:
+    if run.variant is None:
         engine = SimEngine(ScriptedPolicy([format_answer(gt)]), costs)
         out = run_virtual(generate(engine, bfcl_chat(item, cfg), cfg.max_tokens))
         return bfcl_record(item, tools, *out)
@@ -191,9 +207,10 @@ def _sim_run(item: BfclItem, strategy: str, cfg: BenchConfig) -> dict[str, Any]:
         calls.append(SimCall(f"c{i + 1}", fn, args,
                              call_duration(cfg.seed, item.id, fn, vargs, k, cfg.profile)))
     task = SimTask(tuple(calls), prompt=item.question, answer=SIM_ANSWER, name=item.id)
-    engine = SimEngine(OraclePolicy(task), costs)
-    session = make_session(engine, tools, strategy, cfg, item)
-    result = run_virtual(session.run(cml_messages(item, session, cfg)))
+    dialect = run.variant.build(None)  # the simulator has no chat template
+    engine = SimEngine(OraclePolicy(task, dialect=dialect), costs, dialect=dialect)
+    session = make_session(engine, tools, strategy, cfg, item, dialect=dialect)
+    result = run_virtual(session.run(session_messages(item, session, cfg)))
     return session_record(item, result, tools,
                           lambda s: len(engine.tokenize(s, special=True)))
 
@@ -204,31 +221,34 @@ async def _llama_warmup(engine: Engine) -> None:
         await engine.step()
 
 
-async def _llama_run(engine: Engine, item: BfclItem, strategy: str,
+async def _llama_run(engine: Engine, item: BfclItem, run: Run,
                      cfg: BenchConfig) -> dict[str, Any]:
+    strategy = run.strategy
     if item.multi_turn:
         return await llama_conversation(engine, item, strategy, cfg)
     tools = build_tools(item, cfg)
-    if strategy == BFCL_PROMPT:
+    if run.variant is None:
         messages = bfcl_chat(item, cfg)
         await engine.prefill(engine.tokenize_chat(messages))  # warm: same state for every run
         out = await generate(engine, messages, cfg.max_tokens)
         return bfcl_record(item, tools, *out)
-    session = make_session(engine, tools, strategy, cfg, item)
-    messages = cml_messages(item, session, cfg)
+    session = make_session(engine, tools, strategy, cfg, item,
+                           dialect=run.variant.build(engine))
+    messages = session_messages(item, session, cfg)
     await session.warm_up(messages)  # same cache state for every run
     result = await session.run(messages)
     return session_record(item, result, tools,
                           lambda s: len(engine.tokenize(s, special=True)))
 
 
-def _prompt_groups(strategies: Sequence[str]) -> list[list[str]]:
-    """Strategies grouped by prompt format (BFCL's own, CML), each group run as one pass over
-    the items: consecutive runs then share their format's instructions in the KV cache, which
-    spares re-processing them for every item (not measured either way)."""
-    groups = [[s for s in strategies if s == BFCL_PROMPT],
-              [s for s in strategies if s != BFCL_PROMPT]]
-    return [g for g in groups if g]
+def _prompt_groups(runs: Sequence[Run]) -> list[list[Run]]:
+    """Runs grouped by prompt format (BFCL's own, then each dialect variant), each group run as
+    one pass over the items: consecutive runs then share their format's instructions in the KV
+    cache, which spares re-processing them for every item (not measured either way)."""
+    groups: dict[str, list[Run]] = {"": []}  # BFCL's own prompt first
+    for r in runs:
+        groups.setdefault("" if r.variant is None else r.variant.label, []).append(r)
+    return [g for g in groups.values() if g]
 
 
 def _error_record(exc: BaseException) -> dict[str, Any]:
@@ -255,8 +275,8 @@ def run_bfcl(
     wall0 = time.perf_counter()
     if cfg.engine == "sim":
         for n, item in enumerate(items, 1):
-            for s in cfg.strategies:
-                records[item.id][s] = _sim_run(item, s, cfg)
+            for r in cfg.runs:
+                records[item.id][r.key] = _sim_run(item, r, cfg)
             say(f"[{n}/{len(items)}] {item.id}")
     else:
         def save() -> None:
@@ -275,14 +295,16 @@ def _result(cfg: BenchConfig, items: Sequence[BfclItem],
     p = get_profile(cfg.profile)
     result: dict[str, Any] = {
         "benchmark": "bfcl",
-        "params": {**asdict(cfg), "strategies": list(cfg.strategies)},
+        "params": {**asdict(cfg), "strategies": list(cfg.strategies),
+                   "dialects": list(cfg.dialects), "framings": list(cfg.framings),
+                   "runs": list(cfg.run_keys)},
         "profile": {"name": p.name, "law": p.description, "mean_s": p.mean_s,
                     "range_s": [p.lo_s, p.hi_s]},
         "environment": dict(env),
         "n_items": len(items),
-        "strategies": summarize([it.id for it in items], records, cfg.strategies),
+        "strategies": summarize([it.id for it in items], records, cfg.run_keys),
         "items": [
-            {"id": it.id, "question": it.question,
+            {"id": it.id, "category": it.category, "question": it.question,
              "n_expected_calls": (sum(len(t) for t in it.ground_truth) if it.multi_turn
                                   else len(it.ground_truth)),
              "ground_truth": ([list(t) for t in it.ground_truth] if it.multi_turn
@@ -314,21 +336,21 @@ async def _llama_all(
                            "threads": getattr(engine, "n_threads", None)}
     try:
         await _llama_warmup(engine)
-        for group in _prompt_groups(cfg.strategies):
+        for group in _prompt_groups(cfg.runs):
             k = len(group)
             for n, item in enumerate(items):
                 order = [group[(n + j) % k] for j in range(k)]  # rotate the order
                 line = []
-                for s in order:
+                for r in order:
                     try:
-                        rec = await _llama_run(engine, item, s, cfg)
+                        rec = await _llama_run(engine, item, r, cfg)
                     except Exception as exc:  # noqa: BLE001 - one failing run never ends the run
                         rec = _error_record(exc)
-                    rec["run_order"] = order.index(s)
-                    records[item.id][s] = rec
+                    rec["run_order"] = order.index(r)
+                    records[item.id][r.key] = rec
                     lat = rec.get("latency_s")
-                    line.append(f"{s} {lat:.2f}s {'ok' if rec['valid'] else 'x'}"
-                                if lat is not None else f"{s} error")
+                    line.append(f"{r.key} {lat:.2f}s {'ok' if rec['valid'] else 'x'}"
+                                if lat is not None else f"{r.key} error")
                 say(f"[{n + 1}/{len(items)}] {item.id}: " + ", ".join(line))
                 on_item()
     finally:

@@ -97,7 +97,7 @@ async def _conversation(item: BfclItem, strategy: str, cfg: BenchConfig, backend
         user = [ChatMessage(m["role"], m["content"]) for m in turn_msgs]
         if cfg.cheat_sheet and user:
             user[-1] = ChatMessage(user[-1].role, user[-1].content + _cheat_sheet(backend, k))
-        msgs = [ChatMessage("system", session.system), *history, *user]
+        msgs = [session.system_message(), *history, *user]
         if warm:
             await session.warm_up(msgs)  # same cache state for every strategy
         result: SessionResult = await session.run(msgs)

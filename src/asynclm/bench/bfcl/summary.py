@@ -8,8 +8,10 @@ from typing import Any
 from asynclm.bench._stats import quantile, summary
 from asynclm.bench.baselines import strategy as get_strategy
 from asynclm.bench.bfcl.bfcl_prompt import BFCL_PROMPT
+from asynclm.bench.bfcl.config import split_key
+from asynclm.bench.bfcl.records import FAILURE_MODES
 
-__all__ = ["merge_results", "summarize"]
+__all__ = ["merge_results", "paired", "summarize"]
 
 
 def _med(xs: Sequence[float | None]) -> float | None:
@@ -17,26 +19,42 @@ def _med(xs: Sequence[float | None]) -> float | None:
     return quantile(ys, 0.5) if ys else None
 
 
+def _base_key(key: str) -> str:
+    """The key of the ``sync`` run a run is compared with: the same variant's."""
+    label, _ = split_key(key)
+    return f"{label}/sync" if label else "sync"
+
+
 def summarize(
     ids: Sequence[str], records: Mapping[str, Mapping[str, Mapping[str, Any]]],
     strategies: Sequence[str],
 ) -> dict[str, dict[str, Any]]:
-    """Per strategy over the items ``ids``: latency median/p10/p90, speedup vs sync, accuracy,
-    well-formed call rate, efficiency and the medians of the time breakdown."""
+    """Per run key (a strategy, or ``<dialect>/<strategy>``: see
+    :func:`~asynclm.bench.bfcl.config.split_key`) over the items ``ids``: latency
+    median/p10/p90, speedup vs the same variant's sync, accuracy, well-formed call rate,
+    efficiency, the medians of the time breakdown, failure modes
+    (:data:`~asynclm.bench.bfcl.records.FAILURE_MODES`), forged results and tokens per
+    interrupt."""
     out: dict[str, dict[str, Any]] = {}
-    base = {i: records[i]["sync"]["latency_s"] for i in ids
-            if "sync" in records[i] and records[i]["sync"].get("latency_s")}
     for s in strategies:
+        label, strategy = split_key(s)
+        b_key = _base_key(s)
+        base = {i: records[i][b_key]["latency_s"] for i in ids
+                if b_key in records[i] and records[i][b_key].get("latency_s")}
         recs = [records[i][s] for i in ids if s in records[i]]
         ok = [r for r in recs if r.get("latency_s") is not None]
         lat = [r["latency_s"] for r in ok]
-        appends = s != BFCL_PROMPT and get_strategy(s).resume == "append"
+        appends = strategy != BFCL_PROMPT and get_strategy(strategy).resume == "append"
         lb_i = {i: records[i][s]["lb_ingest_s"] for i in ids if appends and s in records[i]
                 and records[i][s].get("latency_s") and records[i][s].get("lb_ingest_s")}
         eff_i = [records[i][s]["efficiency_ingest"] for i in lb_i]
         st = {k: (None if v != v else v) for k, v in summary(lat).items()}  # NaN -> None
         n_calls = sum(r["n_calls"] for r in recs)
+        n_intr = sum(r.get("n_interrupts", 0) for r in recs)
+        failures = _count(r["failure"] for r in recs if r.get("failure"))
         row: dict[str, Any] = {
+            "variant": label or None,
+            "strategy": strategy,
             "n": len(recs),
             "n_errors": len(recs) - len(ok),
             "median_s": st["median"], "p10_s": st["p10"], "p90_s": st["p90"], "mean_s": st["mean"],
@@ -64,8 +82,13 @@ def summarize(
             # wrote a trap, or ended its text with results still pending
             **{f"runs_{k}": sum(1 for r in recs if r.get("counters", {}).get(k))
                for k in ("forged", "traps", "eos_waits")},
+            "forged": sum(r.get("counters", {}).get("forged", 0) for r in recs),
+            "interrupts": n_intr,
+            "tokens_per_interrupt": (sum(r.get("injected_tokens", 0) for r in recs) / n_intr
+                                     if n_intr else None),
+            "failures": {k: failures[k] for k in FAILURE_MODES if k in failures},
         }
-        if base and s != BFCL_PROMPT:
+        if base and strategy != BFCL_PROMPT:
             pairs = [(base[i], records[i][s]["latency_s"]) for i in ids
                      if i in base and s in records[i] and records[i][s].get("latency_s")]
             if pairs and st["median"]:
@@ -112,3 +135,45 @@ def merge_results(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {**merged, "environment": env, "n_items": len(items), "items": items,
             "strategies": summarize(ids, records, strategies),
             "merged_from": [c for r in results for c in r.get("merged_from") or [r.get("command")]]}
+
+
+def _category(item: Mapping[str, Any]) -> str:
+    """An item's category (older results have none: BFCL ids are ``<category>_<n>``)."""
+    return str(item.get("category") or str(item["id"]).rsplit("_", 1)[0])
+
+
+def paired(items: Sequence[Mapping[str, Any]], a: str, b: str) -> dict[str, dict[str, int]]:
+    """The items run under both keys ``a`` and ``b``, per category (and ``all``): how many
+    were right under both (``both``), only ``a``, only ``b``, or ``neither``."""
+    out: dict[str, dict[str, int]] = {}
+    total = {"both": 0, "only_a": 0, "only_b": 0, "neither": 0}
+    for it in items:
+        runs = it["runs"]
+        if a not in runs or b not in runs:
+            continue
+        ra, rb = bool(runs[a].get("valid")), bool(runs[b].get("valid"))
+        cell = "both" if ra and rb else "only_a" if ra else "only_b" if rb else "neither"
+        out.setdefault(_category(it), dict.fromkeys(total, 0))[cell] += 1
+        total[cell] += 1
+    if len(out) > 1:  # one category: "all" would say the same
+        out["all"] = total
+    return out
+
+
+def comparisons(keys: Sequence[str]) -> list[tuple[str, str]]:
+    """The pairs of run keys a dialect comparison reports (:func:`paired`): each variant's
+    async against its sync; for each strategy, each pair of variants; each variant's sync (else
+    its first strategy) against BFCL's own prompt."""
+    split = [split_key(k) for k in keys]
+    labels = list(dict.fromkeys(lbl for lbl, s in split if lbl))
+    strategies = list(dict.fromkeys(s for lbl, s in split if lbl))
+    have = set(keys)
+    pairs = [(f"{v}/async", f"{v}/sync") for v in labels]
+    pairs += [(f"{v}/{s}", f"{w}/{s}") for s in strategies
+              for i, v in enumerate(labels) for w in labels[i + 1:]]
+    if BFCL_PROMPT in have:  # a variant's sync (else its first strategy) vs BFCL's prompt
+        for v in labels:
+            own = [f"{v}/{s}" for s in strategies if f"{v}/{s}" in have]
+            if own:
+                pairs.append((f"{v}/sync" if f"{v}/sync" in have else own[0], BFCL_PROMPT))
+    return [(a, b) for a, b in pairs if a in have and b in have]
