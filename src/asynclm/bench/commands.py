@@ -241,14 +241,25 @@ def bench_bfcl(
     enforce: Annotated[bool, typer.Option(
         help="The runtime's protocol enforcement; --no-enforce lets the model write"
              " results itself (counted), to measure it unaided.")] = True,
+    dialect: Annotated[str, typer.Option(
+        "--dialect", help="Comma list of the dialects every item runs in (cml, hermes,"
+        " pythonic, llama3, mistral), each with every strategy; anything but cml alone keys"
+        " the runs <dialect>/<strategy>, adds paired tables and failure modes to the report,"
+        " and without --strategies runs sync,async,bfcl-prompt. Single-turn categories.")] = (
+        "cml"),
+    framing: Annotated[str, typer.Option(
+        "--framing", help="Native dialects: where a result goes, comma list of turn (a tool"
+        " turn of its own) and inline (inside the assistant's turn); several make one variant"
+        " each (hermes-turn, hermes-inline).")] = "turn",
     json_path: Annotated[Path | None, typer.Option("--json")] = None,
     report: Annotated[Path | None, typer.Option("--report")] = None,
     from_json: Annotated[list[Path] | None, typer.Option(
         help="Instead of running: saved results of one configuration over different items"
              " (e.g. --offset runs), merged into one result and report. Repeatable.")] = None,
 ) -> None:
-    """BFCL items through every strategy: latency, breakdown, BFCL accuracy, lower bound.
-    Multi-turn categories (and multi-step-parallel) run on BFCL's real tool classes."""
+    """BFCL items through every strategy (and, with --dialect, every dialect): latency,
+    breakdown, BFCL accuracy, lower bound. Multi-turn categories (and multi-step-parallel) run
+    on BFCL's real tool classes."""
     from asynclm.bench.bfcl import BfclNotInstalled
     from asynclm.bench.bfcl.report import markdown
     from asynclm.bench.bfcl.run import BFCL_PROMPT, default_config, run_bfcl
@@ -277,7 +288,8 @@ def bench_bfcl(
             category=category, engine=engine, model=model, limit=limit, offset=offset,
             seed=seed, tpot_ms=tpot_ms, ttft_ms=ttft_ms, profile=profile,
             cheat_sheet=cheat_sheet, max_tokens=max_tokens, threads=threads,
-            write_ahead=write_ahead, enforce=enforce, n_ctx=n_ctx,
+            write_ahead=write_ahead, enforce=enforce, n_ctx=n_ctx, dialects=dialect,
+            framings=framing,
             **({"base_url": base_url} if base_url else {}),
             **({"adapter": str(adapter)} if adapter else {}),
             **({"strategies": strategies} if strategies else {}))
@@ -382,5 +394,40 @@ def bench_injection(
 
     result = run(model=model, inject=inject, repeats=repeats, threads=threads,
                  flash_attn=flash_attn)
+    result["command"] = _command()
+    _write(result, json_path, report, markdown(result, result["command"]))
+
+
+@bench_app.command("serving")
+def bench_serving(
+    models: Annotated[str, typer.Option(help="Comma list of bundled models.")] = (
+        "qwen2.5-coder-0.5b,qwen2.5-coder-1.5b"),
+    sessions: Annotated[str, typer.Option(help="Comma list of concurrent sessions.")] = (
+        "1,2,4,8"),
+    configs: Annotated[str, typer.Option(
+        help="Comma list of batched, batched-fifo, pool-1, pool-2, llama-server.")] = (
+        "batched,batched-fifo,pool-1,pool-2,llama-server"),
+    threads: Annotated[int, typer.Option(help="llama.cpp threads (per instance).")] = 2,
+    max_tokens: Annotated[int, typer.Option(help="Per session.")] = 96,
+    ceiling: Annotated[bool, typer.Option(help="Measure the decode ceiling.")] = True,
+    json_path: Annotated[Path | None, typer.Option("--json")] = None,
+    report: Annotated[Path | None, typer.Option("--report")] = None,
+) -> None:
+    """Many concurrent sessions on one model: the batched engine vs one or two LlamaCppEngine
+    and llama-server; the decode ceiling (one llama_decode of k sequences) and goals."""
+    from asynclm.bench.serving import bench_serving as run
+    from asynclm.bench.serving import markdown
+
+    def items(s: str) -> list[str]:
+        return [x.strip() for x in s.split(",") if x.strip()]
+
+    err = Console(stderr=True)
+    try:
+        result = run(models=items(models), sessions=[int(n) for n in items(sessions)],
+                     configs=items(configs), threads=threads, max_tokens=max_tokens,
+                     ceiling=ceiling, progress=lambda m: err.print(m, highlight=False))
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
     result["command"] = _command()
     _write(result, json_path, report, markdown(result, result["command"]))
