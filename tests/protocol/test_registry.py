@@ -23,7 +23,7 @@ from asynclm.protocol.chat_frames import CHATML, HERMES_TOOL, LLAMA3, MISTRAL
 
 
 def test_every_name_builds_a_dialect() -> None:
-    assert DIALECTS == ("cml", "hermes", "llama3", "mistral", "pythonic")
+    assert DIALECTS == ("cml", "hermes", "hermes-bare", "llama3", "mistral", "pythonic")
     for name in DIALECTS:
         d = get_dialect(name)
         assert isinstance(d, Dialect) and d.name == name

@@ -82,6 +82,7 @@ class HermesDialect(NativeDialect):
         self.bare_calls: Final = bare_calls
         if bare_calls:
             self.syntax = HERMES_BARE_SYNTAX
+            self._name = "hermes-bare"
 
     # -- what the model writes -------------------------------------------------------------
     def close_call(self) -> str:

@@ -28,11 +28,14 @@ from asynclm.protocol.pythonic import PythonicDialect
 
 __all__ = ["DIALECTS", "UnknownDialect", "detect_dialect", "get_dialect"]
 
-DIALECTS: tuple[str, ...] = ("cml", "hermes", "llama3", "mistral", "pythonic")
-"""Every dialect name :func:`get_dialect` knows."""
+DIALECTS: tuple[str, ...] = ("cml", "hermes", "hermes-bare", "llama3", "mistral", "pythonic")
+"""Every dialect name :func:`get_dialect` knows. ``hermes-bare`` is ``hermes`` that also reads
+a bare ``{"name": ..., "arguments": ...}`` object at a line start as a call (small Qwen models,
+the bundled Qwen2.5-Coder ones among them, write that rather than the ``<tool_call>`` tags)."""
 
 _NATIVE = {
     "hermes": (HermesDialect, CHATML),
+    "hermes-bare": (HermesDialect, CHATML),
     "llama3": (Llama3Dialect, LLAMA3),
     "mistral": (MistralDialect, MISTRAL),
     "pythonic": (PythonicDialect, LLAMA3),
@@ -60,6 +63,8 @@ def get_dialect(
     family = frame_family(chat_template)
     frame: ChatFrame = default if family is None else get_frame(family)
     how: Framing = "inline" if framing == "inline" else "turn"
+    if key == "hermes-bare":
+        return HermesDialect(frame, how, bare_calls=True)
     return cls(frame, how)
 
 
