@@ -146,6 +146,8 @@ class _Slot:
     recomputing: int = 0
     evictions: int = 0
     recomputed: int = 0
+    prompt_len: int = 0
+    """Tokens of the sequence's last prefill (its prompt): what a closed sequence retains."""
     events: list[KvEvent] = field(default_factory=list)
     rng: Any = None
     error: BaseException | None = None
@@ -198,7 +200,7 @@ class BatchedLlamaEngine:
         :func:`asynclm.engines._batch.pack`).
         ``gather_s``: how long the worker waits, after a round of steps, for those sequences to
         ask for their next token (None: a quarter of the last decode's time, at most 30 ms).
-        ``retain_closed``: a closed sequence's cells stay as a cache that later prefills may
+        ``retain_closed``: a closed sequence's prompt cells stay as a cache that later prefills may
         share, until space is needed. Sampling (``seed``, ``temperature``, ``top_k``,
         ``top_p``) is as in :class:`~asynclm.engines.llamacpp.LlamaCppEngine`; each sequence
         has its own generator, seeded with ``seed``.
@@ -635,6 +637,7 @@ class BatchedLlamaEngine:
             self._rm(slot, 0)
             slot.n_kv = 0
         slot.tokens = list(tokens)
+        slot.prompt_len = len(tokens)
         slot.fresh = False
         slot.cuts = [len(tokens)] if slot.n_kv < len(tokens) else []
         with self._cond:
@@ -707,7 +710,12 @@ class BatchedLlamaEngine:
     def _close_slot(self, slot: _Slot) -> None:
         slot.live = False
         if self.retain_closed and slot.stale is None and slot.n_kv:
-            slot.stale = slot.tokens[: slot.n_kv]
+            # Only its prompt: what a later session may share (a system prompt). What it
+            # generated and was told is its own; keeping it would only lengthen the range of
+            # cells every decode attends over (masked, but computed: a unified cache).
+            keep = min(slot.n_kv, slot.prompt_len)
+            self._rm(slot, keep)
+            slot.stale = slot.tokens[:keep] if keep else None
         elif slot.stale is None:
             self._rm(slot, 0)
         slot.tokens = []
