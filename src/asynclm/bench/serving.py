@@ -26,7 +26,10 @@ Configurations (:data:`CONFIGS`):
   ``~/.cache/asynclm/bin/llama-server``) with ``-np N`` slots and a unified KV cache
   (``-kvu -c n_ctx``, as the batched engine), each session through
   :class:`~asynclm.engines.openai_http.HttpEngine` pinned to its own slot (``id_slot``); skipped
-  with the reason when the binary is missing.
+  with the reason when the binary is missing;
+- ``llama-server-raw``: the same server decoding the same prompts with nothing in between
+  (one streamed ``/completion`` of ``max_tokens`` per session, no tools, no interrupts): the
+  reference for llama.cpp's own continuous batching.
 
 Every configuration is warmed up first (one short unmeasured session per engine instance or
 slot), so each measured run starts with the shared system prompt in the cache, as a serving
@@ -64,7 +67,7 @@ from asynclm.engines.base import Engine
 from asynclm.runtime import Session, SessionConfig
 from asynclm.tools import Tool, tool
 
-CONFIGS = ("batched", "batched-fifo", "pool-1", "pool-2", "llama-server")
+CONFIGS = ("batched", "batched-fifo", "pool-1", "pool-2", "llama-server", "llama-server-raw")
 MODELS = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
 CEILING_KS = (1, 2, 4, 8, 16)
 
@@ -422,6 +425,63 @@ class ServerBackend(Backend):
         self.log.unlink(missing_ok=True)
 
 
+class RawServerBackend(ServerBackend):
+    """llama.cpp's own continuous batching on the same prompts, without asynclm: per session one
+    streamed ``/completion`` of the session's prompt (its system prompt and user message through
+    the model's chat template, as token ids), greedy, ``n_predict`` = ``max_tokens``, pinned to
+    its own slot; no tool runs and nothing is injected. A reference for the decode rate of
+    llama.cpp's C++ server when nothing interrupts it, not a session."""
+
+    name = "llama-server-raw"
+
+    def __init__(self, path: Path, binary: Path, threads: int, n_ctx: int) -> None:
+        super().__init__(path, binary, threads, n_ctx)
+        self.prompts: dict[str, list[int]] = {}
+
+    async def prompt_tokens(self, prompt: str) -> list[int]:
+        """The tokens a session would send for ``prompt`` (computed once per prompt)."""
+        from asynclm.engines.openai_http import HttpEngine
+
+        if prompt not in self.prompts:
+            probe = await HttpEngine.connect(self.url, self.tokenizer)
+            try:
+                messages = Session(probe, make_tools(), strategy="async").messages(prompt)
+            finally:
+                await probe.aclose()
+            self.prompts[prompt] = self.tokenizer.tokenize_chat(messages)
+        return self.prompts[prompt]
+
+
+async def _one_raw(backend: RawServerBackend, i: int, prompt: str, t0: float,
+                   max_tokens: int) -> SessionRow:
+    import json
+
+    import httpx
+
+    tokens = await backend.prompt_tokens(prompt)  # known after the warm-up: not timed
+    body = {"prompt": tokens, "n_predict": max_tokens, "stream": True, "temperature": 0.0,
+            "cache_prompt": True, "id_slot": i % backend.slots}
+    first: float | None = None
+    n = 0
+    stop = "max_tokens"
+    async with httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=5.0)) as client:
+        async with client.stream("POST", f"{backend.url}/completion", json=body) as resp:
+            resp.raise_for_status()
+            async for line in resp.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                chunk = json.loads(line[5:])
+                if chunk.get("tokens") or chunk.get("content"):
+                    n += max(len(chunk.get("tokens") or ()), 1)
+                    if first is None:
+                        first = time.perf_counter() - t0
+                if chunk.get("stop"):
+                    if chunk.get("stop_type") == "eos":
+                        stop = "eos"
+                    break
+    return SessionRow(i, prompt, time.perf_counter() - t0, first, n, 0, stop, {})
+
+
 # -- workload ----------------------------------------------------------------------------------
 
 @dataclass
@@ -438,6 +498,8 @@ class SessionRow:
 
 async def _one(backend: Backend, i: int, prompt: str, t0: float,
                max_tokens: int) -> SessionRow:
+    if isinstance(backend, RawServerBackend):
+        return await _one_raw(backend, i, prompt, t0, max_tokens)
     async with backend.lease(i) as engine:
         started = time.perf_counter()
         session = Session(engine, make_tools(), strategy="async",
@@ -522,6 +584,11 @@ def make_backend(config: str, path: Path, *, threads: int, n_ctx: int) -> Backen
             return ("llama-server is not built (run scripts/build-llama-server.sh: it prints "
                     "the binary's path, ~/.cache/asynclm/bin/llama-server)")
         return ServerBackend(path, binary, threads, n_ctx)
+    if config == "llama-server-raw":
+        binary = llama_server_binary()
+        if binary is None:
+            return "llama-server is not built (run scripts/build-llama-server.sh)"
+        return RawServerBackend(path, binary, threads, n_ctx)
     raise ValueError(f"unknown config {config!r}; choose from {', '.join(CONFIGS)}")
 
 
