@@ -84,9 +84,9 @@ from typing import Any, Literal
 from asynclm import models
 from asynclm.engines._batch import POLICIES, Demand, Idle, KvCells, Policy, eviction_order, pack
 from asynclm.engines._llama import Vocab, import_llama
+from asynclm.engines._vocabulary import VocabularySide
 from asynclm.engines.base import Capabilities, ChatMessage, KvEvent
 from asynclm.engines.llamacpp import _default_threads, pick_token
-from asynclm.engines.tokenizers import tokenize_chat, tokenize_untrusted
 from asynclm.errors import ContextFullError, EngineBusy, EngineClosedError, describe
 
 __all__ = ["BatchedLlamaEngine", "BatchedSequence", "EngineBusy"]
@@ -158,7 +158,7 @@ class _Slot:
         return self.stale if self.stale is not None else self.tokens[: self.n_kv]
 
 
-class BatchedLlamaEngine:
+class BatchedLlamaEngine(VocabularySide):
     """ONE GGUF model and llama.cpp context in this process, shared by up to ``n_seq_max``
     sequences that step together (see the module's docstring).
 
@@ -269,10 +269,7 @@ class BatchedLlamaEngine:
             raise
         budget = self.n_ctx if kv_budget_tokens is None else min(kv_budget_tokens, self.n_ctx)
         self.kv_budget_tokens: int = budget
-        self.n_vocab: int = self._vocab.n_vocab
-        template, self._formatter = self._vocab.chat_formatter()
-        self.chat_template: str = template
-        self._control_ids: frozenset[int] | None = None
+        self._init_vocabulary(self._lib, self._vocab)
 
     @classmethod
     def from_name(cls, name: str | None = None, **kwargs: Any) -> BatchedLlamaEngine:
@@ -927,55 +924,6 @@ class BatchedLlamaEngine:
         if self._closed:
             raise EngineClosedError("the engine is closed")
 
-    # -- vocabulary (caller's thread) ----------------------------------------------------------
-
-    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
-        """As :meth:`asynclm.engines.llamacpp.LlamaCppEngine.tokenize`: with ``special=False``
-        no added token of the vocabulary comes out."""
-        self._check_vocab()
-        if special:
-            return self._vocab.tokenize(text.encode("utf-8"), special=True)
-        return tokenize_untrusted(_RawTokenizer(self), text, self._vocab.added_tokens())
-
-    def detokenize(self, tokens: Sequence[int]) -> bytes:
-        """UTF-8 bytes of ``tokens``; control tokens are rendered as their text."""
-        self._check_vocab()
-        buf = (self._lib.ctypes.c_char * 256)()
-        piece = self._vocab.piece
-        return b"".join([piece(int(t), buf) for t in tokens])
-
-    def is_eos(self, token: int) -> bool:
-        return bool(self._lib.llama_vocab_is_eog(self._vocab.ptr, token))
-
-    def added_tokens(self) -> dict[int, str]:
-        """The vocabulary's added tokens by id (see ``LlamaCppEngine.added_tokens``)."""
-        self._check_vocab()
-        return dict(self._vocab.added_tokens())
-
-    @property
-    def control_ids(self) -> frozenset[int]:
-        """Ids of the vocabulary's control tokens (``<|im_start|>``, ``<|im_end|>``, …)."""
-        if self._control_ids is None:
-            is_control = self._lib.llama_vocab_is_control
-            ptr = self._vocab.ptr
-            self._control_ids = frozenset(t for t in range(self.n_vocab) if is_control(ptr, t))
-        return self._control_ids
-
-    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
-        """The prompt for ``messages`` in the GGUF's own chat template (see
-        ``LlamaCppEngine.render_chat``)."""
-        msgs = [{"role": m.role, "content": m.content} for m in messages]
-        return self._formatter(messages=msgs).prompt
-
-    def tokenize_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
-        """Token ids of :meth:`render_chat`'s prompt; message contents are untrusted."""
-        return tokenize_chat(self, messages)
-
-    def _check_vocab(self) -> None:
-        if self._vocab._model is None:
-            raise EngineClosedError("the engine is closed")
-
-
 class BatchedSequence:
     """One context of a :class:`BatchedLlamaEngine`: an :class:`~asynclm.engines.base.Engine`
     whose steps are batched with the other sequences'. Get one with
@@ -1122,21 +1070,6 @@ class BatchedSequence:
     @property
     def control_ids(self) -> frozenset[int]:
         return self._engine.control_ids
-
-
-class _RawTokenizer:
-    """The vocabulary's plain tokenization, for :func:`tokenize_untrusted`."""
-
-    __slots__ = ("_engine",)
-
-    def __init__(self, engine: BatchedLlamaEngine) -> None:
-        self._engine = engine
-
-    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
-        return self._engine._vocab.tokenize(text.encode("utf-8"), special=special)
-
-    def detokenize(self, tokens: Sequence[int]) -> bytes:
-        return self._engine.detokenize(tokens)
 
 
 def _common(a: Sequence[int], b: Sequence[int], limit: int) -> int:

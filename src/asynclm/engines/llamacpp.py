@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from asynclm import models
 from asynclm.engines._llama import Vocab, import_llama
-from asynclm.engines.base import Capabilities, ChatMessage
-from asynclm.engines.tokenizers import tokenize_chat, tokenize_untrusted
+from asynclm.engines._vocabulary import VocabularySide
+from asynclm.engines.base import Capabilities
 from asynclm.errors import ContextFullError, EngineClosedError, LlamaCppNotInstalled
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def _default_threads() -> int:
     return n if n <= 4 else n // 2  # past 4, assume SMT siblings: they slow llama.cpp down
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(VocabularySide):
     """A GGUF model in this process, decoded token by token, with real interrupt injection.
 
     >>> engine = LlamaCppEngine.from_name("qwen2.5-coder-0.5b", n_threads=2)
@@ -133,12 +133,8 @@ class LlamaCppEngine:
             self._thread.join()
             self._closed = True
             raise
-        self.n_vocab: int = self._vocab.n_vocab
+        self._init_vocabulary(self._lib, self._vocab)
         self.n_threads = threads
-        template, self._formatter = self._vocab.chat_formatter()
-        self.chat_template: str = template
-        self._control_ids: frozenset[int] | None = None
-        self._raw = _RawTokenizer(self)
 
     @classmethod
     def from_name(cls, name: str | None = None, **kwargs: Any) -> LlamaCppEngine:
@@ -348,63 +344,8 @@ class LlamaCppEngine:
     def closed(self) -> bool:
         return self._closed
 
-    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
-        """Token ids of ``text``, without BOS. Keep ``special=False`` for untrusted text: then
-        no id of :meth:`added_tokens` comes out -- not a control token (``<|im_end|>``), and not
-        a user-defined one either (Qwen's ``<tool_call>``, which llama.cpp matches even with
-        special-token parsing off): such a spelling is tokenized as ordinary text that still
-        reads the same (see :func:`~asynclm.engines.tokenizers.tokenize_untrusted`)."""
-        self._check_open()
-        if special:
-            return self._vocab.tokenize(text.encode("utf-8"), special=True)
-        return tokenize_untrusted(self._raw, text, self._vocab.added_tokens())
-
-    def detokenize(self, tokens: Sequence[int]) -> bytes:
-        """UTF-8 bytes of ``tokens``; control tokens are rendered as their text
-        (``<|im_end|>``), so ``detokenize(tokenize(s, special=True)) == s``."""
-        self._check_open()
-        buf = (self._lib.ctypes.c_char * 256)()  # per call: callers may be in several threads
-        piece = self._vocab.piece
-        return b"".join([piece(int(t), buf) for t in tokens])
-
-    def is_eos(self, token: int) -> bool:
-        """End of generation: EOS and end-of-turn tokens (``<|im_end|>``, ``<|endoftext|>``)."""
-        return bool(self._lib.llama_vocab_is_eog(self._vocab.ptr, token))
-
-    def added_tokens(self) -> dict[int, str]:
-        """The vocabulary's added tokens by id, with their text: every token whose llama.cpp
-        attributes say CONTROL (``<|im_end|>``), USER_DEFINED (``<tool_call>``) or UNUSED
-        (padding), whatever its position in the vocabulary (Qwen2.5: 151643 onwards, and
-        ``</s>`` at 128247). Untrusted text never tokenizes to one of them (:meth:`tokenize`
-        with ``special=False``). UNKNOWN (``<unk>``) is not among them: plain text yields it
-        only for characters the vocabulary cannot spell."""
-        self._check_open()
-        return dict(self._vocab.added_tokens())
-
-    @property
-    def control_ids(self) -> frozenset[int]:
-        """Ids of the vocabulary's control tokens (``<|im_start|>``, ``<|im_end|>``, …)."""
-        if self._control_ids is None:
-            is_control = self._lib.llama_vocab_is_control
-            ptr = self._vocab.ptr
-            self._control_ids = frozenset(t for t in range(self.n_vocab) if is_control(ptr, t))
-        return self._control_ids
-
-    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
-        """The prompt for ``messages`` in the GGUF's own chat template, ending where the
-        assistant's reply begins. Tokenize it with ``special=True`` only if the message contents
-        are trusted; :meth:`tokenize_chat` is the safe way."""
-        msgs = [{"role": m.role, "content": m.content} for m in messages]
-        return self._formatter(messages=msgs).prompt
-
-    def tokenize_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
-        """Token ids of :meth:`render_chat`'s prompt, with special tokens parsed in the template's
-        own text only: message contents are tokenized with ``special=False``."""
-        return tokenize_chat(self, messages)
-
     def _check_open(self) -> None:
-        if self._vocab._model is None:
-            raise EngineClosedError("the engine is closed")
+        self._check_vocab()
 
 
 def pick_token(
@@ -447,21 +388,6 @@ def pick_token(
         cut = int(np.searchsorted(np.cumsum(p), top_p)) + 1
         idx, p = idx[:cut], p[:cut] / p[:cut].sum()
     return int(idx[rng.choice(len(p), p=p)])
-
-
-class _RawTokenizer:
-    """The vocabulary's plain tokenization, for :func:`tokenize_untrusted`."""
-
-    __slots__ = ("_engine",)
-
-    def __init__(self, engine: LlamaCppEngine) -> None:
-        self._engine = engine
-
-    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
-        return self._engine._vocab.tokenize(text.encode("utf-8"), special=special)
-
-    def detokenize(self, tokens: Sequence[int]) -> bytes:
-        return self._engine.detokenize(tokens)
 
 
 def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
