@@ -161,3 +161,25 @@ def test_a_tiny_real_run(tmp_path):
     assert two["generated"] == 12 and two["engine"]["steps_per_decode"] > 1.0
     json.dumps(result)  # JSON-ready
     assert "Goals (batched)" in markdown(result, "x")
+
+
+@pytest.mark.slow
+def test_llama_server_raw_decodes_the_sessions_prompts_without_sessions(tmp_path):
+    """The raw reference against the real llama-server (skipped when it is not built): each
+    "session" is one plain completion of ``max_tokens``, no calls."""
+    pytest.importorskip("llama_cpp")
+    from asynclm.models import ModelError, model_path
+
+    if serving.llama_server_binary() is None:
+        pytest.skip("llama-server is not built (scripts/build-llama-server.sh)")
+    try:
+        path = model_path("qwen2.5-coder-0.5b")
+    except ModelError as e:
+        pytest.skip(f"no model: {e}")
+    backend = make_backend("llama-server-raw", path, threads=2, n_ctx=2048)
+    assert isinstance(backend, serving.RawServerBackend)
+    out = asyncio.run(serving.run_config(backend, [2], max_tokens=8))
+    run = out["runs"][0]
+    assert run["sessions"] == 2 and run["calls"] == 0
+    assert all(r["n_generated"] <= 8 and r["first_token_s"] is not None for r in run["runs"])
+    assert run["generated"] > 0

@@ -27,7 +27,7 @@ from asynclm.testing.sim import (
 )
 from asynclm.tools import tool
 
-NO_IDS = ("hermes", "llama3", "pythonic")  # formats without call ids
+NO_IDS = ("hermes", "hermes-bare", "llama3", "pythonic")  # formats without call ids
 
 
 def _task() -> SimTask:

@@ -405,8 +405,9 @@ def bench_serving(
     sessions: Annotated[str, typer.Option(help="Comma list of concurrent sessions.")] = (
         "1,2,4,8"),
     configs: Annotated[str, typer.Option(
-        help="Comma list of batched, batched-fifo, pool-1, pool-2, llama-server.")] = (
-        "batched,batched-fifo,pool-1,pool-2,llama-server"),
+        help="Comma list of batched, batched-fifo, pool-1, pool-2, llama-server, "
+        "llama-server-raw.")] = (
+        "batched,batched-fifo,pool-1,pool-2,llama-server,llama-server-raw"),
     threads: Annotated[int, typer.Option(help="llama.cpp threads (per instance).")] = 2,
     max_tokens: Annotated[int, typer.Option(help="Per session.")] = 96,
     ceiling: Annotated[bool, typer.Option(help="Measure the decode ceiling.")] = True,

@@ -25,8 +25,9 @@ Configurations (:data:`CONFIGS`):
 - ``llama-server``: llama.cpp's C++ server (``scripts/build-llama-server.sh`` builds it into
   ``~/.cache/asynclm/bin/llama-server``) with ``-np N`` slots and a unified KV cache
   (``-kvu -c n_ctx``, as the batched engine), each session through
-  :class:`~asynclm.engines.openai_http.HttpEngine` pinned to its own slot (``id_slot``); skipped
-  with the reason when the binary is missing;
+  :class:`~asynclm.engines.openai_http.HttpEngine` pinned to its own slot (``id_slot``), asking
+  for :data:`SERVER_CHUNK_TOKENS` tokens per request; skipped with the reason when the binary
+  is missing;
 - ``llama-server-raw``: the same server decoding the same prompts with nothing in between
   (one streamed ``/completion`` of ``max_tokens`` per session, no tools, no interrupts): the
   reference for llama.cpp's own continuous batching.
@@ -356,6 +357,13 @@ def llama_server_binary() -> Path | None:
     return Path(found) if found else None
 
 
+SERVER_CHUNK_TOKENS = 32
+"""Tokens an HttpEngine asks llama-server for per request (its default is 256): a session that
+stops reading (a result to inject) abandons its stream, and the server goes on decoding that
+slot's stream until it notices, in the same batch as everyone else's tokens; short requests
+bound that waste, and a resume is served from the slot's cache."""
+
+
 class ServerBackend(Backend):
     name = "llama-server"
 
@@ -405,6 +413,7 @@ class ServerBackend(Backend):
         from asynclm.engines.openai_http import HttpEngine
 
         engine = await HttpEngine.connect(self.url, self.tokenizer, read_timeout_s=300.0,
+                                          chunk_tokens=SERVER_CHUNK_TOKENS,
                                           extra_body={"id_slot": index % self.slots})
         try:
             yield engine
