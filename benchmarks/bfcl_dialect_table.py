@@ -127,12 +127,12 @@ def main(argv: list[str]) -> None:
     args = ap.parse_args(argv)
     results = [json.loads(p.read_text()) for p in args.runs]
     md = table(results)
-    args.out.with_suffix(".md").write_text(md)
+    Path(f"{args.out}.md").write_text(md)
     summary = {r["params"]["category"]: {k: {"n": v["n"], "n_valid": v["n_valid"],
                                              "median_s": v.get("median_s")}
                                          for k, v in r["strategies"].items()}
                for r in results}
-    args.out.with_suffix(".json").write_text(json.dumps(
+    Path(f"{args.out}.json").write_text(json.dumps(
         {"model": results[0]["params"]["model"], "categories": summary,
          "sources": [str(p) for p in args.runs]}, indent=1))
     print(md)
