@@ -86,7 +86,7 @@ from asynclm.engines._batch import POLICIES, Demand, Idle, KvCells, Policy, evic
 from asynclm.engines._llama import Vocab, import_llama
 from asynclm.engines._vocabulary import VocabularySide
 from asynclm.engines.base import Capabilities, ChatMessage, KvEvent
-from asynclm.engines.llamacpp import _default_threads, pick_token
+from asynclm.engines.llamacpp import _default_threads, check_sampling, model_file, pick_token
 from asynclm.errors import ContextFullError, EngineBusy, EngineClosedError, describe
 
 __all__ = ["BatchedLlamaEngine", "BatchedSequence", "EngineBusy"]
@@ -205,10 +205,7 @@ class BatchedLlamaEngine(VocabularySide):
         ``top_p``) is as in :class:`~asynclm.engines.llamacpp.LlamaCppEngine`; each sequence
         has its own generator, seeded with ``seed``.
         """
-        if temperature < 0:
-            raise ValueError("temperature must be >= 0")
-        if not 0 < top_p <= 1:
-            raise ValueError("top_p must be in (0, 1]")
+        check_sampling(temperature, top_p)
         if n_seq_max < 1 or n_batch < 1 or prefill_chunk < 1:
             raise ValueError("n_seq_max, n_batch and prefill_chunk must be >= 1")
         if n_batch < n_seq_max:  # llama.cpp sizes its output buffer for n_seq_max outputs
@@ -221,9 +218,7 @@ class BatchedLlamaEngine(VocabularySide):
         import numpy
 
         self._np = numpy
-        self.model_path = Path(model_path)
-        if not self.model_path.is_file():
-            raise FileNotFoundError(f"model file not found: {self.model_path}")
+        self.model_path = model_file(model_path)
         self.temperature = float(temperature)
         self.top_k = int(top_k)
         self.top_p = float(top_p)

@@ -87,17 +87,12 @@ class LlamaCppEngine(VocabularySide):
         ``temperature`` 0 means greedy (argmax). ``top_k`` 0 and ``top_p`` 1 disable those
         filters. Extra keyword arguments go to ``llama_cpp.Llama``.
         """
-        if temperature < 0:
-            raise ValueError("temperature must be >= 0")
-        if not 0 < top_p <= 1:
-            raise ValueError("top_p must be in (0, 1]")
+        check_sampling(temperature, top_p)
         self._lib = import_llama()
         import numpy
 
         self._np = numpy
-        self.model_path = Path(model_path)
-        if not self.model_path.is_file():
-            raise FileNotFoundError(f"model file not found: {self.model_path}")
+        self.model_path = model_file(model_path)
         self.temperature = float(temperature)
         self.top_k = int(top_k)
         self.top_p = float(top_p)
@@ -346,6 +341,22 @@ class LlamaCppEngine(VocabularySide):
 
     def _check_open(self) -> None:
         self._check_vocab()
+
+
+def check_sampling(temperature: float, top_p: float) -> None:
+    """Raise ValueError for sampling parameters no in-process engine accepts."""
+    if temperature < 0:
+        raise ValueError("temperature must be >= 0")
+    if not 0 < top_p <= 1:
+        raise ValueError("top_p must be in (0, 1]")
+
+
+def model_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path; FileNotFoundError unless it is a file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"model file not found: {p}")
+    return p
 
 
 def pick_token(

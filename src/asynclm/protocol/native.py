@@ -78,7 +78,7 @@ from asynclm.protocol.events import (
     Trap,
 )
 from asynclm.protocol.parser import MAX_CALL_CHARS, _coalesce
-from asynclm.protocol.stream_args import ArgPiece, BodyReader
+from asynclm.protocol.stream_args import ArgPiece, BodyReader, cut_at_closer
 
 __all__ = [
     "FUTURES_NOTE", "CallSyntax", "LineOpener", "NativeDialect", "NativeParser", "ParsedCall",
@@ -784,18 +784,7 @@ class TaggedArgumentsReader:
                 self._pre)
             self._pre = ""
             self._body = BodyReader()
-        text = self._held + text
-        self._held = ""
-        end = text.find(self._closer)
-        if end >= 0:
-            text = text[:end]
-            self._ended = True
-        else:
-            for k in range(min(len(self._closer) - 1, len(text)), 0, -1):
-                if self._closer.startswith(text[-k:]):
-                    self._held = text[-k:]
-                    text = text[:-k]
-                    break
+        text, self._held, self._ended = cut_at_closer(self._held + text, self._closer)
         return self._body.feed(text)
 
 

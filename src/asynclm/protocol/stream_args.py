@@ -379,6 +379,18 @@ def _last_line_end(buf: str, a: int, b: int, *, raw_newlines: bool) -> int:
     return best if best <= b else a
 
 
+def cut_at_closer(text: str, closer: str) -> tuple[str, str, bool]:
+    """``text`` (a block's body, as it arrives) up to ``closer``: (what may be read now, what is
+    held back because it may begin ``closer``, whether ``closer`` was found)."""
+    end = text.find(closer)
+    if end >= 0:
+        return text[:end], "", True
+    for k in range(min(len(closer) - 1, len(text)), 0, -1):
+        if closer.startswith(text[-k:]):
+            return text[:-k], text[-k:], False
+    return text, "", False
+
+
 class CmlArgumentsReader:
     """Reads a CML call block's arguments as it is written (see the module doc): fed the text
     from ``[CALL]`` on, it passes the body (after ``[HEAD]``, or after ``[CALL]`` when the
@@ -418,16 +430,5 @@ class CmlArgumentsReader:
                 text = self._pre[after:]
             self._pre = ""
             self._body = BodyReader()
-        text = self._held + text
-        self._held = ""
-        end = text.find(m.end)
-        if end >= 0:
-            text = text[:end]
-            self._ended = True
-        else:
-            for k in range(min(len(m.end) - 1, len(text)), 0, -1):
-                if m.end.startswith(text[-k:]):
-                    self._held = text[-k:]
-                    text = text[:-k]
-                    break
+        text, self._held, self._ended = cut_at_closer(self._held + text, m.end)
         return self._body.feed(text)

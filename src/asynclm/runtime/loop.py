@@ -125,6 +125,8 @@ class DecodeLoop:
         self.control = control
         self.now = loop_clock(asyncio.get_running_loop())  # every timestamp of the run
         self.parser = dialect.parser(transcript=not config.enforce)
+        self._mark_line_start: Callable[[], None] | None = (  # checked once, not per injection
+            self.parser.mark_line_start if isinstance(self.parser, MarksLineStart) else None)
         self.interrupts = InterruptManager(dialect=dialect, echo=config.echo_calls)  # rendering
         self.inbox = Inbox(strategy.default_delivery)  # each call's delivery mode, too
         self.context = Context(engine.detokenize)
@@ -570,8 +572,8 @@ class DecodeLoop:
     def _line_starts(self) -> None:
         """The model's next text begins a line (after an injection, or its end of turn rolled
         back): a parser with line openers is told (:class:`MarksLineStart`)."""
-        if isinstance(self.parser, MarksLineStart):
-            self.parser.mark_line_start()
+        if self._mark_line_start is not None:
+            self._mark_line_start()
 
     # -- context edits -------------------------------------------------------------------------
     async def _prefill(self, tokens: list[int]) -> None:
