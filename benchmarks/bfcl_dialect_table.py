@@ -6,6 +6,10 @@ the cost of an interrupt in tokens, with the command behind every category.
 
     python benchmarks/bfcl_dialect_table.py benchmarks/results/bfcl-dialects-1.5b-*.json \\
         --out benchmarks/results/bfcl-dialects-1.5b
+
+Several runs of one category (``--offset`` parts, a dialect run later) are joined by item id,
+in the order given: where two files hold the same run of the same item, the later one counts,
+and the report says how many such re-runs gave the same transcript as the earlier.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import shlex
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +41,54 @@ def _pairs(items: list[dict[str, Any]], a: str, b: str) -> tuple[int, int, int, 
     return both, only_a, only_b, neither
 
 
+def join(results: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """One result per category: the runs of every file of that category joined by item id (a
+    later file's run of an item replaces an earlier one's), items in BFCL's order, summaries
+    recomputed. Also a line per category that re-ran runs, with how many transcripts and
+    verdicts came out the same."""
+    from asynclm.bench.bfcl.summary import summarize
+
+    by_cat: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_cat.setdefault(r["params"]["category"], []).append(r)
+    out: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for cat, parts in by_cat.items():
+        if len(parts) == 1:
+            out.append(parts[0])
+            continue
+        items: dict[str, dict[str, Any]] = {}
+        keys: list[str] = []
+        same = verdict = rerun = 0
+        for r in parts:
+            keys += [k for k in r["params"]["runs"] if k not in keys]
+            for it in r["items"]:
+                have = items.setdefault(it["id"], {**it, "runs": {}})
+                for k, run in it["runs"].items():
+                    old = have["runs"].get(k)
+                    if old is not None:
+                        rerun += 1
+                        same += old.get("transcript") == run.get("transcript")
+                        verdict += bool(old.get("valid")) == bool(run.get("valid"))
+                    have["runs"][k] = run
+        ordered = sorted(items.values(), key=lambda it: int(str(it["id"]).rsplit("_", 1)[1]))
+        ids = [it["id"] for it in ordered]
+        joined = {**parts[0], "items": ordered, "n_items": len(ordered),
+                  "params": {**parts[0]["params"], "runs": keys},
+                  "strategies": summarize(ids, {it["id"]: it["runs"] for it in ordered}, keys),
+                  "commands": [r.get("command") or "n/a" for r in parts]}
+        out.append(joined)
+        if rerun:
+            notes.append(f"{cat}: {rerun} runs of an item ran in two files; the later counts; "
+                         f"{same} gave the same transcript, {verdict} the same verdict.")
+    return out, notes
+
+
 def _pct(k: int, n: int) -> str:
     return f"{k}/{n} ({100 * k / n:.0f}%)" if n else "—"
 
 
-def table(results: list[dict[str, Any]]) -> str:
+def table(results: list[dict[str, Any]], notes: Sequence[str] = ()) -> str:
     results = sorted(results, key=lambda r: ORDER.index(r["params"]["category"])
                      if r["params"]["category"] in ORDER else 99)
     keys: list[str] = []
@@ -53,8 +101,10 @@ def table(results: list[dict[str, Any]]) -> str:
            "corrected does not count against it). `bfcl-prompt`: BFCL's one-shot prompt, no "
            "tool runs. Every other run executes real (sleeping) tools with the paper's times; "
            "greedy decoding, one in-process model (llama.cpp, 2 threads), native dialects with "
-           "results as a tool turn. Runs, one per category:", ""]
-    out += [f"- `{r.get('command') or 'n/a'}`" for r in results]
+           "results as a tool turn. Runs (one or more per category):", ""]
+    out += [f"- `{c}`" for r in results for c in r.get("commands") or [r.get("command") or "n/a"]]
+    if notes:
+        out += ["", "Re-runs (items that ran in two files):", ""] + [f"- {n}" for n in notes]
     out += ["", "Table: `python benchmarks/bfcl_dialect_table.py "
             + " ".join(shlex.quote(p) for p in sys.argv[1:]) + "`", ""]
     out += ["| category | items | " + " | ".join(keys) + " |",
@@ -125,8 +175,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, required=True, help="writes OUT.md and OUT.json")
     args = ap.parse_args(argv)
-    results = [json.loads(p.read_text()) for p in args.runs]
-    md = table(results)
+    results, notes = join([json.loads(p.read_text()) for p in args.runs])
+    md = table(results, notes)
     Path(f"{args.out}.md").write_text(md)
     summary = {r["params"]["category"]: {k: {"n": v["n"], "n_valid": v["n_valid"],
                                              "median_s": v.get("median_s")}

@@ -103,7 +103,8 @@ def test_turn_framing() -> None:
 
 def test_echo_uses_parameters() -> None:
     body = L.call_body(L.render_call("f", {"a": 1}))
-    assert json.loads(L.echo(body, "2")) == {"name": "f", "parameters": {"a": 1}, "result": 2}
+    assert json.loads(L.echo(body, "2")) == {"call": {"name": "f", "parameters": {"a": 1}},
+                                              "result": 2}
 
 
 # -- golden -----------------------------------------------------------------------------------

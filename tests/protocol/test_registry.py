@@ -104,3 +104,19 @@ def test_system_prompts_place_the_formatted_tool_list_once(name: str) -> None:
     assert ("$" in d.system_prompt(listing, futures=True)) and len(text) < 1500
     # an unknown listing is placed verbatim
     assert d.system_prompt("\ue002slot\ue003").count("\ue002slot\ue003") == 1
+
+
+@pytest.mark.parametrize("name", DIALECTS)
+def test_a_copied_result_is_never_a_call(name: str) -> None:
+    """A model that copies a result payload back (small models do, at a line start) writes
+    text, not a new call: the echo must not read as a call in its own dialect."""
+    from asynclm.protocol.events import Call, CallOpened, MalformedCall
+
+    d = get_dialect(name)
+    body = d.call_body(d.render_call("get_weather", {"city": "Paris"}, id="c1"))
+    for payload in (d.echo(body, '{"temp_c": 11}'), d.echo(body, "11", same_as="c1"),
+                    d.echo("{broken", "1")):
+        p = d.parser()
+        events = p.feed("\n" + payload + "\n") + p.close()
+        assert not [e for e in events if isinstance(e, (Call, CallOpened, MalformedCall))], (
+            name, payload)

@@ -12,8 +12,9 @@ LLAMA3`, one ``ipython`` turn per result, as the template renders consecutive to
   ``mark_line_start``); it ends when the object's braces balance. ``"arguments"`` is accepted
   for ``"parameters"``. Several calls: one object after another (each at a line start).
 * **Ids**: none in the format; ``render_call`` ignores ``id``; payloads echo the call
-  (``{"name": "f", "parameters": {...}, "result": ...}``). The payload is a JSON object, which
-  is what the template writes for a tool message whose content is a mapping.
+  nested, ``{"call": {"name": "f", "parameters": {...}}, "result": ...}``, so that a payload
+  the model copies back is not a call. The payload is a JSON object, which is what the
+  template writes for a tool message whose content is a mapping.
 * **Trap**: ending the turn (``<|eot_id|>``/``<|eom_id|>``) with calls pending; ``render_trap``
   returns ``<|eot_id|>``.
 * **Forged**: ``<|start_header_id|>`` (any header: the model opening a turn, ``ipython``

@@ -915,7 +915,12 @@ class NativeDialect:
     * a result with its call echoed: ``{"name": "f", "arguments": {...}, "result": R}`` (``R``:
       the result as a JSON value, itself when it is JSON, else a JSON string); a call that was
       not run again adds ``"note": "same call as before, not run again"``; a call whose text
-      did not parse is echoed as ``{"call": "<its text>", "result": R}``;
+      did not parse is echoed as ``{"call": "<its text>", "result": R}``. Where the dialect
+      reads a bare ``{"name": ...}`` object at a line start as a call (``hermes-bare``,
+      ``llama3``), the call is nested instead, ``{"call": {"name": "f", ...}, "result": R}``:
+      a payload the model copies back must not read as a new call (measured on the bundled
+      1.5B: copying ``{"name": ...}`` results back made a malformed call after every result,
+      until the token cap);
     * an error: ``{"error": "<text>"}`` (status ``error``) or ``{"error": "<status>: <text>"}``;
     * a message: ``{"message_from": "<sender>", "text": "<text>"}``;
     * a partial result: ``{"partial_result": R}`` (not final).
@@ -1075,7 +1080,10 @@ class NativeDialect:
         return {"name": parsed.fn, self.args_key: args}
 
     def echo(self, body: str, result: str, *, same_as: str | None = None) -> str:
-        head = dump_json(self._echo_call(body))[:-1]
+        call = self._echo_call(body)
+        if self.syntax.line_opener is LineOpener.JSON_OBJECT and "name" in call:
+            call = {"call": call}
+        head = dump_json(call)[:-1]
         note = ', "note": "same call as before, not run again"' if same_as is not None else ""
         return f'{head}{note}, "result": {json_value_text(result)}}}'
 
