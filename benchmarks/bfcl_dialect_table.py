@@ -84,11 +84,40 @@ def join(results: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]
     return out, notes
 
 
+def _ran(run: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The calls a tool ran: neither an error nor a verbatim repeat that the runtime answered
+    from the earlier call's result without running the tool (``exec_s`` None)."""
+    return [(c["fn"], c["args"]) for c in run.get("calls") or []
+            if not c.get("error") and c.get("exec_s") is not None]
+
+
+def ran_accuracy(results: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Per runtime run key: ``[right, items]`` by BFCL's checker on the calls a tool ran
+    (:func:`_ran`) instead of every call the model wrote. Needs BFCL's package."""
+    from asynclm.bench.bfcl.checker import check
+    from asynclm.bench.bfcl.data import load
+
+    out: dict[str, list[int]] = {}
+    for r in results:
+        by_id = {it.id: it for it in load(r["params"]["category"])}
+        for it in r["items"]:
+            for k, run in it["runs"].items():
+                if k == "bfcl-prompt":
+                    continue  # runs nothing
+                ok, _ = check(by_id[it["id"]], _ran(run))
+                acc = out.setdefault(k, [0, 0])
+                acc[0] += ok
+                acc[1] += 1
+    return out
+
+
 def _pct(k: int, n: int) -> str:
     return f"{k}/{n} ({100 * k / n:.0f}%)" if n else "—"
 
 
-def table(results: list[dict[str, Any]], notes: Sequence[str] = ()) -> str:
+def table(results: list[dict[str, Any]], notes: Sequence[str] = (),
+          ran: dict[str, list[int]] | None = None) -> str:
+    """The Markdown report; ``ran``: :func:`ran_accuracy` of the same results, if wanted."""
     results = sorted(results, key=lambda r: ORDER.index(r["params"]["category"])
                      if r["params"]["category"] in ORDER else 99)
     keys: list[str] = []
@@ -153,6 +182,17 @@ def table(results: list[dict[str, Any]], notes: Sequence[str] = ()) -> str:
         if a in keys and b in keys:
             both, oa, ob, nn = _pairs(items, a, b)
             out.append(f"| {a} vs {b} | {both} | {oa} | {ob} | {nn} |")
+    if ran is not None:
+        out += ["", "The same runs counting only the calls a tool ran: a verbatim repeat of an "
+                "earlier call, which the runtime answers from that call's result without "
+                "running the tool again (its payload says so), is left out; the tables above count "
+                "it as BFCL would, as a second call:", "",
+                "| run | right (calls a tool ran) | right (every call written) |", "|---|---|---|"]
+        for k in keys:
+            if k in ran:
+                strict = sum(bool((it["runs"].get(k) or {}).get("valid")) for it in items
+                             if k in it["runs"])
+                out.append(f"| {k} | {_pct(*ran[k])} | {_pct(strict, ran[k][1])} |")
     out += ["", "Failure modes (the first that applies to a run that was not right), all "
             "categories:", ""]
     modes: list[str] = []
@@ -176,7 +216,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--out", type=Path, required=True, help="writes OUT.md and OUT.json")
     args = ap.parse_args(argv)
     results, notes = join([json.loads(p.read_text()) for p in args.runs])
-    md = table(results, notes)
+    md = table(results, notes, ran_accuracy(results))
     Path(f"{args.out}.md").write_text(md)
     summary = {r["params"]["category"]: {k: {"n": v["n"], "n_valid": v["n_valid"],
                                              "median_s": v.get("median_s")}

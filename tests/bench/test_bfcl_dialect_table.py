@@ -3,6 +3,7 @@ parts, a dialect run later) join by item id, the later file's run of an item cou
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -58,3 +59,21 @@ def test_table_reads_joined_runs(parts: list[dict[str, Any]]) -> None:
     assert md.count("- `") >= 3  # every file's command
     single, none = mod.join(parts[:1])
     assert none == [] and single == parts[:1]
+
+
+def test_ran_accuracy_leaves_out_repeats_no_tool_ran(parts: list[dict[str, Any]]) -> None:
+    mod = _script()
+    results = copy.deepcopy(mod.join(parts[:1])[0])
+    ran = mod.ran_accuracy(results)
+    items = results[0]["items"]
+    assert set(ran) == {"cml/sync", "cml/async", "pythonic/sync", "pythonic/async"}
+    strict = sum(bool(it["runs"]["cml/sync"]["valid"]) for it in items)
+    assert ran["cml/sync"] == [strict, len(items)] and strict > 0
+    # a right run with a verbatim repeat the runtime answered without running the tool
+    it = next(it for it in items if it["runs"]["cml/sync"]["valid"])
+    run = it["runs"]["cml/sync"]
+    run["calls"] = [*run["calls"], {**run["calls"][0], "exec_s": None}]
+    run["valid"] = False  # BFCL counts the repeat as a second call
+    assert mod.ran_accuracy(results)["cml/sync"] == [strict, len(items)]
+    assert "| cml/sync | " + f"{strict}/{len(items)}" in mod.table(
+        results, (), mod.ran_accuracy(results))
