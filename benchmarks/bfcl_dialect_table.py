@@ -133,7 +133,7 @@ def table(results: list[dict[str, Any]], notes: Sequence[str] = (),
            "results as a tool turn. Runs (one or more per category):", ""]
     out += [f"- `{c}`" for r in results for c in r.get("commands") or [r.get("command") or "n/a"]]
     if notes:
-        out += ["", "Re-runs (items that ran in two files):", ""] + [f"- {n}" for n in notes]
+        out += ["", "How the files were joined:", ""] + [f"- {n}" for n in notes]
     out += ["", "Table: `python benchmarks/bfcl_dialect_table.py "
             + " ".join(shlex.quote(p) for p in sys.argv[1:]) + "`", ""]
     out += ["| category | items | " + " | ".join(keys) + " |",
@@ -214,8 +214,22 @@ def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, required=True, help="writes OUT.md and OUT.json")
+    ap.add_argument("--drop", action="append", default=[], metavar="FILE:RUN",
+                    help="leave run RUN (e.g. hermes-bare/sync) of FILE out (a run made by "
+                         "older code that a later file does not replace)")
     args = ap.parse_args(argv)
-    results, notes = join([json.loads(p.read_text()) for p in args.runs])
+    loaded = [json.loads(p.read_text()) for p in args.runs]
+    for spec in args.drop:
+        path, _, key = spec.rpartition(":")
+        for p, r in zip(args.runs, loaded, strict=True):
+            if str(p) == path:
+                r["params"]["runs"] = [k for k in r["params"]["runs"] if k != key]
+                for it in r["items"]:
+                    it["runs"].pop(key, None)
+                r["strategies"].pop(key, None)
+    results, notes = join(loaded)
+    notes = [f"{spec.rpartition(':')[0]}: {spec.rpartition(':')[2]} left out (made by older "
+             "code; not replaced by a later file)" for spec in args.drop] + notes
     md = table(results, notes, ran_accuracy(results))
     Path(f"{args.out}.md").write_text(md)
     summary = {r["params"]["category"]: {k: {"n": v["n"], "n_valid": v["n_valid"],

@@ -20,6 +20,12 @@ def test_sim_demo_writes_traces_and_reports_speedup(tmp_path):
         assert (tmp_path / name).stat().st_size > 0
 
 
+def test_demo_refuses_an_unknown_dialect(tmp_path):
+    result = runner.invoke(app, ["demo", "--dialect", "klingon", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "pythonic" in result.output
+    assert not list(tmp_path.iterdir())
+
+
 def test_trace_command_renders_a_saved_trace(tmp_path):
     runner.invoke(app, ["demo", "--engine", "sim", "--out", str(tmp_path)])
     png = tmp_path / "out.png"

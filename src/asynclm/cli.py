@@ -62,13 +62,20 @@ if typer is not None:
         model: ModelOption = "qwen2.5-coder-1.5b",
         threads: ThreadsOption = None,
         base_url: BaseUrlOption = None,
+        dialect: Annotated[str | None, typer.Option(
+            help="llama, openai: the tool-call dialect (cml, pythonic, hermes, ...);"
+                 " default: the model's.")
+        ] = None,
     ) -> None:
         """Run a live task with multi-second tools (research 8 s, flight booking 6 s, weather 1 s)
         sync, async and async with when-idle delivery; print the answers, timelines, time to
         first answer and total latency with their ratios."""
 
         from asynclm.demo import report, run_model_demo, run_sim_demo, write_outputs
+        from asynclm.protocol import DIALECTS
 
+        if dialect is not None and dialect.strip().lower() not in DIALECTS:
+            raise typer.BadParameter(f"choose from {', '.join(DIALECTS)}", param_hint="--dialect")
         if engine == "sim":
             console.print("[bold]asynclm demo[/] — simulator (virtual time, ~37 tokens/s)")
             run = run_sim_demo()
@@ -83,7 +90,7 @@ if typer is not None:
                 try:
                     with console.status("running the task sync, async, then async with when-idle "
                                         "delivery…"):
-                        return await run_model_demo(eng, label=model)
+                        return await run_model_demo(eng, label=model, dialect=dialect)
                 finally:
                     await eng.aclose()
 
@@ -99,7 +106,8 @@ if typer is not None:
                 try:
                     with console.status("running the task sync, async, then async with when-idle "
                                         "delivery…"):
-                        return await run_model_demo(eng, label=f"{eng.mode}:{base_url}")
+                        return await run_model_demo(eng, label=f"{eng.mode}:{base_url}",
+                                                    dialect=dialect)
                 finally:
                     await eng.aclose()
 

@@ -61,14 +61,16 @@ def run_sim_demo(tpot_s: float = 0.027, scenario: LiveScenario = DEMO_SCENARIO) 
 
 
 async def run_model_demo(engine: Engine, *, label: str, max_tokens: int = 400,
-                         scenario: LiveScenario = DEMO_SCENARIO) -> DemoRun:
+                         scenario: LiveScenario = DEMO_SCENARIO,
+                         dialect: str | None = None) -> DemoRun:
     """The scenario with its real tools on a real engine, one variant after another. The prompt
     is processed before each run (prefix cache), so all start alike and the timelines compare
-    decoding, tools and injections."""
+    decoding, tools and injections. ``dialect``: the sessions' (None: the model's default)."""
     results, metrics = {}, {}
     for variant in DEMO_VARIANTS:
         r, m = await run_scenario(engine, scenario, variant, max_tokens=max_tokens,
-                                  deadline_s=600.0, trace_meta={"engine": label})
+                                  deadline_s=600.0, trace_meta={"engine": label},
+                                  dialect=dialect)
         results[variant], metrics[variant] = r, m
     return DemoRun(results, metrics, label, scenario)
 

@@ -342,11 +342,13 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
 
 def session_for(engine: Engine, scenario: LiveScenario, variant: Variant | str | Strategy, *,
                 max_tokens: int = 400, deadline_s: float = 300.0,
-                trace_meta: dict[str, Any] | None = None, builtins: bool = False) -> Session:
+                trace_meta: dict[str, Any] | None = None, builtins: bool = False,
+                dialect: str | None = None) -> Session:
     """A session running ``scenario``'s tools as ``variant`` says. ``builtins``: keep the slow
     tools cancellable, which offers the model the built-in ``cancel`` and ``pending`` tools
     (the web page's demo does); off, the session measures delivery alone (a small model
-    otherwise spends its tokens polling ``pending()``)."""
+    otherwise spends its tokens polling ``pending()``). ``dialect``: the session's (None: the
+    model's default)."""
     if isinstance(variant, Strategy):
         variant = Variant(variant.name, variant.name)
     elif isinstance(variant, str):
@@ -356,7 +358,7 @@ def session_for(engine: Engine, scenario: LiveScenario, variant: Variant | str |
         None if mode is None else (lambda _call: mode))
     config = SessionConfig(max_tokens=max_tokens, deadline_s=deadline_s, delivery_for=hook)
     tools = scenario.tools if builtins else [t.replace(cancellable=False) for t in scenario.tools]
-    return Session(engine, tools, strategy=variant.strategy, config=config,
+    return Session(engine, tools, strategy=variant.strategy, config=config, dialect=dialect,
                    trace_meta={"task": scenario.name, "variant": variant.name,
                                **(trace_meta or {})})
 
@@ -416,12 +418,14 @@ async def run_scenario(engine: Engine, scenario: LiveScenario, variant: Variant 
                        max_tokens: int = 400, deadline_s: float = 300.0, warm_up: bool = True,
                        trace_meta: dict[str, Any] | None = None,
                        on_event: Callable[[ev.StreamEvent], None] | None = None,
+                       dialect: str | None = None,
                        ) -> tuple[SessionResult, LiveMetrics]:
     """Run ``scenario`` once as ``variant`` on ``engine`` and measure it. With ``warm_up`` the
-    prompt is processed first (unmeasured; a prefix cache makes every variant start alike)."""
+    prompt is processed first (unmeasured; a prefix cache makes every variant start alike).
+    ``dialect``: the session's (None: the model's default)."""
     v = VARIANTS[variant] if isinstance(variant, str) else variant
     session = session_for(engine, scenario, v, max_tokens=max_tokens, deadline_s=deadline_s,
-                          trace_meta=trace_meta)
+                          trace_meta=trace_meta, dialect=dialect)
     if warm_up:
         await session.warm_up(scenario.prompt)
     events: list[ev.StreamEvent] = []

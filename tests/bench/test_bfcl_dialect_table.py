@@ -55,7 +55,7 @@ def test_table_reads_joined_runs(parts: list[dict[str, Any]]) -> None:
     mod = _script()
     results, notes = mod.join(parts)
     md = mod.table(results, notes)
-    assert "| parallel | 4 |" in md and "Re-runs" in md
+    assert "| parallel | 4 |" in md and "How the files were joined" in md
     assert md.count("- `") >= 3  # every file's command
     single, none = mod.join(parts[:1])
     assert none == [] and single == parts[:1]
