@@ -124,7 +124,9 @@ REGISTRY: dict[str, ModelSpec] = {
             size=1_117_320_768,
             sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             license="Apache-2.0",
-            dialect="cml",  # measured best on BFCL: benchmarks/results/bfcl-dialects-1.5b.md
+            # measured: BFCL (pythonic 4/200 ahead, within noise) and the demo (pythonic async
+            # never answers): README "Bring your model", benchmarks/results/bfcl-dialects-1.5b.md
+            dialect="cml",
         ),
         ModelSpec(
             name="qwen2.5-coder-0.5b",
