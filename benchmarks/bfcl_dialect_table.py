@@ -27,18 +27,13 @@ ORDER = ("simple_python", "multiple", "parallel", "parallel_multiple")
 
 
 def _pairs(items: list[dict[str, Any]], a: str, b: str) -> tuple[int, int, int, int]:
-    """(both right, only ``a``, only ``b``, neither) over the items run under both."""
-    both = only_a = only_b = neither = 0
-    for it in items:
-        ra, rb = it["runs"].get(a), it["runs"].get(b)
-        if ra is None or rb is None:
-            continue
-        va, vb = bool(ra.get("valid")), bool(rb.get("valid"))
-        both += va and vb
-        only_a += va and not vb
-        only_b += vb and not va
-        neither += not va and not vb
-    return both, only_a, only_b, neither
+    """(both right, only ``a``, only ``b``, neither) over the items run under both, all
+    categories (:func:`asynclm.bench.bfcl.summary.paired`)."""
+    from asynclm.bench.bfcl.summary import paired
+
+    by_cat = paired(items, a, b)
+    t = by_cat.get("all") or next(iter(by_cat.values()), {})
+    return t.get("both", 0), t.get("only_a", 0), t.get("only_b", 0), t.get("neither", 0)
 
 
 def join(results: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -172,7 +167,7 @@ def table(results: list[dict[str, Any]], notes: Sequence[str] = (),
             "| pair | both | only first | only second | neither |", "|---|---|---|---|---|"]
     dialects = []
     for k in keys:
-        d, _, s = k.rpartition("/")
+        d = k.rpartition("/")[0]
         if d and d not in dialects:
             dialects.append(d)
     pairs = [(f"{d}/sync", f"{d}/async") for d in dialects]
@@ -190,9 +185,7 @@ def table(results: list[dict[str, Any]], notes: Sequence[str] = (),
                 "| run | right (calls a tool ran) | right (every call written) |", "|---|---|---|"]
         for k in keys:
             if k in ran:
-                strict = sum(bool((it["runs"].get(k) or {}).get("valid")) for it in items
-                             if k in it["runs"])
-                out.append(f"| {k} | {_pct(*ran[k])} | {_pct(strict, ran[k][1])} |")
+                out.append(f"| {k} | {_pct(*ran[k])} | {_pct(*totals[k])} |")
     out += ["", "Failure modes (the first that applies to a run that was not right), all "
             "categories:", ""]
     modes: list[str] = []
@@ -218,19 +211,22 @@ def main(argv: list[str]) -> None:
                     help="leave run RUN (e.g. hermes-bare/sync) of FILE out (a run made by "
                          "older code that a later file does not replace)")
     args = ap.parse_args(argv)
-    loaded = [json.loads(p.read_text()) for p in args.runs]
+    loaded = dict(zip(map(str, args.runs), (json.loads(p.read_text()) for p in args.runs),
+                      strict=True))
+    dropped = []
     for spec in args.drop:
         path, _, key = spec.rpartition(":")
-        for p, r in zip(args.runs, loaded, strict=True):
-            if str(p) == path:
-                r["params"]["runs"] = [k for k in r["params"]["runs"] if k != key]
-                for it in r["items"]:
-                    it["runs"].pop(key, None)
-                r["strategies"].pop(key, None)
-    results, notes = join(loaded)
-    notes = [f"{spec.rpartition(':')[0]}: {spec.rpartition(':')[2]} left out (made by older "
-             "code; not replaced by a later file)" for spec in args.drop] + notes
-    md = table(results, notes, ran_accuracy(results))
+        if path not in loaded:
+            ap.error(f"--drop {spec}: {path} is not one of the runs")
+        r = loaded[path]
+        r["params"]["runs"] = [k for k in r["params"]["runs"] if k != key]
+        for it in r["items"]:
+            it["runs"].pop(key, None)
+        r["strategies"].pop(key, None)
+        dropped.append(f"{path}: {key} left out (made by older code; not replaced by a later "
+                       "file)")
+    results, notes = join(list(loaded.values()))
+    md = table(results, dropped + notes, ran_accuracy(results))
     Path(f"{args.out}.md").write_text(md)
     summary = {r["params"]["category"]: {k: {"n": v["n"], "n_valid": v["n_valid"],
                                              "median_s": v.get("median_s")}

@@ -20,6 +20,7 @@ from asynclm.protocol import (
     get_dialect,
 )
 from asynclm.protocol.chat_frames import CHATML, HERMES_TOOL, LLAMA3, MISTRAL
+from asynclm.protocol.events import Call, CallOpened, MalformedCall
 
 
 def test_every_name_builds_a_dialect() -> None:
@@ -110,8 +111,6 @@ def test_system_prompts_place_the_formatted_tool_list_once(name: str) -> None:
 def test_a_copied_result_is_never_a_call(name: str) -> None:
     """A model that copies a result payload back (small models do, at a line start) writes
     text, not a new call: the echo must not read as a call in its own dialect."""
-    from asynclm.protocol.events import Call, CallOpened, MalformedCall
-
     d = get_dialect(name)
     body = d.call_body(d.render_call("get_weather", {"city": "Paris"}, id="c1"))
     for payload in (d.echo(body, '{"temp_c": 11}'), d.echo(body, "11", same_as="c1"),
